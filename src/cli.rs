@@ -1,0 +1,184 @@
+//! Command-line surface (the contract in DESIGN.md). clap structs only: no I/O here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "locker",
+    version,
+    about = "Keep several Linux distributions side by side and run them as containers"
+)]
+pub(crate) struct Cli {
+    /// Store directory (images, containers, work in progress)
+    #[arg(long, global = true, env = "LOCKER_ROOT", default_value = "/var/lib/locker")]
+    pub root: PathBuf,
+    /// Extra catalog layer, read after /etc/locker/images.toml and ~/.config/locker/images.toml
+    #[arg(long, global = true, env = "LOCKER_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print each step
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Download, verify and unpack an image from the catalog (no-op if present)
+    Pull(PullArgs),
+    /// Add a local root tarball or one at a URL to the store
+    Import(ImportArgs),
+    /// List images in the store
+    Images(ListArgs),
+    /// Remove image names; data no name refers to is freed
+    Rmi(RmiArgs),
+    /// List what can be pulled or built
+    Catalog(ListArgs),
+    /// Remove unreferenced data and leftovers of interrupted work
+    Gc,
+    /// Run a command in a new container
+    Run(RunArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Stop a running container
+    Stop(NamesArgs),
+    /// Delete stopped named containers
+    Rm(NamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PullArgs {
+    /// Image name or alias from the catalog
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ImportArgs {
+    /// Path of a root tarball, or an http(s) URL
+    pub source: String,
+    /// Name to record the image under
+    #[arg(long)]
+    pub name: String,
+    /// Expected sha256 of the archive (hex); without it the digest is computed and printed
+    #[arg(long)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RmiArgs {
+    /// Image names to remove
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct NamesArgs {
+    /// Container names
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PsArgs {
+    /// Also list stopped named containers
+    #[arg(short, long)]
+    pub all: bool,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExecArgs {
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set an environment variable (K=V)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// USER[:GROUP] by name or number
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container name
+    pub name: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Keep the container's changes on disk under this name (reused by the next run)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Hostname inside the container (default: the image name)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Set an environment variable (K=V)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (K=V lines)
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// USER[:GROUP] by name or number
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Bind mount HOST:CTR[:ro]
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Mount a fresh tmpfs at PATH
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Memory limit (e.g. 512m, 2g)
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Maximum number of processes
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// CPU limit in cores (e.g. 0.5)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Parent cgroup for the container's cgroup
+    #[arg(long, default_value = "locker")]
+    pub cgroup_parent: String,
+    /// Network: host (share the host's) or none (loopback only)
+    #[arg(long, default_value = "host")]
+    pub net: String,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Mount the root filesystem read-only (no upper layer)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Image name or alias
+    pub image: String,
+    /// Command and arguments (default: /bin/bash, else /bin/sh)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,427 @@
+//! The store under `--root`: content-addressed root filesystems and the names that
+//! refer to them.
+//!
+//! Layout (documented in README.md):
+//!   rootfs/HEX/        an unpacked image; HEX is the sha256 of the verified archive
+//!   refs.json          name -> digest index; replaced whole by rename, never edited
+//!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
+//!                      alive) and `downloads/*.part` (kept across runs for resume)
+//!   lock               flock held exclusively while refs or rootfs/ change
+//!
+//! Invariants: an image is visible only once complete (one rename of its finished
+//! tree into rootfs/); a name exists only for a published rootfs; everything a killed
+//! process leaves lies under tmp/ and `gc` removes it. `run` resolves a name with one
+//! read of refs.json and no lock.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    #[error("store index {path} is corrupt ({source}); move it away and pull again")]
+    CorruptRefs { path: PathBuf, #[source] source: serde_json::Error },
+    #[error("no image {0:?} in the store; `locker images` lists them")]
+    NoSuchImage(String),
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { action, path, source }
+}
+
+/// One name in refs.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ImageRef {
+    pub digest: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Where the archive came from (URL or path).
+    pub source: String,
+    /// Unix seconds when the name was recorded.
+    pub created: u64,
+    /// Bytes the unpacked tree uses on disk.
+    pub size: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Refs {
+    pub images: BTreeMap<String, ImageRef>,
+}
+
+impl Refs {
+    /// The name `name`, else the one listing it as an alias.
+    pub(crate) fn find(&self, name: &str) -> Option<(&str, &ImageRef)> {
+        self.images
+            .get_key_value(name)
+            .or_else(|| self.images.iter().find(|(_, r)| r.aliases.iter().any(|a| a == name)))
+            .map(|(n, r)| (n.as_str(), r))
+    }
+}
+
+/// An image resolved to its tree, as `run` needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub name: String,
+    pub digest: String,
+    pub rootfs: PathBuf,
+}
+
+pub(crate) struct Store {
+    root: PathBuf,
+}
+
+/// A private directory under tmp/ for one piece of work. Removed on drop unless its
+/// content was published; the held flock tells `gc` it is alive.
+pub(crate) struct Work {
+    dir: PathBuf,
+    _lock: Flock<File>,
+    lock_path: PathBuf,
+}
+
+impl Work {
+    /// Where the tree being built goes (does not exist yet; create it).
+    pub(crate) fn tree(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.dir);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default)]
+pub(crate) struct GcReport {
+    pub items: Vec<String>,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating its skeleton if needed.
+    pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store { root: root.to_path_buf() };
+        for dir in [store.root.clone(), store.rootfs_dir(), store.tmp_dir(), store.downloads_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("create store directory", &dir))?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store only if it exists: readers never create it.
+    pub(crate) fn existing(root: &Path) -> Store {
+        Store { root: root.to_path_buf() }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn rootfs_dir(&self) -> PathBuf {
+        self.root.join("rootfs")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn downloads_dir(&self) -> PathBuf {
+        self.root.join("tmp/downloads")
+    }
+
+    fn refs_path(&self) -> PathBuf {
+        self.root.join("refs.json")
+    }
+
+    pub(crate) fn rootfs(&self, digest: &Digest) -> PathBuf {
+        self.rootfs_dir().join(digest.hex())
+    }
+
+    /// The partial-download file for `url`, stable across runs so a retry resumes.
+    pub(crate) fn partial_download(&self, url: &str) -> PathBuf {
+        self.downloads_dir().join(format!("{}.part", Digest::of(url.as_bytes()).short()))
+    }
+
+    /// The name index; an absent file is an empty store.
+    pub(crate) fn refs(&self) -> Result<Refs, StoreError> {
+        let path = self.refs_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptRefs { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Refs::default()),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// `name` (or an alias) to its tree; `None` when the store does not have it.
+    pub(crate) fn resolve(&self, name: &str) -> Result<Option<Resolved>, StoreError> {
+        let refs = self.refs()?;
+        Ok(refs.find(name).map(|(name, r)| Resolved {
+            name: name.to_string(),
+            digest: r.digest.clone(),
+            rootfs: self.rootfs_dir().join(&r.digest),
+        }))
+    }
+
+    /// Exclusive lock over refs.json and rootfs/; held briefly, around changes.
+    pub(crate) fn lock(&self) -> Result<Flock<File>, StoreError> {
+        self.lock_file(&self.root.join("lock"))
+    }
+
+    /// Exclusive lock serialising all work on one source (URL or name), so two pulls
+    /// of one image download it once.
+    pub(crate) fn lock_source(&self, key: &str) -> Result<Flock<File>, StoreError> {
+        self.lock_file(&self.tmp_dir().join(format!("source-{}.lock", Digest::of(key.as_bytes()).short())))
+    }
+
+    fn lock_file(&self, path: &Path) -> Result<Flock<File>, StoreError> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open lock", path))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock", path)(e.into()))
+    }
+
+    /// A fresh private work directory under tmp/.
+    pub(crate) fn begin(&self) -> Result<Work, StoreError> {
+        let tmp = self.tmp_dir();
+        let id = unique_id();
+        let lock_path = tmp.join(format!("work-{id}.lock"));
+        let lock = self.lock_file(&lock_path)?;
+        let dir = tmp.join(format!("work-{id}"));
+        fs::create_dir(&dir).map_err(io_err("create work directory", &dir))?;
+        Ok(Work { dir, _lock: lock, lock_path })
+    }
+
+    /// Makes the finished tree of `work` the image `digest` (unless an identical one is
+    /// already there) and points `name` at it. The rename is the commit point.
+    pub(crate) fn publish(&self, work: Work, digest: &Digest, name: &str, aliases: &[String], source: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let target = self.rootfs(digest);
+        if !target.exists() {
+            let tree = work.tree();
+            fs::rename(&tree, &target).map_err(io_err("publish", &target))?;
+        }
+        drop(work);
+        self.tag_locked(name, digest, aliases, source)
+    }
+
+    /// Points `name` at an already published `digest`.
+    pub(crate) fn tag(&self, name: &str, digest: &Digest, aliases: &[String], source: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.tag_locked(name, digest, aliases, source)
+    }
+
+    fn tag_locked(&self, name: &str, digest: &Digest, aliases: &[String], source: &str) -> Result<(), StoreError> {
+        let mut refs = self.refs()?;
+        let size = match refs.images.values().find(|r| r.digest == digest.hex()) {
+            Some(r) => r.size,
+            None => disk_usage(&self.rootfs(digest)),
+        };
+        // An alias belongs to one name: a newer name claiming it takes it over.
+        for r in refs.images.values_mut() {
+            r.aliases.retain(|a| !aliases.contains(a) && a != name);
+        }
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        refs.images.insert(
+            name.to_string(),
+            ImageRef { digest: digest.hex(), aliases: aliases.to_vec(), source: source.to_string(), created, size },
+        );
+        self.write_refs(&refs)
+    }
+
+    fn write_refs(&self, refs: &Refs) -> Result<(), StoreError> {
+        let path = self.refs_path();
+        let tmp = self.root.join(format!("refs.json.{}", unique_id()));
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(refs).expect("refs serialise"))?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("write", &path)(e)
+        })
+    }
+
+    /// Drops `names`; rootfs trees no remaining name refers to are deleted. Nothing is
+    /// changed unless every name exists. Returns the digests freed.
+    pub(crate) fn remove_names(&self, names: &[String], in_use: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, RemoveError> {
+        let _lock = self.lock()?;
+        let mut refs = self.refs()?;
+        let mut keys = Vec::new();
+        for name in names {
+            let key = match refs.find(name) {
+                Some((key, _)) => key.to_string(),
+                None => return Err(StoreError::NoSuchImage(name.clone()).into()),
+            };
+            keys.push(key);
+        }
+        let mut freed = Vec::new();
+        let mut removed = Vec::new();
+        for key in &keys {
+            if let Some(r) = refs.images.remove(key) {
+                removed.push(r.digest);
+            }
+        }
+        for digest in removed {
+            if refs.images.values().any(|r| r.digest == digest) || freed.contains(&digest) {
+                continue;
+            }
+            if let Some(container) = in_use(&digest) {
+                return Err(RemoveError::InUse { image: digest[..12].to_string(), container });
+            }
+            freed.push(digest);
+        }
+        self.write_refs(&refs)?;
+        for digest in &freed {
+            self.discard(&self.rootfs_dir().join(digest))?;
+        }
+        Ok(freed)
+    }
+
+    /// Removes a tree by first renaming it under tmp/, so it vanishes from rootfs/ at
+    /// once and an interrupted delete is finished by `gc`.
+    fn discard(&self, path: &Path) -> Result<(), StoreError> {
+        let trash = self.tmp_dir().join(format!("trash-{}", unique_id()));
+        fs::rename(path, &trash).map_err(io_err("move away", path))?;
+        remove_tree(&trash).map_err(io_err("delete", &trash))
+    }
+
+    /// Removes unreferenced trees, stale work directories, interrupted deletes and
+    /// partial downloads (`keep_downloads` = false) or only the former.
+    pub(crate) fn gc(&self, in_use: &dyn Fn(&str) -> Option<String>) -> Result<GcReport, StoreError> {
+        let _lock = self.lock()?;
+        let mut report = GcReport::default();
+        let refs = self.refs()?;
+        let rootfs = self.rootfs_dir();
+        for entry in read_dir(&rootfs)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if refs.images.values().any(|r| r.digest == name) || in_use(&name).is_some() {
+                continue;
+            }
+            report.bytes += disk_usage(&entry.path());
+            self.discard(&entry.path())?;
+            report.items.push(format!("image {}", &name[..name.len().min(12)]));
+        }
+        let tmp = self.tmp_dir();
+        for entry in read_dir(&tmp)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let stale = if let Some(id) = name.strip_prefix("work-").filter(|n| !n.ends_with(".lock")) {
+                self.try_claim(&tmp.join(format!("work-{id}.lock")))
+            } else {
+                name.starts_with("trash-")
+            };
+            if stale {
+                report.bytes += disk_usage(&path);
+                remove_tree(&path).map_err(io_err("delete", &path))?;
+                let _ = fs::remove_file(tmp.join(format!("{name}.lock")));
+                report.items.push(format!("leftover {name}"));
+            }
+        }
+        for entry in read_dir(&self.downloads_dir())? {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A partial download in use is locked through its source lock; an unlocked
+            // one is only kept to resume, and gc is the request to let it go.
+            if let Some(lock) = self.source_lock_for_partial(&name) {
+                if !self.try_claim(&lock) {
+                    continue;
+                }
+            }
+            report.bytes += entry.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+            fs::remove_file(&path).map_err(io_err("delete", &path))?;
+            report.items.push(format!("partial download {name}"));
+        }
+        // Leftover temporary refs files from a killed writer.
+        for entry in read_dir(&self.root)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("refs.json.") {
+                let _ = fs::remove_file(entry.path());
+                report.items.push(format!("leftover {name}"));
+            }
+        }
+        Ok(report)
+    }
+
+    /// The source lock guarding a partial download: both are named after the URL.
+    fn source_lock_for_partial(&self, partial: &str) -> Option<PathBuf> {
+        let stem = partial.strip_suffix(".part")?;
+        Some(self.tmp_dir().join(format!("source-{stem}.lock")))
+    }
+
+    /// True when nobody holds the lock at `path` (so what it guards is abandoned).
+    fn try_claim(&self, path: &Path) -> bool {
+        let Ok(file) = File::options().write(true).open(path) else {
+            return true; // no lock file: its owner is gone
+        };
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("image {image} is used by container {container}; `locker rm {container}` first")]
+    InUse { image: String, container: String },
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(it) => it.collect::<Result<Vec<_>, _>>().map_err(io_err("list", dir)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("list", dir)(e)),
+    }
+}
+
+/// Deletes a tree whether or not it exists; directories made read-only are still removed
+/// because we run as root.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Bytes allocated under `path`, each hard-linked inode counted once (like `du`).
+pub(crate) fn disk_usage(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            if let Ok(entries) = fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    total
+}
+
+/// Unique enough for names under tmp/: pid plus nanoseconds.
+fn unique_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos:09}", std::process::id())
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command (README.md): installs what the tests need when it is missing, then
+# runs unit and integration tests. Needs root: the tests use namespaces, mounts, cgroups.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/run.sh: run as root (the tests create namespaces, mounts and cgroups)" >&2
+    exit 1
+fi
+
+# Debian packages the tests use: a static busybox for the fixture rootfs, gpg to make
+# test keys, xz/zstd/gzip to make fixture archives.
+need=()
+command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
+command -v gpg >/dev/null || need+=(gnupg)
+command -v gpgv >/dev/null || need+=(gpgv)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v zstd >/dev/null || need+=(zstd)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo test --locked "$@"
