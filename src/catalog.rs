@@ -238,7 +238,6 @@ fn build_entry(name: &str, raw: RawEntry, layer: &str) -> Result<Entry, String> 
                 (None, Some(_), Some(_), None) => {
                     return Err(format!("[images.{name}] `signature` needs a `keyring` file to check it against"))
                 }
-                (None, None, ..) | (None, _, _, _) => unreachable!(),
             };
             Source::Download { url, verify }
         }

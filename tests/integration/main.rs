@@ -1,1 +1,5 @@
-//! Integration tests: the real binary, as root, against real kernel features.
+//! Integration tests: the real `locker` binary, as root, against real kernel features,
+//! real root filesystems and an HTTP server on 127.0.0.1. One test binary
+//! (`autotests = false`); each area is a module.
+
+mod harness;

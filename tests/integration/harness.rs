@@ -1,0 +1,201 @@
+//! Test harness: runs the real binary with a private `--root`, bounded in time, and
+//! dumps command, stdout and stderr when an expectation fails. Also builds the fixture
+//! root filesystem (static busybox + applet links + passwd/group) once per test run.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Tests need root (namespaces, mounts, cgroups). In CI a missing root is a failure.
+pub fn require_root() {
+    assert!(nix::unistd::geteuid().is_root(), "integration tests must run as root (bash tests/run.sh)");
+}
+
+pub fn locker_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_locker")
+}
+
+/// One test's private store plus a HOME without a user catalog.
+pub struct Locker {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub cmd: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn dump(&self) -> String {
+        format!("command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.cmd, self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Locker {
+    pub fn new() -> Locker {
+        require_root();
+        // Under /var/tmp: on disk like /var/lib/locker, not on a tmpfs /tmp.
+        let dir = tempfile::Builder::new().prefix("locker-test-").tempdir_in("/var/tmp").expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Locker { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The binary with this test's `--root`, a clean HOME and no catalog override.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(locker_bin());
+        cmd.arg("--root").arg(self.root()).args(args);
+        cmd.env_remove("LOCKER_CATALOG").env_remove("LOCKER_ROOT").env("HOME", self.dir.path().join("home"));
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_bounded(self.command(args), Duration::from_secs(120))
+    }
+
+    /// Runs and expects exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, Some(0), "expected success\n{}", r.dump());
+        r.stdout
+    }
+
+    /// Runs and expects exit `code`; returns the run for more checks.
+    pub fn code(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, Some(code), "expected exit {code}\n{}", r.dump());
+        r
+    }
+
+    /// Expects locker's own error: exit 125 and a one-line message on stderr.
+    pub fn fails(&self, args: &[&str]) -> Run {
+        let r = self.code(args, 125);
+        let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "error must be explained on stderr\n{}", r.dump());
+        assert!(lines.last().unwrap().starts_with("locker: "), "error line must start with `locker: `\n{}", r.dump());
+        r
+    }
+}
+
+/// Runs `cmd`, killing it if it outlives `limit` (a hung test fails, it never hangs CI).
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
+    let shown = format!("{cmd:?}");
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out: Output = match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            let out = rx.recv().expect("wait after kill").expect("wait");
+            panic!(
+                "timed out after {limit:?}: {shown}\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    Run {
+        cmd: shown,
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn busybox_path() -> &'static str {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("busybox not found: install busybox-static (bash tests/run.sh does)");
+}
+
+/// The fixture root filesystem as an uncompressed tar: static busybox with a link for
+/// every applet, /etc/passwd and /etc/group with root, a user and nobody, and the usual
+/// top-level directories. Built once per test binary run.
+pub fn fixture_tar() -> &'static [u8] {
+    static TAR: OnceLock<Vec<u8>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let busybox = std::fs::read(busybox_path()).expect("read busybox");
+        let list = Command::new(busybox_path()).arg("--list-full").output().expect("busybox --list-full");
+        let mut b = tar::Builder::new(Vec::new());
+        let dir = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(mode);
+            h.set_size(0);
+            h.set_mtime(1_700_000_000);
+            b.append_data(&mut h, path, std::io::empty()).unwrap();
+        };
+        let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            h.set_mtime(1_700_000_000);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        for (d, mode) in [
+            ("bin", 0o755), ("sbin", 0o755), ("usr", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755),
+            ("etc", 0o755), ("root", 0o700), ("home", 0o755), ("home/tester", 0o755), ("tmp", 0o1777),
+            ("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
+        ] {
+            dir(&mut b, d, mode);
+        }
+        file(&mut b, "bin/busybox", 0o755, &busybox);
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let applet = applet.trim().trim_start_matches('/');
+            if applet.is_empty() || applet == "bin/busybox" {
+                continue;
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            h.set_mtime(1_700_000_000);
+            b.append_link(&mut h, applet, "/bin/busybox").unwrap();
+        }
+        file(&mut b, "etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:Tester:/home/tester:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+        file(&mut b, "etc/group", 0o644, b"root:x:0:\ntester:x:1000:\nwheel:x:10:tester\nnogroup:x:65534:\n");
+        file(&mut b, "etc/os-release", 0o644, b"NAME=\"locker fixture\"\nID=fixture\n");
+        b.into_inner().unwrap()
+    })
+}
+
+/// `data` compressed with the command-line tool `tool` (gzip, xz, zstd) or as is ("none").
+pub fn compress(data: &[u8], tool: &str) -> Vec<u8> {
+    if tool == "none" {
+        return data.to_vec();
+    }
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (bash tests/run.sh installs it)"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
