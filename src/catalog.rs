@@ -20,7 +20,7 @@ const DEFAULT_NAME: &str = "<built-in images.toml>";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatalogError {
-    #[error("read catalog {path}: {source}")]
+    #[error("read catalog {path}")]
     Read { path: PathBuf, #[source] source: std::io::Error },
     #[error("catalog {file}, line {line}: {message}")]
     Invalid { file: String, line: usize, message: String },

@@ -14,10 +14,6 @@ pub(crate) struct Digest([u8; 32]);
 pub(crate) struct BadDigest(pub String);
 
 impl Digest {
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
-        Digest(bytes)
-    }
-
     pub(crate) fn of(data: &[u8]) -> Self {
         Digest(Sha256::digest(data).into())
     }

@@ -1,36 +1,309 @@
-//! The pull pipeline and the image commands: catalog entry -> fetch -> verify ->
-//! unpack -> store.
+//! The pull pipeline: catalog entry or import source -> fetch -> verify -> unpack ->
+//! store, in one streaming pass.
+//!
+//! Two threads, as `curl | tee >(sha256sum) | xz -dc | tar -x` has four processes:
+//! the reader thread downloads (or reads the file), hashes every byte and keeps the
+//! partial download for resume; the calling thread decompresses and unpacks into a
+//! private work directory. The digest is known only at the end, so the tree becomes
+//! visible (one rename) only after it matches; on any failure the work directory is
+//! dropped and nothing is recorded.
 
-use crate::cli::Cli;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::Instant;
 
-pub(crate) struct Context {
-    pub root: std::path::PathBuf,
-    pub catalog: Option<std::path::PathBuf>,
-    pub quiet: bool,
-    pub verbose: bool,
+use crate::catalog::{self, Catalog, Entry, Source, Verification};
+use crate::digest::{Digest, Hasher};
+use crate::fetch::{FetchError, Fetcher};
+use crate::progress::Printer;
+use crate::store::Store;
+use crate::unpack::{self, UnpackError};
+use crate::verify::{self, VerifyError};
+
+/// Size limits for the small signed documents: nothing legitimate comes close.
+const CHECKSUMS_LIMIT: usize = 4 << 20;
+const SIGNATURE_LIMIT: usize = 64 << 10;
+/// Chunk size and queue depth between the reader and the unpacker (bounds memory).
+const CHUNK: usize = 256 << 10;
+const QUEUE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PullError {
+    #[error("image {name} is for {arch}; this machine is {host}")]
+    WrongArch { name: String, arch: String, host: String },
+    #[error("image {0} is built from an apt archive; use `locker build {0}`")]
+    NeedsBuild(String),
+    #[error("read {path}")]
+    ReadSource { path: PathBuf, #[source] source: io::Error },
+    #[error("sha256 mismatch for {what}: expected {expected}, got {actual}; the download was discarded")]
+    Mismatch { what: String, expected: Digest, actual: Digest },
+    #[error("unpack {what}")]
+    Unpack { what: String, #[source] source: UnpackError },
+    #[error("verify {what}")]
+    Verify { what: String, #[source] source: VerifyError },
+    #[error(transparent)]
+    Fetch { #[from] source: FetchError },
+    #[error("{0:?} is not a file path or an http(s) URL")]
+    BadSource(String),
 }
 
-impl Context {
-    pub(crate) fn new(cli: &Cli) -> Self {
-        Context { root: cli.root.clone(), catalog: cli.catalog.clone(), quiet: cli.quiet, verbose: cli.verbose }
+/// Where an archive comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    Url(String),
+    File(PathBuf),
+}
+
+impl Origin {
+    pub(crate) fn parse(source: &str) -> Result<Origin, PullError> {
+        if source.starts_with("http://") || source.starts_with("https://") {
+            Ok(Origin::Url(source.to_string()))
+        } else if source.contains("://") {
+            Err(PullError::BadSource(source.to_string()))
+        } else {
+            let path = Path::new(source);
+            let path = path.canonicalize().map_err(|e| PullError::ReadSource { path: path.to_path_buf(), source: e })?;
+            Ok(Origin::File(path))
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Origin::Url(u) => u.clone(),
+            Origin::File(p) => p.display().to_string(),
+        }
     }
 }
 
-pub(crate) fn pull_named(_ctx: &Context, _name: &str) -> anyhow::Result<()> {
-    anyhow::bail!("pull: in progress")
+/// What a successful install produced.
+#[derive(Debug)]
+pub(crate) struct Installed {
+    pub name: String,
+    pub digest: Digest,
+    /// False when the store already had it and nothing was downloaded.
+    pub fetched: bool,
 }
-pub(crate) fn import(_ctx: &Context, _s: &str, _n: &str, _h: Option<&str>) -> anyhow::Result<()> {
-    anyhow::bail!("import: in progress")
+
+/// `locker pull NAME`: the catalog entry for NAME (or an alias), unless the store has it.
+pub(crate) fn pull(store: &Store, catalog: &Catalog, name: &str, printer: &Printer) -> anyhow::Result<Installed> {
+    let entry = catalog.find(name)?;
+    if let Some((_, r)) = store.refs()?.find(&entry.name) {
+        let digest: Digest = r.digest.parse()?;
+        if store.rootfs(&digest).is_dir() {
+            return Ok(Installed { name: entry.name.clone(), digest, fetched: false });
+        }
+    }
+    pull_entry(store, entry, printer)
 }
-pub(crate) fn list_images(_ctx: &Context, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("images: in progress")
+
+fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result<Installed> {
+    if entry.arch != catalog::host_arch() {
+        return Err(PullError::WrongArch { name: entry.name.clone(), arch: entry.arch.clone(), host: catalog::host_arch().into() }.into());
+    }
+    let (url, verification) = match &entry.source {
+        Source::Download { url, verify } => (url, verify),
+        Source::Build(_) => return Err(PullError::NeedsBuild(entry.name.clone()).into()),
+    };
+    let fetcher = Fetcher::new();
+    let expected = match verification {
+        Verification::Pinned { sha256 } => *sha256,
+        Verification::Signed { checksums, signature, keyring } => {
+            printer.detail(&format!("verifying {checksums} with {}", keyring.display()));
+            let sums = fetcher.get_small(checksums, CHECKSUMS_LIMIT)?;
+            let sig = fetcher.get_small(signature, SIGNATURE_LIMIT)?;
+            let what = checksums.to_string();
+            verify::check_signature(&sums, &sig, keyring).map_err(|source| PullError::Verify { what: what.clone(), source })?;
+            verify::lookup_sha256sums(&sums, file_name(url)).map_err(|source| PullError::Verify { what, source })?
+        }
+    };
+    install(store, &Origin::Url(url.clone()), Some(expected), &entry.name, &entry.aliases, printer)
 }
-pub(crate) fn remove_images(_ctx: &Context, _n: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("rmi: in progress")
+
+/// The last path segment of a URL, as SHA256SUMS lists it.
+fn file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
 }
-pub(crate) fn list_catalog(_ctx: &Context, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("catalog: in progress")
+
+/// Fetches, verifies and unpacks `origin` and records it as `name`.
+pub(crate) fn install(
+    store: &Store,
+    origin: &Origin,
+    expected: Option<Digest>,
+    name: &str,
+    aliases: &[String],
+    printer: &Printer,
+) -> anyhow::Result<Installed> {
+    let source = origin.describe();
+    // One pull of a source at a time; a second waits and then finds the image present.
+    let _source_lock = store.lock_source(&source)?;
+    if let Some(digest) = expected {
+        if store.rootfs(&digest).is_dir() {
+            store.tag(name, &digest, aliases, &source)?;
+            return Ok(Installed { name: name.to_string(), digest, fetched: false });
+        }
+    }
+    let started = Instant::now();
+    let work = store.begin()?;
+    let tree = work.tree();
+    let partial = match origin {
+        Origin::Url(url) => Some(store.partial_download(url)),
+        Origin::File(_) => None,
+    };
+    let reporter = printer.reporter();
+    let result: anyhow::Result<(Digest, unpack::Stats)> = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(QUEUE);
+        let reader = scope.spawn(|| -> anyhow::Result<Digest> {
+            let mut input: Box<dyn Read + Send> = match origin {
+                Origin::Url(url) => {
+                    Box::new(Fetcher::new().download(url, partial.as_deref().expect("url has a partial"), reporter.as_ref())?)
+                }
+                Origin::File(path) => {
+                    Box::new(File::open(path).map_err(|e| PullError::ReadSource { path: path.clone(), source: e })?)
+                }
+            };
+            pump(&mut *input, tx)
+        });
+        let unpacked = unpack::unpack(ChannelReader::new(rx), &tree);
+        // The reader stops early only if the unpacker hung up; its error explains more.
+        let digest = reader.join().expect("reader thread panicked");
+        match (digest, unpacked) {
+            (Err(e), _) => Err(e),
+            (Ok(actual), unpacked) => {
+                if let Some(expected) = expected.filter(|e| *e != actual) {
+                    return Err(PullError::Mismatch { what: source.clone(), expected, actual }.into());
+                }
+                let stats = unpacked.map_err(|e| PullError::Unpack { what: source.clone(), source: e })?;
+                Ok((actual, stats))
+            }
+        }
+    });
+    let (digest, stats) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Bytes that failed verification must not seed the next resume.
+            if e.downcast_ref::<PullError>().is_some_and(|p| matches!(p, PullError::Mismatch { .. } | PullError::Unpack { .. })) {
+                if let Some(p) = &partial {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            return Err(e);
+        }
+    };
+    store.publish(work, &digest, name, aliases, &source)?;
+    if let Some(p) = &partial {
+        let _ = std::fs::remove_file(p);
+    }
+    printer.detail(&format!(
+        "{name}: {} entries, {} MiB unpacked in {:.1}s",
+        stats.entries,
+        stats.bytes >> 20,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Installed { name: name.to_string(), digest, fetched: true })
 }
-pub(crate) fn gc(_ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("gc: in progress")
+
+/// Reads `input` to the end in chunks, hashing each and handing it to the unpacker.
+/// If the unpacker stops early (bad archive), keeps reading so the digest still covers
+/// every byte: a mismatch is the better explanation of a corrupt archive.
+fn pump(input: &mut dyn Read, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) -> anyhow::Result<Digest> {
+    let mut hasher = Hasher::default();
+    let mut consumer_alive = true;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::new(e.kind(), "download failed")));
+                return Err(unwrap_io(e));
+            }
+        };
+        buf.truncate(n);
+        hasher.update(&buf);
+        if consumer_alive && tx.send(Ok(buf)).is_err() {
+            consumer_alive = false;
+        }
+    }
+    Ok(hasher.finish())
+}
+
+/// A fetch error travels through `Read` as an io::Error; recover it for the message.
+fn unwrap_io(e: io::Error) -> anyhow::Error {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<FetchError>()) {
+        Some(_) => {
+            let inner = e.into_inner().expect("checked");
+            match inner.downcast::<FetchError>() {
+                Ok(fetch) => anyhow::Error::new(*fetch),
+                Err(other) => anyhow::anyhow!(other),
+            }
+        }
+        None => anyhow::Error::new(e).context("read archive"),
+    }
+}
+
+/// The unpacker's view of the reader thread's chunks. Reads to the end of the channel
+/// when dropped early is not needed: dropping the receiver tells the reader to only hash.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader { rx, buf: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.buf = chunk?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0), // sender done: end of archive
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_of_url() {
+        assert_eq!(file_name("https://h/a/b/root.tar.xz"), "root.tar.xz");
+        assert_eq!(file_name("https://h/a/root.tar.xz?x=1"), "root.tar.xz");
+    }
+
+    #[test]
+    fn pump_hashes_every_byte_even_after_consumer_leaves() {
+        let data = vec![7u8; CHUNK * 3 + 5];
+        let (tx, rx) = sync_channel(1);
+        drop(rx);
+        let digest = pump(&mut &data[..], tx).unwrap();
+        assert_eq!(digest, Digest::of(&data));
+    }
+
+    #[test]
+    fn channel_reader_yields_chunks_in_order() {
+        let (tx, rx) = sync_channel(4);
+        tx.send(Ok(b"ab".to_vec())).unwrap();
+        tx.send(Ok(b"cde".to_vec())).unwrap();
+        drop(tx);
+        let mut s = String::new();
+        ChannelReader::new(rx).read_to_string(&mut s).unwrap();
+        assert_eq!(s, "abcde");
+    }
 }

@@ -27,9 +27,9 @@ use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
-    #[error("store index {path} is corrupt ({source}); move it away and pull again")]
+    #[error("store index {path} is corrupt; move it away and pull again")]
     CorruptRefs { path: PathBuf, #[source] source: serde_json::Error },
     #[error("no image {0:?} in the store; `locker images` lists them")]
     NoSuchImage(String),

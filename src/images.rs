@@ -1,0 +1,262 @@
+//! The image commands at the CLI edge: pull, import, images, rmi, catalog, gc. Each
+//! composes catalog, pull and store, and prints its result (stdout: results; stderr:
+//! progress and remarks).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::catalog::{self, Catalog, Source, Verification};
+use crate::cli::Cli;
+use crate::digest::Digest;
+use crate::progress::{Printer, Verbosity};
+use crate::pull::{self, Origin};
+use crate::store::Store;
+
+/// What every command needs from the global options.
+pub(crate) struct Context {
+    pub root: PathBuf,
+    pub catalog: Option<PathBuf>,
+    pub printer: Printer,
+}
+
+impl Context {
+    pub(crate) fn new(cli: &Cli) -> Self {
+        let verbosity = if cli.quiet {
+            Verbosity::Quiet
+        } else if cli.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Context { root: cli.root.clone(), catalog: cli.catalog.clone(), printer: Printer::new(verbosity) }
+    }
+
+    pub(crate) fn catalog(&self) -> anyhow::Result<Catalog> {
+        Ok(Catalog::load(self.catalog.as_deref())?)
+    }
+
+    pub(crate) fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.root)?)
+    }
+}
+
+pub(crate) fn pull(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let catalog = ctx.catalog()?;
+    let installed = pull::pull(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
+    report(ctx, &installed);
+    Ok(())
+}
+
+pub(crate) fn import(ctx: &Context, source: &str, name: &str, sha256: Option<&str>) -> anyhow::Result<()> {
+    catalog::check_name(name).map_err(|m| anyhow::anyhow!("import: bad name {name:?}: {m}"))?;
+    let expected = sha256
+        .map(|hex| hex.parse::<Digest>())
+        .transpose()
+        .with_context(|| format!("import {source}: --sha256"))?;
+    let origin = Origin::parse(source).with_context(|| format!("import {source}"))?;
+    let store = ctx.store()?;
+    let installed =
+        pull::install(&store, &origin, expected, name, &[], &ctx.printer).with_context(|| format!("import {source}"))?;
+    report(ctx, &installed);
+    Ok(())
+}
+
+fn report(ctx: &Context, installed: &pull::Installed) {
+    if installed.fetched {
+        println!("{} sha256:{}", installed.name, installed.digest);
+    } else {
+        ctx.printer.info(&format!("{} is already present (sha256:{})", installed.name, installed.digest.short()));
+        println!("{} sha256:{}", installed.name, installed.digest);
+    }
+}
+
+#[derive(Serialize)]
+struct ImageRow {
+    name: String,
+    aliases: Vec<String>,
+    digest: String,
+    size: u64,
+    source: String,
+    created: String,
+}
+
+pub(crate) fn images(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    // Reading never creates or locks the store: `images` is safe during a pull.
+    let refs = Store::existing(&ctx.root).refs()?;
+    let rows: Vec<ImageRow> = refs
+        .images
+        .iter()
+        .map(|(name, r)| ImageRow {
+            name: name.clone(),
+            aliases: r.aliases.clone(),
+            digest: format!("sha256:{}", r.digest),
+            size: r.size,
+            source: r.source.clone(),
+            created: humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.created)).to_string(),
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                if r.aliases.is_empty() { "-".into() } else { r.aliases.join(",") },
+                r.digest.trim_start_matches("sha256:")[..12].to_string(),
+                human_size(r.size),
+                r.created.replace('T', " ").trim_end_matches('Z').to_string(),
+                r.source.clone(),
+            ]
+        })
+        .collect();
+    print_table(&mut out, &["NAME", "ALIASES", "DIGEST", "SIZE", "CREATED", "SOURCE"], &table)?;
+    Ok(())
+}
+
+pub(crate) fn rmi(ctx: &Context, names: &[String], in_use: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let store = Store::existing(&ctx.root);
+    let freed = store.remove_names(names, in_use).context("rmi")?;
+    for name in names {
+        println!("untagged {name}");
+    }
+    for digest in freed {
+        println!("deleted sha256:{digest}");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CatalogRow<'a> {
+    name: &'a str,
+    aliases: &'a [String],
+    arch: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    source: &'a Source,
+    layer: &'a str,
+}
+
+pub(crate) fn catalog(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let catalog = ctx.catalog()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<CatalogRow> = catalog
+            .entries()
+            .map(|e| CatalogRow {
+                name: &e.name,
+                aliases: &e.aliases,
+                arch: &e.arch,
+                description: e.description.as_deref(),
+                source: &e.source,
+                layer: &e.layer,
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = catalog
+        .entries()
+        .map(|e| {
+            let (how, from) = match &e.source {
+                Source::Download { url, verify: Verification::Pinned { .. } } => ("sha256", url.clone()),
+                Source::Download { url, verify: Verification::Signed { .. } } => ("signed", url.clone()),
+                Source::Build(b) => ("build", format!("apt suite {}", b.suite)),
+            };
+            vec![
+                e.name.clone(),
+                if e.aliases.is_empty() { "-".into() } else { e.aliases.join(",") },
+                e.arch.clone(),
+                how.to_string(),
+                from,
+            ]
+        })
+        .collect();
+    print_table(&mut out, &["NAME", "ALIASES", "ARCH", "VERIFY", "SOURCE"], &table)?;
+    Ok(())
+}
+
+pub(crate) fn gc(ctx: &Context, in_use: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    if !ctx.root.exists() {
+        println!("nothing to free");
+        return Ok(());
+    }
+    let report = ctx.store()?.gc(in_use).context("gc")?;
+    for item in &report.items {
+        println!("removed {item}");
+    }
+    if report.items.is_empty() {
+        println!("nothing to free");
+    } else {
+        println!("freed {}", human_size(report.bytes));
+    }
+    Ok(())
+}
+
+/// Left-aligned columns separated by three spaces, like `docker images`.
+fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("   ")
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let mut out = Vec::new();
+        print_table(&mut out, &["A", "B"], &[vec!["long".into(), "x".into()]]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "A      B\nlong   x\n");
+    }
+}
