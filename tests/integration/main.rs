@@ -3,3 +3,5 @@
 //! (`autotests = false`); each area is a module.
 
 mod harness;
+mod pull;
+mod server;

@@ -289,3 +289,59 @@ fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
     let end = if b.trim().is_empty() { None } else { Some(b.trim().parse().ok()?) };
     Some((start, end))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// One raw request; returns (status line + headers, body).
+    fn get(server: &Server, path: &str, extra: &str) -> (String, Vec<u8>) {
+        let mut c = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").unwrap();
+        let mut all = Vec::new();
+        let _ = c.read_to_end(&mut all);
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
+        (String::from_utf8_lossy(&all[..split]).into_owned(), all[split..].to_vec())
+    }
+
+    #[test]
+    fn server_ranges_cuts_corruption_and_log() {
+        let server = Server::start();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        server.serve("/a", data.clone());
+        let (h, body) = get(&server, "/a", "");
+        assert!(h.starts_with("HTTP/1.1 200") && h.contains("Accept-Ranges: bytes"), "{h}");
+        assert_eq!(body, data);
+        let (h, body) = get(&server, "/a", "Range: bytes=1000-\r\n");
+        assert!(h.starts_with("HTTP/1.1 206") && h.contains("Content-Range: bytes 1000-99999/100000"), "{h}");
+        assert_eq!(body, &data[1000..]);
+        assert_eq!(server.requests_for("/a")[1].range.as_deref(), Some("bytes=1000-"));
+
+        server.configure("/a", |b| {
+            b.ranges = false;
+            b.cut = Cut::Always;
+            b.cut_after = 5000;
+        });
+        let (h, body) = get(&server, "/a", "Range: bytes=1000-\r\n");
+        assert!(h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 100000"), "{h}");
+        assert_eq!(body, &data[..5000]);
+
+        server.serve_with("/b", data.clone(), Behaviour { cut: Cut::WithoutRange, cut_after: 10, corrupt: true, ..Default::default() });
+        assert_eq!(get(&server, "/b", "").1.len(), 10);
+        let body = get(&server, "/b", "Range: bytes=0-\r\n").1;
+        assert_eq!(body.len(), data.len());
+        assert_ne!(body, data);
+        assert_eq!(body[50_000], !data[50_000]);
+
+        server.serve_with("/c", data.clone(), Behaviour { cut: Cut::Once, cut_after: 10, ..Default::default() });
+        assert_eq!(get(&server, "/c", "").1.len(), 10);
+        assert_eq!(get(&server, "/c", "").1, data);
+
+        assert!(get(&server, "/missing", "").0.starts_with("HTTP/1.1 404"));
+        server.configure("/c", |b| b.status = Some(500));
+        assert!(get(&server, "/c", "").0.starts_with("HTTP/1.1 500"));
+        assert!(server.bytes_served() > 0);
+    }
+}
