@@ -25,14 +25,12 @@ pub(crate) struct Context {
 
 impl Context {
     pub(crate) fn new(cli: &Cli) -> Self {
-        let verbosity = if cli.quiet {
-            Verbosity::Quiet
-        } else if cli.verbose {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
-        Context { root: cli.root.clone(), catalog: cli.catalog.clone(), printer: Printer::new(verbosity) }
+        let verbosity = Verbosity::from_flags(cli.quiet, cli.verbose);
+        Context {
+            root: cli.root.clone(),
+            catalog: cli.catalog.clone(),
+            printer: Printer::new(verbosity),
+        }
     }
 
     pub(crate) fn catalog(&self) -> anyhow::Result<Catalog> {
@@ -47,12 +45,18 @@ impl Context {
 pub(crate) fn pull(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let catalog = ctx.catalog()?;
-    let installed = pull::pull(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
+    let installed =
+        pull::pull(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
     report(ctx, &installed);
     Ok(())
 }
 
-pub(crate) fn import(ctx: &Context, source: &str, name: &str, sha256: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn import(
+    ctx: &Context,
+    source: &str,
+    name: &str,
+    sha256: Option<&str>,
+) -> anyhow::Result<()> {
     catalog::check_name(name).map_err(|m| anyhow::anyhow!("import: bad name {name:?}: {m}"))?;
     let expected = sha256
         .map(|hex| hex.parse::<Digest>())
@@ -60,8 +64,8 @@ pub(crate) fn import(ctx: &Context, source: &str, name: &str, sha256: Option<&st
         .with_context(|| format!("import {source}: --sha256"))?;
     let origin = Origin::parse(source).with_context(|| format!("import {source}"))?;
     let store = ctx.store()?;
-    let installed =
-        pull::install(&store, &origin, expected, name, &[], &ctx.printer).with_context(|| format!("import {source}"))?;
+    let installed = pull::install(&store, &origin, expected, name, &[], &ctx.printer)
+        .with_context(|| format!("import {source}"))?;
     report(ctx, &installed);
     Ok(())
 }
@@ -70,7 +74,11 @@ fn report(ctx: &Context, installed: &pull::Installed) {
     if installed.fetched {
         println!("{} sha256:{}", installed.name, installed.digest);
     } else {
-        ctx.printer.info(&format!("{} is already present (sha256:{})", installed.name, installed.digest.short()));
+        ctx.printer.info(&format!(
+            "{} is already present (sha256:{})",
+            installed.name,
+            installed.digest.short()
+        ));
         println!("{} sha256:{}", installed.name, installed.digest);
     }
 }
@@ -97,7 +105,8 @@ pub(crate) fn images(ctx: &Context, json: bool) -> anyhow::Result<()> {
             digest: format!("sha256:{}", r.digest),
             size: r.size,
             source: r.source.clone(),
-            created: humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.created)).to_string(),
+            created: humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.created))
+                .to_string(),
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -111,19 +120,34 @@ pub(crate) fn images(ctx: &Context, json: bool) -> anyhow::Result<()> {
         .map(|r| {
             vec![
                 r.name.clone(),
-                if r.aliases.is_empty() { "-".into() } else { r.aliases.join(",") },
+                if r.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    r.aliases.join(",")
+                },
                 r.digest.trim_start_matches("sha256:")[..12].to_string(),
                 human_size(r.size),
-                r.created.replace('T', " ").trim_end_matches('Z').to_string(),
+                r.created
+                    .replace('T', " ")
+                    .trim_end_matches('Z')
+                    .to_string(),
                 r.source.clone(),
             ]
         })
         .collect();
-    print_table(&mut out, &["NAME", "ALIASES", "DIGEST", "SIZE", "CREATED", "SOURCE"], &table)?;
+    print_table(
+        &mut out,
+        &["NAME", "ALIASES", "DIGEST", "SIZE", "CREATED", "SOURCE"],
+        &table,
+    )?;
     Ok(())
 }
 
-pub(crate) fn rmi(ctx: &Context, names: &[String], in_use: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+pub(crate) fn rmi(
+    ctx: &Context,
+    names: &[String],
+    in_use: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
     let store = Store::existing(&ctx.root);
     let freed = store.remove_names(names, in_use).context("rmi")?;
     for name in names {
@@ -169,20 +193,34 @@ pub(crate) fn catalog(ctx: &Context, json: bool) -> anyhow::Result<()> {
         .entries()
         .map(|e| {
             let (how, from) = match &e.source {
-                Source::Download { url, verify: Verification::Pinned { .. } } => ("sha256", url.clone()),
-                Source::Download { url, verify: Verification::Signed { .. } } => ("signed", url.clone()),
+                Source::Download {
+                    url,
+                    verify: Verification::Pinned { .. },
+                } => ("sha256", url.clone()),
+                Source::Download {
+                    url,
+                    verify: Verification::Signed { .. },
+                } => ("signed", url.clone()),
                 Source::Build(b) => ("build", format!("apt suite {}", b.suite)),
             };
             vec![
                 e.name.clone(),
-                if e.aliases.is_empty() { "-".into() } else { e.aliases.join(",") },
+                if e.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    e.aliases.join(",")
+                },
                 e.arch.clone(),
                 how.to_string(),
                 from,
             ]
         })
         .collect();
-    print_table(&mut out, &["NAME", "ALIASES", "ARCH", "VERIFY", "SOURCE"], &table)?;
+    print_table(
+        &mut out,
+        &["NAME", "ALIASES", "ARCH", "VERIFY", "SOURCE"],
+        &table,
+    )?;
     Ok(())
 }
 
@@ -216,7 +254,13 @@ fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> s
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
             .collect::<Vec<_>>()
             .join("   ")
     };

@@ -54,7 +54,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let no_containers = |_: &str| None;
     match cli.command {
         Command::Pull(a) => images::pull(&ctx, &a.name).map(|_| 0),
-        Command::Import(a) => images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0),
+        Command::Import(a) => {
+            images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
+        }
         Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => images::rmi(&ctx, &a.names, &no_containers).map(|_| 0),
         Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),

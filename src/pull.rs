@@ -32,19 +32,36 @@ const QUEUE: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
     #[error("image {name} is for {arch}; this machine is {host}")]
-    WrongArch { name: String, arch: String, host: String },
+    WrongArch {
+        name: String,
+        arch: String,
+        host: String,
+    },
     #[error("image {0} is built from an apt archive; use `locker build {0}`")]
     NeedsBuild(String),
     #[error("read {path}")]
-    ReadSource { path: PathBuf, #[source] source: io::Error },
-    #[error("sha256 mismatch for {what}: expected {expected}, got {actual}; the download was discarded")]
-    Mismatch { what: String, expected: Digest, actual: Digest },
+    ReadSource {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("unpack {what}")]
-    Unpack { what: String, #[source] source: UnpackError },
+    Unpack {
+        what: String,
+        #[source]
+        source: UnpackError,
+    },
     #[error("verify {what}")]
-    Verify { what: String, #[source] source: VerifyError },
+    Verify {
+        what: String,
+        #[source]
+        source: VerifyError,
+    },
     #[error(transparent)]
-    Fetch { #[from] source: FetchError },
+    Fetch {
+        #[from]
+        source: FetchError,
+    },
     #[error("{0:?} is not a file path or an http(s) URL")]
     BadSource(String),
 }
@@ -64,7 +81,10 @@ impl Origin {
             Err(PullError::BadSource(source.to_string()))
         } else {
             let path = Path::new(source);
-            let path = path.canonicalize().map_err(|e| PullError::ReadSource { path: path.to_path_buf(), source: e })?;
+            let path = path.canonicalize().map_err(|e| PullError::ReadSource {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
             Ok(Origin::File(path))
         }
     }
@@ -87,12 +107,21 @@ pub(crate) struct Installed {
 }
 
 /// `locker pull NAME`: the catalog entry for NAME (or an alias), unless the store has it.
-pub(crate) fn pull(store: &Store, catalog: &Catalog, name: &str, printer: &Printer) -> anyhow::Result<Installed> {
+pub(crate) fn pull(
+    store: &Store,
+    catalog: &Catalog,
+    name: &str,
+    printer: &Printer,
+) -> anyhow::Result<Installed> {
     let entry = catalog.find(name)?;
     if let Some((_, r)) = store.refs()?.find(&entry.name) {
         let digest: Digest = r.digest.parse()?;
         if store.rootfs(&digest).is_dir() {
-            return Ok(Installed { name: entry.name.clone(), digest, fetched: false });
+            return Ok(Installed {
+                name: entry.name.clone(),
+                digest,
+                fetched: false,
+            });
         }
     }
     pull_entry(store, entry, printer)
@@ -100,7 +129,12 @@ pub(crate) fn pull(store: &Store, catalog: &Catalog, name: &str, printer: &Print
 
 fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result<Installed> {
     if entry.arch != catalog::host_arch() {
-        return Err(PullError::WrongArch { name: entry.name.clone(), arch: entry.arch.clone(), host: catalog::host_arch().into() }.into());
+        return Err(PullError::WrongArch {
+            name: entry.name.clone(),
+            arch: entry.arch.clone(),
+            host: catalog::host_arch().into(),
+        }
+        .into());
     }
     let (url, verification) = match &entry.source {
         Source::Download { url, verify } => (url, verify),
@@ -109,16 +143,31 @@ fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result
     let fetcher = Fetcher::new();
     let expected = match verification {
         Verification::Pinned { sha256 } => *sha256,
-        Verification::Signed { checksums, signature, keyring } => {
+        Verification::Signed {
+            checksums,
+            signature,
+            keyring,
+        } => {
             printer.detail(&format!("verifying {checksums} with {}", keyring.display()));
             let sums = fetcher.get_small(checksums, CHECKSUMS_LIMIT)?;
             let sig = fetcher.get_small(signature, SIGNATURE_LIMIT)?;
             let what = checksums.to_string();
-            verify::check_signature(&sums, &sig, keyring).map_err(|source| PullError::Verify { what: what.clone(), source })?;
-            verify::lookup_sha256sums(&sums, file_name(url)).map_err(|source| PullError::Verify { what, source })?
+            verify::check_signature(&sums, &sig, keyring).map_err(|source| PullError::Verify {
+                what: what.clone(),
+                source,
+            })?;
+            verify::lookup_sha256sums(&sums, file_name(url))
+                .map_err(|source| PullError::Verify { what, source })?
         }
     };
-    install(store, &Origin::Url(url.clone()), Some(expected), &entry.name, &entry.aliases, printer)
+    install(
+        store,
+        &Origin::Url(url.clone()),
+        Some(expected),
+        &entry.name,
+        &entry.aliases,
+        printer,
+    )
 }
 
 /// The last path segment of a URL, as SHA256SUMS lists it.
@@ -142,7 +191,11 @@ pub(crate) fn install(
     if let Some(digest) = expected {
         if store.rootfs(&digest).is_dir() {
             store.tag(name, &digest, aliases, &source)?;
-            return Ok(Installed { name: name.to_string(), digest, fetched: false });
+            return Ok(Installed {
+                name: name.to_string(),
+                digest,
+                fetched: false,
+            });
         }
     }
     let started = Instant::now();
@@ -157,11 +210,16 @@ pub(crate) fn install(
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(QUEUE);
         let reader = scope.spawn(|| -> anyhow::Result<Digest> {
             let mut input: Box<dyn Read + Send> = match origin {
-                Origin::Url(url) => {
-                    Box::new(Fetcher::new().download(url, partial.as_deref().expect("url has a partial"), reporter.as_ref())?)
-                }
+                Origin::Url(url) => Box::new(Fetcher::new().download(
+                    url,
+                    partial.as_deref().expect("url has a partial"),
+                    reporter.as_ref(),
+                )?),
                 Origin::File(path) => {
-                    Box::new(File::open(path).map_err(|e| PullError::ReadSource { path: path.clone(), source: e })?)
+                    Box::new(File::open(path).map_err(|e| PullError::ReadSource {
+                        path: path.clone(),
+                        source: e,
+                    })?)
                 }
             };
             pump(&mut *input, tx)
@@ -173,9 +231,17 @@ pub(crate) fn install(
             (Err(e), _) => Err(e),
             (Ok(actual), unpacked) => {
                 if let Some(expected) = expected.filter(|e| *e != actual) {
-                    return Err(PullError::Mismatch { what: source.clone(), expected, actual }.into());
+                    return Err(VerifyError::Mismatch {
+                        what: source.clone(),
+                        expected,
+                        actual,
+                    }
+                    .into());
                 }
-                let stats = unpacked.map_err(|e| PullError::Unpack { what: source.clone(), source: e })?;
+                let stats = unpacked.map_err(|e| PullError::Unpack {
+                    what: source.clone(),
+                    source: e,
+                })?;
                 Ok((actual, stats))
             }
         }
@@ -184,7 +250,10 @@ pub(crate) fn install(
         Ok(ok) => ok,
         Err(e) => {
             // Bytes that failed verification must not seed the next resume.
-            if e.downcast_ref::<PullError>().is_some_and(|p| matches!(p, PullError::Mismatch { .. } | PullError::Unpack { .. })) {
+            let bad_bytes = e.downcast_ref::<VerifyError>().is_some()
+                || e.downcast_ref::<PullError>()
+                    .is_some_and(|p| matches!(p, PullError::Unpack { .. }));
+            if bad_bytes {
                 if let Some(p) = &partial {
                     let _ = std::fs::remove_file(p);
                 }
@@ -202,13 +271,20 @@ pub(crate) fn install(
         stats.bytes >> 20,
         started.elapsed().as_secs_f64()
     ));
-    Ok(Installed { name: name.to_string(), digest, fetched: true })
+    Ok(Installed {
+        name: name.to_string(),
+        digest,
+        fetched: true,
+    })
 }
 
 /// Reads `input` to the end in chunks, hashing each and handing it to the unpacker.
 /// If the unpacker stops early (bad archive), keeps reading so the digest still covers
 /// every byte: a mismatch is the better explanation of a corrupt archive.
-fn pump(input: &mut dyn Read, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) -> anyhow::Result<Digest> {
+fn pump(
+    input: &mut dyn Read,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> anyhow::Result<Digest> {
     let mut hasher = Hasher::default();
     let mut consumer_alive = true;
     loop {
@@ -233,15 +309,9 @@ fn pump(input: &mut dyn Read, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>
 
 /// A fetch error travels through `Read` as an io::Error; recover it for the message.
 fn unwrap_io(e: io::Error) -> anyhow::Error {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<FetchError>()) {
-        Some(_) => {
-            let inner = e.into_inner().expect("checked");
-            match inner.downcast::<FetchError>() {
-                Ok(fetch) => anyhow::Error::new(*fetch),
-                Err(other) => anyhow::anyhow!(other),
-            }
-        }
-        None => anyhow::Error::new(e).context("read archive"),
+    match FetchError::from_io(e) {
+        Ok(fetch) => fetch.into(),
+        Err(e) => anyhow::Error::new(e).context("read archive"),
     }
 }
 
@@ -255,7 +325,11 @@ struct ChannelReader {
 
 impl ChannelReader {
     fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
-        ChannelReader { rx, buf: Vec::new(), pos: 0 }
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 }
 
