@@ -9,6 +9,7 @@ mod cli;
 mod digest;
 mod fetch;
 mod images;
+mod pipe;
 mod progress;
 mod pull;
 mod store;

@@ -11,12 +11,12 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
 use crate::catalog::{self, Catalog, Entry, Source, Verification};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{FetchError, Fetcher};
+use crate::pipe;
 use crate::progress::Printer;
 use crate::store::Store;
 use crate::unpack::{self, UnpackError};
@@ -25,9 +25,6 @@ use crate::verify::{self, VerifyError};
 /// Size limits for the small signed documents: nothing legitimate comes close.
 const CHECKSUMS_LIMIT: usize = 4 << 20;
 const SIGNATURE_LIMIT: usize = 64 << 10;
-/// Chunk size and queue depth between the reader and the unpacker (bounds memory).
-const CHUNK: usize = 256 << 10;
-const QUEUE: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -207,7 +204,7 @@ pub(crate) fn install(
     };
     let reporter = printer.reporter();
     let result: anyhow::Result<(Digest, unpack::Stats)> = std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(QUEUE);
+        let (tx, rx) = pipe::pipe();
         let reader = scope.spawn(|| -> anyhow::Result<Digest> {
             let mut input: Box<dyn Read + Send> = match origin {
                 Origin::Url(url) => Box::new(Fetcher::new().download(
@@ -224,7 +221,7 @@ pub(crate) fn install(
             };
             pump(&mut *input, tx)
         });
-        let unpacked = unpack::unpack(ChannelReader::new(rx), &tree);
+        let unpacked = unpack::unpack(rx, &tree);
         // The reader stops early only if the unpacker hung up; its error explains more.
         let digest = reader.join().expect("reader thread panicked");
         match (digest, unpacked) {
@@ -278,32 +275,12 @@ pub(crate) fn install(
     })
 }
 
-/// Reads `input` to the end in chunks, hashing each and handing it to the unpacker.
-/// If the unpacker stops early (bad archive), keeps reading so the digest still covers
-/// every byte: a mismatch is the better explanation of a corrupt archive.
-fn pump(
-    input: &mut dyn Read,
-    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
-) -> anyhow::Result<Digest> {
+/// Reads `input` to its end, hashing every byte and handing it to the unpacker. If
+/// the unpacker stops early (a bad archive), reading goes on: the digest must cover
+/// every byte, and a mismatch is the better explanation of a corrupt archive.
+fn pump(input: &mut dyn Read, tx: pipe::Sender) -> anyhow::Result<Digest> {
     let mut hasher = Hasher::default();
-    let mut consumer_alive = true;
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = tx.send(Err(io::Error::new(e.kind(), "download failed")));
-                return Err(unwrap_io(e));
-            }
-        };
-        buf.truncate(n);
-        hasher.update(&buf);
-        if consumer_alive && tx.send(Ok(buf)).is_err() {
-            consumer_alive = false;
-        }
-    }
+    pipe::feed(input, &tx, true, |chunk| hasher.update(chunk)).map_err(unwrap_io)?;
     Ok(hasher.finish())
 }
 
@@ -312,42 +289,6 @@ fn unwrap_io(e: io::Error) -> anyhow::Error {
     match FetchError::from_io(e) {
         Ok(fetch) => fetch.into(),
         Err(e) => anyhow::Error::new(e).context("read archive"),
-    }
-}
-
-/// The unpacker's view of the reader thread's chunks. Reads to the end of the channel
-/// when dropped early is not needed: dropping the receiver tells the reader to only hash.
-struct ChannelReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
-        ChannelReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(chunk) => {
-                    self.buf = chunk?;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0), // sender done: end of archive
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -363,21 +304,10 @@ mod tests {
 
     #[test]
     fn pump_hashes_every_byte_even_after_consumer_leaves() {
-        let data = vec![7u8; CHUNK * 3 + 5];
-        let (tx, rx) = sync_channel(1);
+        let data = vec![7u8; pipe::CHUNK * 3 + 5];
+        let (tx, rx) = pipe::pipe();
         drop(rx);
         let digest = pump(&mut &data[..], tx).unwrap();
         assert_eq!(digest, Digest::of(&data));
-    }
-
-    #[test]
-    fn channel_reader_yields_chunks_in_order() {
-        let (tx, rx) = sync_channel(4);
-        tx.send(Ok(b"ab".to_vec())).unwrap();
-        tx.send(Ok(b"cde".to_vec())).unwrap();
-        drop(tx);
-        let mut s = String::new();
-        ChannelReader::new(rx).read_to_string(&mut s).unwrap();
-        assert_eq!(s, "abcde");
     }
 }

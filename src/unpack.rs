@@ -19,6 +19,7 @@
 //! The `tar` crate only parses (PAX records, GNU long names, GNU sparse); its `unpack`
 //! is not used because it follows symlinks an earlier entry created.
 
+use crate::pipe;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
@@ -71,7 +72,10 @@ pub(crate) struct Stats {
 
 /// Unpacks a tar stream (plain, gzip, xz or zstd) beneath `dest`, an existing empty
 /// directory (created with mode 0755 if missing).
-pub(crate) fn unpack(mut reader: impl Read, dest: &Path) -> Result<Stats, UnpackError> {
+///
+/// Decompression runs on its own thread, feeding the extractor through a bounded pipe,
+/// as `xz -dc | tar -x` runs two processes: on a multi-core machine the two overlap.
+pub(crate) fn unpack(mut reader: impl Read + Send, dest: &Path) -> Result<Stats, UnpackError> {
     let root = open_dest(dest)?;
     let mut unpacker = Unpacker {
         root,
@@ -80,18 +84,32 @@ pub(crate) fn unpack(mut reader: impl Read, dest: &Path) -> Result<Stats, Unpack
         stats: Stats::default(),
         same_owner: nix::unistd::geteuid().is_root(),
     };
-    {
-        let mut tar = open_tar(&mut reader)?;
-        let mut archive = tar::Archive::new(&mut tar);
-        for entry in archive.entries().map_err(UnpackError::Read)? {
-            unpacker.entry(entry.map_err(UnpackError::Read)?)?;
-        }
-        // The rest of the stream (the second zero block, record padding, the
-        // compressor's trailer and checksum) is read too, so corruption is noticed and
-        // the caller's hash covers every byte.
-        io::copy(&mut tar, &mut io::sink()).map_err(UnpackError::Read)?;
-    }
-    io::copy(&mut reader, &mut io::sink()).map_err(UnpackError::Read)?;
+    std::thread::scope(|scope| {
+        let (tx, rx) = pipe::pipe();
+        let decoder = scope.spawn(move || -> Result<(), UnpackError> {
+            let mut tar = open_tar(&mut reader)?;
+            // Everything is read, the second zero block, record padding, the
+            // compressor's trailer and checksum too, so corruption is noticed and the
+            // caller's hash covers every byte. A hang-up means extraction failed:
+            // stop, its error is the one to report.
+            if pipe::feed(&mut tar, &tx, false, |_| {}).map_err(UnpackError::Read)? {
+                drop(tar);
+                io::copy(&mut reader, &mut io::sink()).map_err(UnpackError::Read)?;
+            }
+            Ok(())
+        });
+        let extracted = (|| {
+            let mut archive = tar::Archive::new(rx);
+            for entry in archive.entries().map_err(UnpackError::Read)? {
+                unpacker.entry(entry.map_err(UnpackError::Read)?)?;
+            }
+            io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(UnpackError::Read)?;
+            Ok(())
+        })();
+        // The decoder's error (not a tar, corrupt xz) explains an extraction error.
+        decoder.join().expect("decoder thread panicked")?;
+        extracted
+    })?;
     unpacker.finish()?;
     Ok(unpacker.stats)
 }
@@ -707,15 +725,27 @@ impl Unpacker {
     }
 }
 
+/// An empty (all NUL or blank) numeric header field reads as 0, as GNU tar, busybox and
+/// Python's tarfile read it; the tar crate refuses it. PAX overrides are applied by
+/// the crate either way.
+fn numeric(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    if parsed.is_err() && raw.iter().all(|b| *b == 0 || *b == b' ') {
+        Ok(0)
+    } else {
+        parsed
+    }
+}
+
 /// Owner, mode, mtime and xattrs of an entry. Numeric ids only: names would map to the
 /// host's users, not the image's. The `tar` crate already applied PAX uid/gid/size.
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, UnpackError> {
     let header = entry.header();
     let field = |r: io::Result<u64>, what| r.map_err(entry_err(name, what));
-    let uid = field(header.uid(), "read uid")?;
-    let gid = field(header.gid(), "read gid")?;
+    let old = header.as_old();
+    let uid = field(numeric(&old.uid, header.uid()), "read uid")?;
+    let gid = field(numeric(&old.gid, header.gid()), "read gid")?;
     let mode = header.mode().map_err(entry_err(name, "read mode"))? & 0o7777;
-    let secs = field(header.mtime(), "read mtime")?;
+    let secs = field(numeric(&old.mtime, header.mtime()), "read mtime")?;
     let id = |v: u64| {
         u32::try_from(v).map_err(|_| UnpackError::Invalid {
             entry: name.to_owned(),

@@ -46,7 +46,15 @@ pub struct Behaviour {
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour { ranges: true, cut: Cut::Never, cut_after: 0, corrupt: false, chunk: 16 * 1024, delay: None, status: None }
+        Behaviour {
+            ranges: true,
+            cut: Cut::Never,
+            cut_after: 0,
+            corrupt: false,
+            chunk: 16 * 1024,
+            delay: None,
+            status: None,
+        }
     }
 }
 
@@ -100,7 +108,11 @@ impl Server {
                 });
             }
         });
-        Server { addr, shared, accept: Some(accept) }
+        Server {
+            addr,
+            shared,
+            accept: Some(accept),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -120,14 +132,26 @@ impl Server {
 
     pub fn serve_with(&self, path: &str, data: Vec<u8>, behaviour: Behaviour) -> String {
         let url = self.url(path);
-        self.shared.files.lock().unwrap().insert(path.to_string(), Resource { data: Arc::new(data), behaviour, gets: 0 });
+        self.shared.files.lock().unwrap().insert(
+            path.to_string(),
+            Resource {
+                data: Arc::new(data),
+                behaviour,
+                gets: 0,
+            },
+        );
         url
     }
 
     /// Changes how `path` is served from the next request on.
     pub fn configure(&self, path: &str, change: impl FnOnce(&mut Behaviour)) {
         let mut files = self.shared.files.lock().unwrap();
-        change(&mut files.get_mut(path).unwrap_or_else(|| panic!("not served: {path}")).behaviour);
+        change(
+            &mut files
+                .get_mut(path)
+                .unwrap_or_else(|| panic!("not served: {path}"))
+                .behaviour,
+        );
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -135,7 +159,10 @@ impl Server {
     }
 
     pub fn requests_for(&self, path: &str) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Body bytes written to clients so far, over all paths.
@@ -162,7 +189,9 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return Ok(()) };
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
     let (method, target) = (method.to_string(), target.to_string());
     let mut headers: Vec<(String, String)> = Vec::new();
     loop {
@@ -178,10 +207,19 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let path = target.split('?').next().unwrap_or("").to_string();
     let range = header("range");
-    shared.log.lock().unwrap().push(Request { method: method.clone(), path: path.clone(), range: range.clone() });
+    shared.log.lock().unwrap().push(Request {
+        method: method.clone(),
+        path: path.clone(),
+        range: range.clone(),
+    });
 
     let mut out = stream;
     let found = {
@@ -201,8 +239,16 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         return simple(&mut out, status, "Injected failure");
     }
     let len = data.len() as u64;
-    let etag = format!("\"{len:x}-{:x}\"", data.iter().fold(0u64, |h, &c| h.wrapping_mul(31).wrapping_add(c as u64)));
-    let wanted = if b.ranges { range.as_deref().and_then(parse_range) } else { None };
+    let etag = format!(
+        "\"{len:x}-{:x}\"",
+        data.iter()
+            .fold(0u64, |h, &c| h.wrapping_mul(31).wrapping_add(c as u64))
+    );
+    let wanted = if b.ranges {
+        range.as_deref().and_then(parse_range)
+    } else {
+        None
+    };
     // If-Range with a validator that does not match means "send it all".
     let wanted = match header("if-range") {
         Some(v) if v != etag && v != LAST_MODIFIED => None,
@@ -211,14 +257,19 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut head = String::new();
     let (start, end) = match wanted {
         Some((start, _)) if start >= len => {
-            head.push_str(&format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n"));
+            head.push_str(&format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n"
+            ));
             head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
             out.write_all(head.as_bytes())?;
             return Ok(());
         }
         Some((start, end)) => {
             let end = end.map_or(len, |e| (e + 1).min(len));
-            head.push_str(&format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n", end - 1));
+            head.push_str(&format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+                end - 1
+            ));
             (start, end)
         }
         None => {
@@ -243,7 +294,11 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         Cut::Always => true,
         Cut::WithoutRange => range.is_none(),
     };
-    let limit = if cut { start + b.cut_after.min(end - start) } else { end };
+    let limit = if cut {
+        start + b.cut_after.min(end - start)
+    } else {
+        end
+    };
     let middle = len / 2;
     let mut pos = start;
     while pos < limit {
@@ -286,7 +341,11 @@ fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
     let spec = v.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let start = a.trim().parse().ok()?;
-    let end = if b.trim().is_empty() { None } else { Some(b.trim().parse().ok()?) };
+    let end = if b.trim().is_empty() {
+        None
+    } else {
+        Some(b.trim().parse().ok()?)
+    };
     Some((start, end))
 }
 
@@ -302,8 +361,15 @@ mod tests {
         write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").unwrap();
         let mut all = Vec::new();
         let _ = c.read_to_end(&mut all);
-        let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
-        (String::from_utf8_lossy(&all[..split]).into_owned(), all[split..].to_vec())
+        let split = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers")
+            + 4;
+        (
+            String::from_utf8_lossy(&all[..split]).into_owned(),
+            all[split..].to_vec(),
+        )
     }
 
     #[test]
@@ -312,12 +378,21 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         server.serve("/a", data.clone());
         let (h, body) = get(&server, "/a", "");
-        assert!(h.starts_with("HTTP/1.1 200") && h.contains("Accept-Ranges: bytes"), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 200") && h.contains("Accept-Ranges: bytes"),
+            "{h}"
+        );
         assert_eq!(body, data);
         let (h, body) = get(&server, "/a", "Range: bytes=1000-\r\n");
-        assert!(h.starts_with("HTTP/1.1 206") && h.contains("Content-Range: bytes 1000-99999/100000"), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 206") && h.contains("Content-Range: bytes 1000-99999/100000"),
+            "{h}"
+        );
         assert_eq!(body, &data[1000..]);
-        assert_eq!(server.requests_for("/a")[1].range.as_deref(), Some("bytes=1000-"));
+        assert_eq!(
+            server.requests_for("/a")[1].range.as_deref(),
+            Some("bytes=1000-")
+        );
 
         server.configure("/a", |b| {
             b.ranges = false;
@@ -325,17 +400,37 @@ mod tests {
             b.cut_after = 5000;
         });
         let (h, body) = get(&server, "/a", "Range: bytes=1000-\r\n");
-        assert!(h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 100000"), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 100000"),
+            "{h}"
+        );
         assert_eq!(body, &data[..5000]);
 
-        server.serve_with("/b", data.clone(), Behaviour { cut: Cut::WithoutRange, cut_after: 10, corrupt: true, ..Default::default() });
+        server.serve_with(
+            "/b",
+            data.clone(),
+            Behaviour {
+                cut: Cut::WithoutRange,
+                cut_after: 10,
+                corrupt: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(get(&server, "/b", "").1.len(), 10);
         let body = get(&server, "/b", "Range: bytes=0-\r\n").1;
         assert_eq!(body.len(), data.len());
         assert_ne!(body, data);
         assert_eq!(body[50_000], !data[50_000]);
 
-        server.serve_with("/c", data.clone(), Behaviour { cut: Cut::Once, cut_after: 10, ..Default::default() });
+        server.serve_with(
+            "/c",
+            data.clone(),
+            Behaviour {
+                cut: Cut::Once,
+                cut_after: 10,
+                ..Default::default()
+            },
+        );
         assert_eq!(get(&server, "/c", "").1.len(), 10);
         assert_eq!(get(&server, "/c", "").1, data);
 
