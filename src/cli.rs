@@ -20,8 +20,8 @@ pub(crate) struct Cli {
     /// Print only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print each step
-    #[arg(short, long, global = true)]
+    /// Print each step (long form only: `-v` is run's volume flag, as in Docker)
+    #[arg(long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,

@@ -6,16 +6,19 @@
 
 mod catalog;
 mod cli;
+mod containers;
 mod digest;
 mod fetch;
 mod progress;
 mod pull;
+mod run;
 mod store;
 mod unpack;
 mod verify;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -39,8 +42,17 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("locker: {e:#}");
-            ExitCode::from(EXIT_LOCKER)
+            // run's own mapping: 126 not executable, 127 not found, else 125.
+            ExitCode::from(e.downcast_ref::<run::RunError>().map_or(EXIT_LOCKER, run::RunError::exit_code))
         }
+    }
+}
+
+/// The image `run` uses: from the store (pull-when-missing comes later).
+fn resolve_image(root: &std::path::Path, name: &str) -> anyhow::Result<store::Resolved> {
+    match store::Store::existing(root).resolve(name)? {
+        Some(r) => Ok(r),
+        None => anyhow::bail!("no image {name} in the store; `locker pull {name}` first"),
     }
 }
 
@@ -52,8 +64,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Images(a) => pull::list_images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => pull::remove_images(&ctx, &a.names).map(|_| 0),
         Command::Catalog(a) => pull::list_catalog(&ctx, a.json).map(|_| 0),
-        Command::Gc => pull::gc(&ctx).map(|_| 0),
-        Command::Run(_) | Command::Ps(_) | Command::Exec(_) | Command::Stop(_) | Command::Rm(_) => {
+        Command::Gc => {
+            containers::reap_stale(&cli.root).context("remove leftovers of killed containers")?;
+            pull::gc(&ctx).map(|_| 0)
+        }
+        Command::Run(a) => {
+            let image = resolve_image(&cli.root, &a.image)?;
+            run::run(&cli.root, &image, &a).with_context(|| format!("run {}", a.image))
+        }
+        Command::Ps(_) | Command::Exec(_) | Command::Stop(_) | Command::Rm(_) => {
             anyhow::bail!("containers are not available in this build yet")
         }
     }
