@@ -53,7 +53,9 @@ pub(crate) fn containers_dir(root: &Path) -> PathBuf {
 }
 
 pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Writes the state by rename, so readers never see half a file.
@@ -65,7 +67,9 @@ pub(crate) fn write_state(root: &Path, s: &State) -> io::Result<()> {
 }
 
 pub(crate) fn read_states(root: &Path) -> Vec<State> {
-    let Ok(rd) = fs::read_dir(run_dir(root)) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(run_dir(root)) else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
         .filter_map(|e| serde_json::from_slice(&fs::read(e.path()).ok()?).ok())
@@ -89,7 +93,8 @@ pub(crate) fn alive(pid: i32, start: u64) -> bool {
 
 impl State {
     pub(crate) fn running(&self) -> bool {
-        alive(self.locker_pid, self.locker_start) && (self.pid == 0 || alive(self.pid, self.pid_start))
+        alive(self.locker_pid, self.locker_start)
+            && (self.pid == 0 || alive(self.pid, self.pid_start))
     }
 }
 
@@ -102,13 +107,17 @@ pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
             continue;
         }
         if alive(s.pid, s.pid_start) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(s.pid),
+                nix::sys::signal::SIGKILL,
+            );
             let deadline = Instant::now() + Duration::from_secs(5);
             while alive(s.pid, s.pid_start) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        crate::run::cgroups::remove_dirs(&s.cgroups, Duration::from_secs(2)).map_err(io::Error::other)?;
+        crate::run::cgroups::remove_dirs(&s.cgroups, Duration::from_secs(2))
+            .map_err(io::Error::other)?;
         let _ = fs::remove_dir(&s.base);
         match fs::remove_file(state_path(root, &s.id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

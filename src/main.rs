@@ -43,7 +43,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("locker: {e:#}");
             // run's own mapping: 126 not executable, 127 not found, else 125.
-            ExitCode::from(e.downcast_ref::<run::RunError>().map_or(EXIT_LOCKER, run::RunError::exit_code))
+            ExitCode::from(
+                e.downcast_ref::<run::RunError>()
+                    .map_or(EXIT_LOCKER, run::RunError::exit_code),
+            )
         }
     }
 }
@@ -60,7 +63,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = pull::Context::new(&cli);
     match cli.command {
         Command::Pull(a) => pull::pull_named(&ctx, &a.name).map(|_| 0),
-        Command::Import(a) => pull::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0),
+        Command::Import(a) => {
+            pull::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
+        }
         Command::Images(a) => pull::list_images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => pull::remove_images(&ctx, &a.names).map(|_| 0),
         Command::Catalog(a) => pull::list_catalog(&ctx, a.json).map(|_| 0),

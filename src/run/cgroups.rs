@@ -14,15 +14,24 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CgroupError {
-    #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cgroup controller {0} is not available (needed for the requested limit)")]
     Missing(&'static str),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_path_buf();
-    move |source| CgroupError::Io { action, path, source }
+    move |source| CgroupError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// The limits `run` was asked for.
@@ -61,7 +70,9 @@ pub(crate) fn detect(limits: &Limits) -> Hierarchy {
     let base = Path::new("/sys/fs/cgroup");
     if let Ok(st) = nix::sys::statfs::statfs(base) {
         if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
-            return Hierarchy::V2 { root: base.to_path_buf() };
+            return Hierarchy::V2 {
+                root: base.to_path_buf(),
+            };
         }
     }
     let unified = base.join("unified");
@@ -71,7 +82,9 @@ pub(crate) fn detect(limits: &Limits) -> Hierarchy {
             return Hierarchy::V2 { root: unified };
         }
     }
-    Hierarchy::V1 { base: base.to_path_buf() }
+    Hierarchy::V1 {
+        base: base.to_path_buf(),
+    }
 }
 
 /// A container's cgroup: one directory (v2) or one per controller (v1).
@@ -95,21 +108,37 @@ fn mkdir(path: &Path) -> Result<(), CgroupError> {
 
 /// Checks a parent name: relative, no `..`.
 fn check_parent(parent: &str) -> Result<(), CgroupError> {
-    if parent.is_empty() || parent.starts_with('/') || parent.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+    if parent.is_empty()
+        || parent.starts_with('/')
+        || parent
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+    {
         return Err(CgroupError::Io {
             action: "use cgroup parent",
             path: parent.into(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "must be a relative path without `..`"),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "must be a relative path without `..`",
+            ),
         });
     }
     Ok(())
 }
 
 /// Creates PARENT/ID in `h` and writes the limits. On error, what was created is removed.
-pub(crate) fn create(h: &Hierarchy, parent: &str, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+pub(crate) fn create(
+    h: &Hierarchy,
+    parent: &str,
+    id: &str,
+    limits: &Limits,
+) -> Result<Cgroup, CgroupError> {
     check_parent(parent)?;
     let cg = match h {
-        Hierarchy::V2 { root } => Cgroup { v2: true, dirs: vec![root.join(parent).join(id)] },
+        Hierarchy::V2 { root } => Cgroup {
+            v2: true,
+            dirs: vec![root.join(parent).join(id)],
+        },
         Hierarchy::V1 { base } => {
             let mut dirs = Vec::new();
             for c in limits.controllers() {
@@ -174,7 +203,11 @@ fn setup_v2(root: &Path, parent: &str, dir: &Path, limits: &Limits) -> Result<()
 fn enable(dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
     let current = fs::read_to_string(&path).map_err(io_err("read", &path))?;
-    let missing: Vec<String> = wanted.iter().filter(|c| !current.split_whitespace().any(|o| o == **c)).map(|c| format!("+{c}")).collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|c| !current.split_whitespace().any(|o| o == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -276,48 +309,102 @@ mod tests {
     #[test]
     fn v1_writes_limits_per_controller() {
         let t = fake_v1();
-        let h = Hierarchy::V1 { base: t.path().to_path_buf() };
-        let limits = Limits { memory: Some(32 << 20), pids: Some(20), cpus: Some(0.5) };
+        let h = Hierarchy::V1 {
+            base: t.path().to_path_buf(),
+        };
+        let limits = Limits {
+            memory: Some(32 << 20),
+            pids: Some(20),
+            cpus: Some(0.5),
+        };
         let cg = create(&h, "locker-t", "abc", &limits).unwrap();
         assert!(!cg.v2);
         assert_eq!(cg.dirs.len(), 3);
         let m = t.path().join("memory/locker-t/abc");
-        assert_eq!(read(&m.join("memory.limit_in_bytes")), (32u64 << 20).to_string());
-        assert!(!m.join("memory.memsw.limit_in_bytes").exists(), "memsw only when the kernel has it");
+        assert_eq!(
+            read(&m.join("memory.limit_in_bytes")),
+            (32u64 << 20).to_string()
+        );
+        assert!(
+            !m.join("memory.memsw.limit_in_bytes").exists(),
+            "memsw only when the kernel has it"
+        );
         assert_eq!(read(&t.path().join("pids/locker-t/abc/pids.max")), "20");
-        assert_eq!(read(&t.path().join("cpu/locker-t/abc/cpu.cfs_quota_us")), "50000");
-        assert_eq!(read(&t.path().join("cpu/locker-t/abc/cpu.cfs_period_us")), "100000");
+        assert_eq!(
+            read(&t.path().join("cpu/locker-t/abc/cpu.cfs_quota_us")),
+            "50000"
+        );
+        assert_eq!(
+            read(&t.path().join("cpu/locker-t/abc/cpu.cfs_period_us")),
+            "100000"
+        );
         cg.join(1234).unwrap();
-        assert_eq!(read(&t.path().join("pids/locker-t/abc/cgroup.procs")), "1234");
+        assert_eq!(
+            read(&t.path().join("pids/locker-t/abc/cgroup.procs")),
+            "1234"
+        );
     }
 
     #[test]
     fn v1_only_needed_controllers_and_missing_one_fails() {
         let t = fake_v1();
-        let h = Hierarchy::V1 { base: t.path().to_path_buf() };
+        let h = Hierarchy::V1 {
+            base: t.path().to_path_buf(),
+        };
         let cg = create(&h, "p", "id1", &Limits::default()).unwrap();
         assert_eq!(cg.dirs, vec![t.path().join("pids/p/id1")]);
         fs::remove_dir_all(t.path().join("cpu")).unwrap();
-        let e = create(&h, "p", "id2", &Limits { cpus: Some(1.0), ..Default::default() }).unwrap_err();
+        let e = create(
+            &h,
+            "p",
+            "id2",
+            &Limits {
+                cpus: Some(1.0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, CgroupError::Missing("cpu")));
-        assert!(!t.path().join("pids/p/id2").exists(), "nothing left behind on error");
+        assert!(
+            !t.path().join("pids/p/id2").exists(),
+            "nothing left behind on error"
+        );
     }
 
     #[test]
     fn v2_enables_controllers_and_writes_limits() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        fs::write(root.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids\n").unwrap();
+        fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids\n",
+        )
+        .unwrap();
         fs::write(root.join("cgroup.subtree_control"), "memory\n").unwrap();
         // The fake parent: a real kernel creates its control files on mkdir.
         fs::create_dir(root.join("locker-t")).unwrap();
         fs::write(root.join("locker-t/cgroup.subtree_control"), "").unwrap();
-        let limits = Limits { memory: Some(1 << 30), pids: Some(50), cpus: Some(1.5) };
-        let cg = create(&Hierarchy::V2 { root: root.to_path_buf() }, "locker-t", "c1", &limits).unwrap();
+        let limits = Limits {
+            memory: Some(1 << 30),
+            pids: Some(50),
+            cpus: Some(1.5),
+        };
+        let cg = create(
+            &Hierarchy::V2 {
+                root: root.to_path_buf(),
+            },
+            "locker-t",
+            "c1",
+            &limits,
+        )
+        .unwrap();
         assert!(cg.v2);
         // Only what is missing is added (the fake file is overwritten, the kernel appends).
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+pids +cpu");
-        assert_eq!(read(&root.join("locker-t/cgroup.subtree_control")), "+pids +memory +cpu");
+        assert_eq!(
+            read(&root.join("locker-t/cgroup.subtree_control")),
+            "+pids +memory +cpu"
+        );
         let d = root.join("locker-t/c1");
         assert_eq!(read(&d.join("memory.max")), (1u64 << 30).to_string());
         assert_eq!(read(&d.join("pids.max")), "50");
@@ -329,15 +416,29 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
         fs::write(t.path().join("cgroup.subtree_control"), "").unwrap();
-        let e = create(&Hierarchy::V2 { root: t.path().to_path_buf() }, "locker", "x", &Limits::default()).unwrap_err();
+        let e = create(
+            &Hierarchy::V2 {
+                root: t.path().to_path_buf(),
+            },
+            "locker",
+            "x",
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, CgroupError::Missing("pids")));
-        assert_eq!(read(&t.path().join("cgroup.subtree_control")), "", "root untouched");
+        assert_eq!(
+            read(&t.path().join("cgroup.subtree_control")),
+            "",
+            "root untouched"
+        );
     }
 
     #[test]
     fn bad_parent_and_removal() {
         let t = fake_v1();
-        let h = Hierarchy::V1 { base: t.path().to_path_buf() };
+        let h = Hierarchy::V1 {
+            base: t.path().to_path_buf(),
+        };
         assert!(create(&h, "../x", "id", &Limits::default()).is_err());
         assert!(create(&h, "/abs", "id", &Limits::default()).is_err());
         let cg = create(&h, "a/b", "id", &Limits::default()).unwrap();

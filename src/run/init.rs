@@ -16,7 +16,15 @@ use super::mounts::{self, cvt, Base, Sources};
 use super::plan::{Layers, Plan, DEFAULT_CAPS};
 
 /// Signals PID 1 (and the host parent) forward to the command.
-pub(crate) const FORWARDED: &[c_int] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+pub(crate) const FORWARDED: &[c_int] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
 
 /// Steps that can fail in the child, sent over the error pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +51,26 @@ pub(crate) enum Step {
 impl Step {
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        [Release, CgroupNs, Hostname, Mount, Loopback, Pivot, Workdir, Capabilities, NoNewPrivs, Fork, Stdio, Tty, Credentials, Chdir, ExecNotFound, ExecDenied]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            Release,
+            CgroupNs,
+            Hostname,
+            Mount,
+            Loopback,
+            Pivot,
+            Workdir,
+            Capabilities,
+            NoNewPrivs,
+            Fork,
+            Stdio,
+            Tty,
+            Credentials,
+            Chdir,
+            ExecNotFound,
+            ExecDenied,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
     }
 }
 
@@ -69,7 +94,10 @@ impl Report {
         // The child is a copy of the parent's address space: a &'static str pointer
         // is valid in both. Still, never dereference it unchecked: send a hash-free
         // index instead.
-        let w = MOUNT_WHATS.iter().position(|w| *w == self.what).unwrap_or(0) as u32;
+        let w = MOUNT_WHATS
+            .iter()
+            .position(|w| *w == self.what)
+            .unwrap_or(0) as u32;
         b[12..16].copy_from_slice(&w.to_le_bytes());
         b
     }
@@ -137,10 +165,11 @@ pub(crate) struct Child<'a> {
     pub layers: &'a Layers,
     pub base: Base<'a>,
     pub resolv: &'a [u8],
-    pub volume_fds: &'a [RawFd],
+    pub volumes: &'a [CString],
     pub release_rd: RawFd,
     pub error_wr: RawFd,
     pub tty_slave: Option<RawFd>,
+    pub tty_path: Option<&'a std::ffi::CStr>,
     pub tty_master: Option<RawFd>,
     /// v1: join the cgroup ns after the parent moved us (v2 cloned into it).
     pub unshare_cgroupns: bool,
@@ -155,7 +184,12 @@ fn report(fd: RawFd, r: Report) {
 }
 
 fn step_err(step: Step) -> impl Fn(i32) -> Report {
-    move |errno| Report { step, errno, index: u32::MAX, what: "" }
+    move |errno| Report {
+        step,
+        errno,
+        index: u32::MAX,
+        what: "",
+    }
 }
 
 /// Entry point of the cloned child; never returns.
@@ -180,7 +214,12 @@ fn setup(c: &Child) -> Result<(), Report> {
     let mut byte = [0u8; 1];
     let n = unsafe { libc::read(c.release_rd, byte.as_mut_ptr().cast(), 1) };
     if n != 1 {
-        return Err(Report { step: Step::Release, errno: libc::EPIPE, index: u32::MAX, what: "" });
+        return Err(Report {
+            step: Step::Release,
+            errno: libc::EPIPE,
+            index: u32::MAX,
+            what: "",
+        });
     }
     unsafe { libc::close(c.release_rd) };
     if c.unshare_cgroupns {
@@ -189,28 +228,56 @@ fn setup(c: &Child) -> Result<(), Report> {
     // Modes given to mknod/open below are meant exactly; the command gets 022 back.
     unsafe { libc::umask(0) };
     let h = c.plan.hostname.as_bytes();
-    cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) }).map_err(step_err(Step::Hostname))?;
+    cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
+        .map_err(step_err(Step::Hostname))?;
 
-    let mfail = |f: mounts::MountFailure| Report { step: Step::Mount, errno: f.errno, index: f.index, what: f.what };
+    let mfail = |f: mounts::MountFailure| Report {
+        step: Step::Mount,
+        errno: f.errno,
+        index: f.index,
+        what: f.what,
+    };
     let root = mounts::prepare_root(&c.base, c.layers).map_err(mfail)?;
-    for (name, data) in [(c"hostname", &c.plan.hostname_file[..]), (c"hosts", &c.plan.hosts[..]), (c"resolv.conf", c.resolv)] {
-        mounts::write_file(c.base.files, name, data).map_err(|e| Report { step: Step::Mount, errno: e, index: u32::MAX, what: "create" })?;
+    for (name, data) in [
+        (c"hostname", &c.plan.hostname_file[..]),
+        (c"hosts", &c.plan.hosts[..]),
+        (c"resolv.conf", c.resolv),
+    ] {
+        mounts::write_file(c.base.files, name, data).map_err(|e| Report {
+            step: Step::Mount,
+            errno: e,
+            index: u32::MAX,
+            what: "create",
+        })?;
     }
-    mounts::apply(&root, &c.base, &c.plan.mounts, &Sources { volume_fds: c.volume_fds, tty_slave: c.tty_slave }).map_err(mfail)?;
+    mounts::apply(
+        &root,
+        &c.base,
+        &c.plan.mounts,
+        &Sources {
+            volumes: c.volumes,
+            tty_slave: c.tty_path,
+        },
+    )
+    .map_err(mfail)?;
     if c.plan.net_none {
         loopback_up().map_err(step_err(Step::Loopback))?;
     }
-    mounts::pivot_into(&root).map_err(|f| Report { step: Step::Pivot, errno: f.errno, index: f.index, what: f.what })?;
+    mounts::pivot_into(&root).map_err(|f| Report {
+        step: Step::Pivot,
+        errno: f.errno,
+        index: f.index,
+        what: f.what,
+    })?;
     drop(root);
-    for &fd in c.volume_fds {
-        unsafe { libc::close(fd) };
-    }
     mounts::mkdir_p(&c.plan.workdir).map_err(step_err(Step::Workdir))?;
     drop_capabilities(c.cap_last).map_err(step_err(Step::Capabilities))?;
-    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map_err(step_err(Step::NoNewPrivs))?;
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        .map_err(step_err(Step::NoNewPrivs))?;
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
-    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map_err(step_err(Step::Capabilities))?;
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
+        .map_err(step_err(Step::Capabilities))?;
     Ok(())
 }
 
@@ -223,7 +290,11 @@ fn loopback_up() -> mounts::SysResult<()> {
         _pad: [u8; 22],
     }
     let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    let mut req = IfReq { name: [0; 16], flags: 0, _pad: [0; 22] };
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
     req.name[..2].copy_from_slice(b"lo");
     let r = cvt(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
         req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
@@ -256,12 +327,34 @@ fn drop_capabilities(cap_last: u32) -> mounts::SysResult<()> {
         permitted: u32,
         inheritable: u32,
     }
-    let hdr = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
     let lo = DEFAULT_CAPS as u32;
     let hi = (DEFAULT_CAPS >> 32) as u32;
-    let data = [Data { effective: lo, permitted: lo, inheritable: 0 }, Data { effective: hi, permitted: hi, inheritable: 0 }];
+    let data = [
+        Data {
+            effective: lo,
+            permitted: lo,
+            inheritable: 0,
+        },
+        Data {
+            effective: hi,
+            permitted: hi,
+            inheritable: 0,
+        },
+    ];
     cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
-    cvt(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) })?;
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })?;
     Ok(())
 }
 
@@ -325,7 +418,15 @@ fn pid1(c: &Child) -> c_int {
 fn exec_command(c: &Child) -> ! {
     let fail = |step: Step, errno: i32| -> ! {
         report(c.error_wr, step_err(step)(errno));
-        unsafe { libc::_exit(if step == Step::ExecNotFound { 127 } else if step == Step::ExecDenied { 126 } else { 125 }) }
+        unsafe {
+            libc::_exit(if step == Step::ExecNotFound {
+                127
+            } else if step == Step::ExecDenied {
+                126
+            } else {
+                125
+            })
+        }
     };
     unsafe {
         // Rust ignores SIGPIPE; the command must get the default back.
@@ -398,7 +499,10 @@ fn redirect_null(fd: c_int) -> mounts::SysResult<()> {
 
 /// argv/envp pointer arrays (NULL-terminated) over CStrings that outlive them.
 pub(crate) fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -407,9 +511,17 @@ mod tests {
 
     #[test]
     fn report_roundtrip() {
-        let r = Report { step: Step::Mount, errno: libc::ELOOP, index: 3, what: "mount proc on" };
+        let r = Report {
+            step: Step::Mount,
+            errno: libc::ELOOP,
+            index: 3,
+            what: "mount proc on",
+        };
         let d = Report::decode(&r.encode()).unwrap();
-        assert_eq!((d.step, d.errno, d.index, d.what), (Step::Mount, libc::ELOOP, 3, "mount proc on"));
+        assert_eq!(
+            (d.step, d.errno, d.index, d.what),
+            (Step::Mount, libc::ELOOP, 3, "mount proc on")
+        );
         assert!(Report::decode(&[0u8; 16]).is_none());
     }
 
@@ -419,11 +531,17 @@ mod tests {
         let src = include_str!("mounts.rs");
         for part in src.split("fail(\"").skip(1) {
             let what = &part[..part.find('"').unwrap()];
-            assert!(MOUNT_WHATS.contains(&what), "{what:?} missing from MOUNT_WHATS");
+            assert!(
+                MOUNT_WHATS.contains(&what),
+                "{what:?} missing from MOUNT_WHATS"
+            );
         }
         for part in src.split("what: \"").skip(1) {
             let what = &part[..part.find('"').unwrap()];
-            assert!(MOUNT_WHATS.contains(&what), "{what:?} missing from MOUNT_WHATS");
+            assert!(
+                MOUNT_WHATS.contains(&what),
+                "{what:?} missing from MOUNT_WHATS"
+            );
         }
     }
 }

@@ -17,7 +17,6 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,23 +37,41 @@ pub(crate) enum RunError {
     #[error("{0}")]
     Usage(String),
     #[error("no {what} {name:?} in {file} of image {image}")]
-    NoUser { what: &'static str, name: String, image: String, file: &'static str },
-    #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
-    #[error("{0}")]
+    NoUser {
+        what: &'static str,
+        name: String,
+        image: String,
+        file: &'static str,
+    },
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error("container {0:?} is in use by a running container (`locker ps` shows it)")]
     NameInUse(String),
     #[error("container {name:?} was created from image {was}; run it with that image or `locker rm {name}`")]
     OtherImage { name: String, was: String },
-    #[error("{0}: {1}")]
+    #[error("{0}")]
     Sys(&'static str, #[source] nix::Error),
-    #[error("{step}: {source}")]
-    Setup { step: String, #[source] source: io::Error },
+    #[error("{step}")]
+    Setup {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("command not found: {0}")]
     NotFound(String),
-    #[error("cannot execute {cmd}: {source}")]
-    NotExecutable { cmd: String, #[source] source: io::Error },
+    #[error("cannot execute {cmd}")]
+    NotExecutable {
+        cmd: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl RunError {
@@ -70,11 +87,16 @@ impl RunError {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RunError {
     let path = path.to_path_buf();
-    move |source| RunError::Io { action, path, source }
+    move |source| RunError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 fn cstring(p: &Path) -> Result<CString, RunError> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| RunError::Usage(format!("path {p:?} contains a NUL byte")))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| RunError::Usage(format!("path {p:?} contains a NUL byte")))
 }
 
 /// Runs `args` in `image`; returns the command's exit code (128+N for signal N).
@@ -88,7 +110,9 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         memory: args.memory.as_deref().map(plan::parse_size).transpose()?,
         pids: args.pids,
         cpus: match args.cpus {
-            Some(c) if !(c > 0.0 && c.is_finite()) => return Err(RunError::Usage(format!("bad --cpus {c}: must be > 0"))),
+            Some(c) if !(c > 0.0 && c.is_finite()) => {
+                return Err(RunError::Usage(format!("bad --cpus {c}: must be > 0")))
+            }
             c => c,
         },
     };
@@ -101,12 +125,23 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     let (plan, resolv) = plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
 
     // 3. Host-side resources, each owned by the guard from the moment it exists.
-    let volume_fds = plan.volumes.iter().map(|v| open_volume(&v.host)).collect::<Result<Vec<_>, _>>()?;
+    let volumes = plan
+        .volumes
+        .iter()
+        .map(|v| check_volume(&v.host))
+        .collect::<Result<Vec<_>, _>>()?;
     let id = new_id()?;
     let run_dir = containers::run_dir(root);
     fs::create_dir_all(&run_dir).map_err(io_err("create", &run_dir))?;
     let base = run_dir.join(&id);
-    let mut guard = Guard { root: root.to_path_buf(), id: id.clone(), base: base.clone(), cgroup: None, child: None, state: false };
+    let mut guard = Guard {
+        root: root.to_path_buf(),
+        id: id.clone(),
+        base: base.clone(),
+        cgroup: None,
+        child: None,
+        state: false,
+    };
     fs::create_dir(&base).map_err(io_err("create", &base))?;
     let hierarchy = cgroups::detect(&limits);
     let cgroup = cgroups::create(&hierarchy, &args.cgroup_parent, &id, &limits)?;
@@ -115,7 +150,11 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         id: id.clone(),
         name: args.name.clone(),
         image: image.name.clone(),
-        command: plan.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        command: plan
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         locker_pid: std::process::id() as i32,
         locker_start: containers::start_time(std::process::id() as i32).unwrap_or(0),
         pid: 0,
@@ -125,12 +164,16 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         cgroups: cgroup.dirs.clone(),
         base: base.clone(),
     };
-    containers::write_state(root, &state).map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    containers::write_state(root, &state)
+        .map_err(io_err("write state", &containers::state_path(root, &id)))?;
     guard.state = true;
 
     let layers = match &named {
         _ if args.read_only => Layers::ReadOnly,
-        Some(n) => Layers::Disk { upper: cstring(&n.upper)?, work: cstring(&n.work)? },
+        Some(n) => Layers::Disk {
+            upper: cstring(&n.upper)?,
+            work: cstring(&n.work)?,
+        },
         None => Layers::Tmpfs,
     };
     let (upper, work) = match &layers {
@@ -139,8 +182,13 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     };
     let lower = cstring(&image.rootfs)?;
     for p in [&lower, &upper, &work] {
-        if p.as_bytes().iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
-            return Err(RunError::Usage(format!("path {p:?} contains `,`, `:` or `\\`, which overlayfs cannot take")));
+        if p.as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b':' | b'\\'))
+        {
+            return Err(RunError::Usage(format!(
+                "path {p:?} contains `,`, `:` or `\\`, which overlayfs cannot take"
+            )));
         }
     }
     let overlay_data = CString::new(format!(
@@ -152,20 +200,39 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     .expect("no NUL");
     let base_c = cstring(&base)?;
     let sub = |s: &str| cstring(&base.join(s));
-    let (root_c, upper_tmp, work_tmp, nodes_c, files_c) = (sub("root")?, sub("upper")?, sub("work")?, sub("nodes")?, sub("files")?);
+    let (root_c, upper_tmp, work_tmp, nodes_c, files_c) = (
+        sub("root")?,
+        sub("upper")?,
+        sub("work")?,
+        sub("nodes")?,
+        sub("files")?,
+    );
     let argv = init::pointers(&plan.argv);
     let envp = init::pointers(&plan.env);
-    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;
-    let pty = if plan.tty { Some(tty::open_pty()?) } else { None };
+    let pty = if plan.tty {
+        Some(tty::open_pty()?)
+    } else {
+        None
+    };
     let cgroup_fd = if cgroup.v2 {
         let d = &cgroup.dirs[0];
         Some(fs::File::open(d).map_err(io_err("open cgroup", d))?)
     } else {
         None
     };
-    let raw_volume_fds: Vec<RawFd> = volume_fds.iter().map(|f| f.as_raw_fd()).collect();
+    let tty_path = match &pty {
+        Some(p) => Some(cstring(
+            &fs::read_link(format!("/proc/self/fd/{}", p.slave.as_raw_fd()))
+                .map_err(io_err("find pty", Path::new("/dev/pts")))?,
+        )?),
+        None => None,
+    };
     let child = init::Child {
         plan: &plan,
         layers: &layers,
@@ -180,10 +247,11 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
             overlay_data: &overlay_data,
         },
         resolv: &resolv,
-        volume_fds: &raw_volume_fds,
+        volumes: &volumes,
         release_rd: release_rd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
         tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        tty_path: tty_path.as_deref(),
         tty_master: pty.as_ref().map(|p| p.master.as_raw_fd()),
         unshare_cgroupns: !cgroup.v2,
         cap_last,
@@ -196,7 +264,9 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     for &s in init::FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
         signals.add(Signal::try_from(s).expect("signal"));
     }
-    signals.thread_block().map_err(|e| RunError::Sys("block signals", e))?;
+    signals
+        .thread_block()
+        .map_err(|e| RunError::Sys("block signals", e))?;
 
     // 5. Clone once, with every namespace (and into the cgroup on v2).
     let pid = clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))?;
@@ -217,7 +287,8 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     }
     state.pid = pid.as_raw();
     state.pid_start = containers::start_time(pid.as_raw()).unwrap_or(0);
-    containers::write_state(root, &state).map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    containers::write_state(root, &state)
+        .map_err(io_err("write state", &containers::state_path(root, &id)))?;
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 
@@ -247,9 +318,17 @@ fn options(args: &RunArgs, image: &Resolved) -> Result<plan::Options, RunError> 
     let net_none = match args.net.as_str() {
         "host" => false,
         "none" => true,
-        other => return Err(RunError::Usage(format!("bad --net {other:?}: use host or none"))),
+        other => {
+            return Err(RunError::Usage(format!(
+                "bad --net {other:?}: use host or none"
+            )))
+        }
     };
-    let env_files = args.env_file.iter().map(|f| fs::read_to_string(f).map_err(io_err("read env file", f))).collect::<Result<_, _>>()?;
+    let env_files = args
+        .env_file
+        .iter()
+        .map(|f| fs::read_to_string(f).map_err(io_err("read env file", f)))
+        .collect::<Result<_, _>>()?;
     Ok(plan::Options {
         image: image.name.clone(),
         hostname: args.hostname.clone(),
@@ -271,12 +350,19 @@ fn options(args: &RunArgs, image: &Resolved) -> Result<plan::Options, RunError> 
 /// inside the image (an image's symlink never reaches the host's files). A named
 /// container's upper layer wins over the image.
 fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, RunError> {
-    let open_dir = |p: &Path| -> Result<fs::File, RunError> { fs::File::open(p).map_err(io_err("open image", p)) };
+    let open_dir = |p: &Path| -> Result<fs::File, RunError> {
+        fs::File::open(p).map_err(io_err("open image", p))
+    };
     let lower = open_dir(rootfs)?;
     let upper = upper.and_then(|u| fs::File::open(u).ok());
     let read = |rel: &std::ffi::CStr| -> String {
         for dir in upper.iter().chain(std::iter::once(&lower)) {
-            if let Ok(fd) = mounts::openat2(dir.as_raw_fd(), rel, libc::O_RDONLY, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS) {
+            if let Ok(fd) = mounts::openat2(
+                dir.as_raw_fd(),
+                rel,
+                libc::O_RDONLY,
+                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+            ) {
                 let mut s = String::new();
                 if fs::File::from(fd).read_to_string(&mut s).is_ok() {
                     return s;
@@ -286,17 +372,22 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
         String::new()
     };
     let has_bash = mounts::open_in_root(lower.as_raw_fd(), c"bin/bash", 0).is_ok();
-    Ok(plan::ImageFacts { passwd: read(c"etc/passwd"), group: read(c"etc/group"), has_bash })
+    Ok(plan::ImageFacts {
+        passwd: read(c"etc/passwd"),
+        group: read(c"etc/group"),
+        has_bash,
+    })
 }
 
-fn open_volume(host: &str) -> Result<OwnedFd, RunError> {
+/// A volume's host path must exist (Docker would create it; locker refuses typos).
+fn check_volume(host: &str) -> Result<CString, RunError> {
     let p = Path::new(host);
-    let f = fs::File::options().read(true).custom_flags(libc::O_PATH).open(p).map_err(|source| RunError::Io {
-        action: "open volume source (it must exist on the host)",
+    fs::symlink_metadata(p).map_err(|source| RunError::Io {
+        action: "use volume source (it must exist on the host)",
         path: p.to_path_buf(),
         source,
     })?;
-    Ok(f.into())
+    cstring(p)
 }
 
 fn new_id() -> Result<String, RunError> {
@@ -322,9 +413,18 @@ fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, RunError> {
         args.cgroup = fd as u64;
     }
     args.exit_signal = libc::SIGCHLD as u64;
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
     if r < 0 {
-        return Err(RunError::Sys("clone the container (needs root)", nix::Error::last()));
+        return Err(RunError::Sys(
+            "clone the container (needs root)",
+            nix::Error::last(),
+        ));
     }
     Ok(r as i32)
 }
@@ -341,7 +441,9 @@ fn exit_code(status: WaitStatus) -> Option<u8> {
 /// Without a terminal: forward signals until PID 1 exits.
 fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
     loop {
-        let sig = signals.wait().map_err(|e| RunError::Sys("wait for signals", e))?;
+        let sig = signals
+            .wait()
+            .map_err(|e| RunError::Sys("wait for signals", e))?;
         if sig == Signal::SIGCHLD {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
@@ -361,7 +463,10 @@ fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
 /// The child's report as an error, naming the step (and the mount target).
 fn explain(buf: &[u8], plan: &plan::Plan) -> RunError {
     let Some(r) = Report::decode(buf) else {
-        return RunError::Setup { step: "set up the container".into(), source: io::Error::other("garbled report") };
+        return RunError::Setup {
+            step: "set up the container".into(),
+            source: io::Error::other("garbled report"),
+        };
     };
     let source = io::Error::from_raw_os_error(r.errno);
     let cmd = plan.argv[0].to_string_lossy().into_owned();
@@ -373,9 +478,15 @@ fn explain(buf: &[u8], plan: &plan::Plan) -> RunError {
                 Some(op) => format!(" {}", describe(op, plan)),
                 None => String::new(),
             };
-            RunError::Setup { step: format!("{}{target}", r.what), source }
+            RunError::Setup {
+                step: format!("{}{target}", r.what),
+                source,
+            }
         }
-        s => RunError::Setup { step: format!("{s:?}").to_lowercase(), source },
+        s => RunError::Setup {
+            step: format!("{s:?}").to_lowercase(),
+            source,
+        },
     }
 }
 
@@ -387,8 +498,12 @@ fn describe(op: &MountOp, plan: &plan::Plan) -> String {
         MountOp::Dev => "/dev".into(),
         MountOp::Console => "/dev/console".into(),
         MountOp::EtcFile { name } => format!("/etc/{name}"),
-        MountOp::Bind { index, target, .. } => format!("{} (volume {})", show(target), plan.volumes[*index].host),
-        MountOp::Tmpfs { target } | MountOp::Mask { target } | MountOp::ReadOnly { target } => show(target),
+        MountOp::Bind { index, target, .. } => {
+            format!("{} (volume {})", show(target), plan.volumes[*index].host)
+        }
+        MountOp::Tmpfs { target } | MountOp::Mask { target } | MountOp::ReadOnly { target } => {
+            show(target)
+        }
     }
 }
 
@@ -422,7 +537,9 @@ impl Guard {
             cg.remove(Duration::from_secs(2))?;
         }
         match fs::remove_dir(&self.base) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &self.base)(e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err("remove", &self.base)(e))
+            }
             _ => {}
         }
         if std::mem::take(&mut self.state) {
@@ -455,32 +572,60 @@ impl Named {
     fn claim(root: &Path, name: &str, image: &str) -> Result<Named, RunError> {
         let valid = !name.is_empty()
             && name.len() <= 64
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
-            return Err(RunError::Usage(format!("bad container name {name:?}: use letters, digits, `_`, `.`, `-`")));
+            return Err(RunError::Usage(format!(
+                "bad container name {name:?}: use letters, digits, `_`, `.`, `-`"
+            )));
         }
         let dir = containers::containers_dir(root).join(name);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let lock_path = dir.join("lock");
-        let f = fs::File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err("open", &lock_path))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| RunError::NameInUse(name.to_string()))?;
+        let f = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| RunError::NameInUse(name.to_string()))?;
         let meta_path = dir.join("meta.json");
         match fs::read(&meta_path) {
             Ok(b) => {
-                let m: NamedMeta = serde_json::from_slice(&b).map_err(|e| io_err("read", &meta_path)(io::Error::other(e)))?;
+                let m: NamedMeta = serde_json::from_slice(&b)
+                    .map_err(|e| io_err("read", &meta_path)(io::Error::other(e)))?;
                 if m.image != image {
-                    return Err(RunError::OtherImage { name: name.to_string(), was: m.image });
+                    return Err(RunError::OtherImage {
+                        name: name.to_string(),
+                        was: m.image,
+                    });
                 }
             }
             Err(_) => {
-                fs::write(&meta_path, serde_json::to_vec(&NamedMeta { image: image.to_string() }).expect("json")).map_err(io_err("write", &meta_path))?;
+                fs::write(
+                    &meta_path,
+                    serde_json::to_vec(&NamedMeta {
+                        image: image.to_string(),
+                    })
+                    .expect("json"),
+                )
+                .map_err(io_err("write", &meta_path))?;
             }
         }
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         for d in [&upper, &work] {
             fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
-        Ok(Named { upper, work, _lock: lock })
+        Ok(Named {
+            upper,
+            work,
+            _lock: lock,
+        })
     }
 }

@@ -12,7 +12,8 @@ use std::ffi::CString;
 use super::RunError;
 
 /// Default PATH inside the container (Docker's).
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default capability set, as the 64-bit mask CapEff shows (0xa80425fb).
 pub(crate) const DEFAULT_CAPS: u64 = (1 << 0) // CHOWN
@@ -48,7 +49,13 @@ pub(crate) const MASKED: &[&str] = &[
 ];
 
 /// runc's read-only paths.
-pub(crate) const READ_ONLY: &[&str] = &["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+pub(crate) const READ_ONLY: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
 
 /// One step of building the container's file tree, applied in order by the child.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +71,12 @@ pub(crate) enum MountOp {
     /// A file locker wrote (hostname, hosts, resolv.conf) bound over /etc/NAME.
     EtcFile { name: &'static str },
     /// A host path (opened before the clone; `index` into the volume fds) bound at target.
-    Bind { index: usize, target: CString, readonly: bool, dir: bool },
+    Bind {
+        index: usize,
+        target: CString,
+        readonly: bool,
+        dir: bool,
+    },
     /// A fresh tmpfs.
     Tmpfs { target: CString },
     /// Hide a path (file: /dev/null over it; directory: empty read-only tmpfs).
@@ -157,13 +169,19 @@ fn cstr(s: &str) -> Result<CString, RunError> {
 /// A container path as a relative, normalised path ("/a/./b/" -> "a/b"); `..` refused.
 pub(crate) fn container_path(p: &str) -> Result<String, RunError> {
     if !p.starts_with('/') {
-        return Err(RunError::Usage(format!("container path {p:?} must be absolute")));
+        return Err(RunError::Usage(format!(
+            "container path {p:?} must be absolute"
+        )));
     }
     let mut parts = Vec::new();
     for c in p.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(RunError::Usage(format!("container path {p:?} must not contain `..`"))),
+            ".." => {
+                return Err(RunError::Usage(format!(
+                    "container path {p:?} must not contain `..`"
+                )))
+            }
             c => parts.push(c),
         }
     }
@@ -172,7 +190,11 @@ pub(crate) fn container_path(p: &str) -> Result<String, RunError> {
 
 /// "512m" -> bytes; k, m, g (and t) suffixes, case-insensitive, optional trailing "b".
 pub(crate) fn parse_size(s: &str) -> Result<u64, RunError> {
-    let bad = || RunError::Usage(format!("bad size {s:?}: use a number with an optional k, m or g suffix"));
+    let bad = || {
+        RunError::Usage(format!(
+            "bad size {s:?}: use a number with an optional k, m or g suffix"
+        ))
+    };
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
@@ -212,7 +234,12 @@ pub(crate) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             if f.len() < 7 {
                 return None;
             }
-            Some(PasswdEntry { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string() })
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+            })
         })
         .collect()
 }
@@ -225,15 +252,27 @@ pub(crate) fn parse_group(text: &str) -> Vec<GroupEntry> {
             if f.len() < 4 {
                 return None;
             }
-            let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
-            Some(GroupEntry { name: f[0].to_string(), gid: f[2].parse().ok()?, members })
+            let members = f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(GroupEntry {
+                name: f[0].to_string(),
+                gid: f[2].parse().ok()?,
+                members,
+            })
         })
         .collect()
 }
 
 /// `-u USER[:GROUP]` resolved against the image's passwd and group (Docker's rules: a
 /// numeric uid need not exist; its gid is then 0 and HOME is /).
-pub(crate) fn resolve_user(spec: Option<&str>, image: &str, facts: &ImageFacts) -> Result<User, RunError> {
+pub(crate) fn resolve_user(
+    spec: Option<&str>,
+    image: &str,
+    facts: &ImageFacts,
+) -> Result<User, RunError> {
     let passwd = parse_passwd(&facts.passwd);
     let groups = parse_group(&facts.group);
     let spec = spec.unwrap_or("0");
@@ -248,7 +287,12 @@ pub(crate) fn resolve_user(spec: Option<&str>, image: &str, facts: &ImageFacts) 
                 .iter()
                 .find(|p| p.name == u)
                 .cloned()
-                .ok_or_else(|| RunError::NoUser { what: "user", name: u.to_string(), image: image.to_string(), file: "/etc/passwd" })?,
+                .ok_or_else(|| RunError::NoUser {
+                    what: "user",
+                    name: u.to_string(),
+                    image: image.to_string(),
+                    file: "/etc/passwd",
+                })?,
         ),
     };
     let uid = match &entry {
@@ -262,7 +306,12 @@ pub(crate) fn resolve_user(spec: Option<&str>, image: &str, facts: &ImageFacts) 
                 .iter()
                 .find(|e| e.name == g)
                 .map(|e| e.gid)
-                .ok_or_else(|| RunError::NoUser { what: "group", name: g.to_string(), image: image.to_string(), file: "/etc/group" })?,
+                .ok_or_else(|| RunError::NoUser {
+                    what: "group",
+                    name: g.to_string(),
+                    image: image.to_string(),
+                    file: "/etc/group",
+                })?,
         },
         None => entry.as_ref().map_or(0, |e| e.gid),
     };
@@ -276,8 +325,16 @@ pub(crate) fn resolve_user(spec: Option<&str>, image: &str, facts: &ImageFacts) 
             }
         }
     }
-    let home = entry.map(|e| e.home).filter(|h| !h.is_empty()).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
-    Ok(User { uid, gid, groups: sup, home })
+    let home = entry
+        .map(|e| e.home)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    Ok(User {
+        uid,
+        gid,
+        groups: sup,
+        home,
+    })
 }
 
 /// Parses `HOST:CTR[:ro|rw]`.
@@ -287,16 +344,31 @@ pub(crate) fn parse_volume(spec: &str) -> Result<Volume, RunError> {
         [h, t] => (*h, *t, false),
         [h, t, "ro"] => (*h, *t, true),
         [h, t, "rw"] => (*h, *t, false),
-        _ => return Err(RunError::Usage(format!("bad volume {spec:?}: use HOST:CTR[:ro]"))),
+        _ => {
+            return Err(RunError::Usage(format!(
+                "bad volume {spec:?}: use HOST:CTR[:ro]"
+            )))
+        }
     };
     if !host.starts_with('/') {
-        return Err(RunError::Usage(format!("bad volume {spec:?}: the host path must be absolute")));
+        return Err(RunError::Usage(format!(
+            "bad volume {spec:?}: the host path must be absolute"
+        )));
     }
-    Ok(Volume { host: host.to_string(), target: container_path(target)?, readonly })
+    Ok(Volume {
+        host: host.to_string(),
+        target: container_path(target)?,
+        readonly,
+    })
 }
 
 /// The environment: defaults, then --env-file lines, then -e (later wins).
-pub(crate) fn build_env(opts: &Options, user: &User, hostname: &str, host_env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, RunError> {
+pub(crate) fn build_env(
+    opts: &Options,
+    user: &User,
+    hostname: &str,
+    host_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, RunError> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOME".into(), user.home.clone()),
@@ -304,7 +376,12 @@ pub(crate) fn build_env(opts: &Options, user: &User, hostname: &str, host_env: &
         ("container".into(), "locker".into()),
     ];
     if opts.tty {
-        env.push(("TERM".into(), host_env("TERM").filter(|t| !t.is_empty()).unwrap_or_else(|| "xterm".into())));
+        env.push((
+            "TERM".into(),
+            host_env("TERM")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "xterm".into()),
+        ));
     }
     let mut set = |k: &str, v: String| {
         if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
@@ -315,7 +392,9 @@ pub(crate) fn build_env(opts: &Options, user: &User, hostname: &str, host_env: &
     };
     let mut apply = |item: &str| -> Result<(), RunError> {
         match item.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(RunError::Usage(format!("bad environment variable {item:?}"))),
+            Some((k, _)) if k.is_empty() => Err(RunError::Usage(format!(
+                "bad environment variable {item:?}"
+            ))),
             Some((k, v)) => {
                 set(k, v.to_string());
                 Ok(())
@@ -348,16 +427,31 @@ fn exec_paths(cmd: &str, path: &str) -> Vec<String> {
     if cmd.contains('/') {
         return vec![cmd.to_string()];
     }
-    path.split(':').map(|d| if d.is_empty() { "." } else { d }).map(|d| format!("{}/{cmd}", d.trim_end_matches('/'))).collect()
+    path.split(':')
+        .map(|d| if d.is_empty() { "." } else { d })
+        .map(|d| format!("{}/{cmd}", d.trim_end_matches('/')))
+        .collect()
 }
 
 /// Builds the plan. `host_resolv` is the host's resolv.conf (used with --net host).
-pub(crate) fn build(opts: &Options, facts: &ImageFacts, host_env: &dyn Fn(&str) -> Option<String>, host_resolv: &[u8]) -> Result<(Plan, Vec<u8>), RunError> {
-    let ns_flags = (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) as u64
-        | if opts.net_none { libc::CLONE_NEWNET as u64 } else { 0 };
+pub(crate) fn build(
+    opts: &Options,
+    facts: &ImageFacts,
+    host_env: &dyn Fn(&str) -> Option<String>,
+    host_resolv: &[u8],
+) -> Result<(Plan, Vec<u8>), RunError> {
+    let ns_flags =
+        (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) as u64
+            | if opts.net_none {
+                libc::CLONE_NEWNET as u64
+            } else {
+                0
+            };
     let hostname: String = opts.hostname.clone().unwrap_or_else(|| opts.image.clone());
     if hostname.is_empty() || hostname.len() > 64 || hostname.contains(['/', '\0']) {
-        return Err(RunError::Usage(format!("bad hostname {hostname:?} (1-64 characters); use --hostname")));
+        return Err(RunError::Usage(format!(
+            "bad hostname {hostname:?} (1-64 characters); use --hostname"
+        )));
     }
     let user = resolve_user(opts.user.as_deref(), &opts.image, facts)?;
     let env = build_env(opts, &user, &hostname, host_env)?;
@@ -372,11 +466,18 @@ pub(crate) fn build(opts: &Options, facts: &ImageFacts, host_env: &dyn Fn(&str) 
     let mut volumes = Vec::new();
     for v in &opts.volumes {
         let vol = parse_volume(v)?;
-        mounts.push(MountOp::Bind { index: volumes.len(), target: cstr(&vol.target)?, readonly: vol.readonly, dir: true });
+        mounts.push(MountOp::Bind {
+            index: volumes.len(),
+            target: cstr(&vol.target)?,
+            readonly: vol.readonly,
+            dir: true,
+        });
         volumes.push(vol);
     }
     for t in &opts.tmpfs {
-        mounts.push(MountOp::Tmpfs { target: cstr(&container_path(t)?)? });
+        mounts.push(MountOp::Tmpfs {
+            target: cstr(&container_path(t)?)?,
+        });
     }
     for m in MASKED {
         mounts.push(MountOp::Mask { target: cstr(m)? });
@@ -386,12 +487,24 @@ pub(crate) fn build(opts: &Options, facts: &ImageFacts, host_env: &dyn Fn(&str) 
     }
 
     let command: Vec<String> = if opts.command.is_empty() {
-        vec![if facts.has_bash { "/bin/bash" } else { "/bin/sh" }.to_string()]
+        vec![if facts.has_bash {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        }
+        .to_string()]
     } else {
         opts.command.clone()
     };
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or(DEFAULT_PATH);
-    let exec_paths = exec_paths(&command[0], path).iter().map(|p| cstr(p)).collect::<Result<_, _>>()?;
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    let exec_paths = exec_paths(&command[0], path)
+        .iter()
+        .map(|p| cstr(p))
+        .collect::<Result<_, _>>()?;
     let workdir = match &opts.workdir {
         Some(w) => format!("/{}", container_path(w)?),
         None => "/".to_string(),
@@ -401,7 +514,11 @@ pub(crate) fn build(opts: &Options, facts: &ImageFacts, host_env: &dyn Fn(&str) 
     } else {
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
     };
-    let resolv = if opts.net_none { b"# --net none: no name servers\n".to_vec() } else { host_resolv.to_vec() };
+    let resolv = if opts.net_none {
+        b"# --net none: no name servers\n".to_vec()
+    } else {
+        host_resolv.to_vec()
+    };
     let plan = Plan {
         ns_flags,
         hostname: cstr(&hostname)?,
@@ -409,7 +526,10 @@ pub(crate) fn build(opts: &Options, facts: &ImageFacts, host_env: &dyn Fn(&str) 
         volumes,
         argv: command.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
         exec_paths,
-        env: env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<_, _>>()?,
+        env: env
+            .iter()
+            .map(|(k, v)| cstr(&format!("{k}={v}")))
+            .collect::<Result<_, _>>()?,
         user,
         workdir: cstr(&workdir)?,
         net_none: opts.net_none,
@@ -427,14 +547,19 @@ mod tests {
 
     fn facts() -> ImageFacts {
         ImageFacts {
-            passwd: "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:Tester:/home/tester:/bin/sh\n".into(),
+            passwd:
+                "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:Tester:/home/tester:/bin/sh\n"
+                    .into(),
             group: "root:x:0:\ntester:x:1000:\nwheel:x:10:tester\naudio:x:29:tester,other\n".into(),
             has_bash: false,
         }
     }
 
     fn opts() -> Options {
-        Options { image: "img".into(), ..Default::default() }
+        Options {
+            image: "img".into(),
+            ..Default::default()
+        }
     }
 
     fn no_env(_: &str) -> Option<String> {
@@ -446,15 +571,31 @@ mod tests {
         let (p, _) = build(&opts(), &facts(), &no_env, b"").unwrap();
         assert_eq!(p.ns_flags & libc::CLONE_NEWNET as u64, 0);
         assert_ne!(p.ns_flags & libc::CLONE_NEWPID as u64, 0);
-        let (p, resolv) = build(&Options { net_none: true, ..opts() }, &facts(), &no_env, b"nameserver 1.1.1.1\n").unwrap();
+        let (p, resolv) = build(
+            &Options {
+                net_none: true,
+                ..opts()
+            },
+            &facts(),
+            &no_env,
+            b"nameserver 1.1.1.1\n",
+        )
+        .unwrap();
         assert_ne!(p.ns_flags & libc::CLONE_NEWNET as u64, 0);
         assert!(!String::from_utf8(resolv).unwrap().contains("nameserver"));
-        assert!(String::from_utf8(p.hosts).unwrap().contains("localhost img"));
+        assert!(String::from_utf8(p.hosts)
+            .unwrap()
+            .contains("localhost img"));
     }
 
     #[test]
     fn mount_order() {
-        let o = Options { volumes: vec!["/h:/data:ro".into()], tmpfs: vec!["/scratch".into()], tty: true, ..opts() };
+        let o = Options {
+            volumes: vec!["/h:/data:ro".into()],
+            tmpfs: vec!["/scratch".into()],
+            tty: true,
+            ..opts()
+        };
         let (p, _) = build(&o, &facts(), &no_env, b"").unwrap();
         let kinds: Vec<&str> = p
             .mounts
@@ -472,53 +613,147 @@ mod tests {
             })
             .collect();
         let first_mask = kinds.iter().position(|k| *k == "mask").unwrap();
-        assert_eq!(&kinds[..first_mask], &["proc", "sys", "dev", "console", "etc", "etc", "etc", "bind", "tmpfs"]);
-        assert!(kinds[first_mask..].iter().all(|k| *k == "mask" || *k == "ro"));
-        assert_eq!(p.volumes[0], Volume { host: "/h".into(), target: "data".into(), readonly: true });
+        assert_eq!(
+            &kinds[..first_mask],
+            &["proc", "sys", "dev", "console", "etc", "etc", "etc", "bind", "tmpfs"]
+        );
+        assert!(kinds[first_mask..]
+            .iter()
+            .all(|k| *k == "mask" || *k == "ro"));
+        assert_eq!(
+            p.volumes[0],
+            Volume {
+                host: "/h".into(),
+                target: "data".into(),
+                readonly: true
+            }
+        );
     }
 
     #[test]
     fn env_merging() {
-        let host = |k: &str| if k == "FROMHOST" { Some("h".to_string()) } else if k == "TERM" { Some("vt100".into()) } else { None };
+        let host = |k: &str| {
+            if k == "FROMHOST" {
+                Some("h".to_string())
+            } else if k == "TERM" {
+                Some("vt100".into())
+            } else {
+                None
+            }
+        };
         let o = Options {
-            env: vec!["A=2".into(), "FROMHOST".into(), "MISSING".into(), "PATH=/x".into()],
+            env: vec![
+                "A=2".into(),
+                "FROMHOST".into(),
+                "MISSING".into(),
+                "PATH=/x".into(),
+            ],
             env_files: vec!["# comment\nA=1\nB=file\n\n".into()],
             tty: true,
             ..opts()
         };
         let (p, _) = build(&o, &facts(), &host, b"").unwrap();
-        let env: Vec<String> = p.env.iter().map(|c| c.to_str().unwrap().to_string()).collect();
-        assert_eq!(env, ["PATH=/x", "HOME=/root", "HOSTNAME=img", "container=locker", "TERM=vt100", "A=2", "B=file", "FROMHOST=h"]);
+        let env: Vec<String> = p
+            .env
+            .iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "PATH=/x",
+                "HOME=/root",
+                "HOSTNAME=img",
+                "container=locker",
+                "TERM=vt100",
+                "A=2",
+                "B=file",
+                "FROMHOST=h"
+            ]
+        );
         assert_eq!(p.exec_paths.len(), 1); // default /bin/sh has a slash
         let (p, _) = build(&opts(), &facts(), &no_env, b"").unwrap();
-        assert!(!p.env.iter().any(|e| e.to_str().unwrap().starts_with("TERM=")));
+        assert!(!p
+            .env
+            .iter()
+            .any(|e| e.to_str().unwrap().starts_with("TERM=")));
     }
 
     #[test]
     fn path_search_and_default_command() {
-        let o = Options { command: vec!["ls".into(), "-l".into()], ..opts() };
+        let o = Options {
+            command: vec!["ls".into(), "-l".into()],
+            ..opts()
+        };
         let (p, _) = build(&o, &facts(), &no_env, b"").unwrap();
         assert_eq!(p.exec_paths[0].to_str().unwrap(), "/usr/local/sbin/ls");
         assert_eq!(p.exec_paths.len(), 6);
-        let (p, _) = build(&opts(), &ImageFacts { has_bash: true, ..facts() }, &no_env, b"").unwrap();
+        let (p, _) = build(
+            &opts(),
+            &ImageFacts {
+                has_bash: true,
+                ..facts()
+            },
+            &no_env,
+            b"",
+        )
+        .unwrap();
         assert_eq!(p.argv[0].to_str().unwrap(), "/bin/bash");
     }
 
     #[test]
     fn users() {
         let f = facts();
-        assert_eq!(resolve_user(None, "i", &f).unwrap(), User { uid: 0, gid: 0, groups: vec![0], home: "/root".into() });
-        assert_eq!(resolve_user(Some("1000"), "i", &f).unwrap(), User { uid: 1000, gid: 1000, groups: vec![1000, 10, 29], home: "/home/tester".into() });
-        assert_eq!(resolve_user(Some("tester:wheel"), "i", &f).unwrap(), User { uid: 1000, gid: 10, groups: vec![10], home: "/home/tester".into() });
-        assert_eq!(resolve_user(Some("4242:7"), "i", &f).unwrap(), User { uid: 4242, gid: 7, groups: vec![7], home: "/".into() });
-        let e = resolve_user(Some("bob"), "img", &f).unwrap_err().to_string();
+        assert_eq!(
+            resolve_user(None, "i", &f).unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                groups: vec![0],
+                home: "/root".into()
+            }
+        );
+        assert_eq!(
+            resolve_user(Some("1000"), "i", &f).unwrap(),
+            User {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10, 29],
+                home: "/home/tester".into()
+            }
+        );
+        assert_eq!(
+            resolve_user(Some("tester:wheel"), "i", &f).unwrap(),
+            User {
+                uid: 1000,
+                gid: 10,
+                groups: vec![10],
+                home: "/home/tester".into()
+            }
+        );
+        assert_eq!(
+            resolve_user(Some("4242:7"), "i", &f).unwrap(),
+            User {
+                uid: 4242,
+                gid: 7,
+                groups: vec![7],
+                home: "/".into()
+            }
+        );
+        let e = resolve_user(Some("bob"), "img", &f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bob") && e.contains("img"), "{e}");
-        assert!(resolve_user(Some("tester:nogrp"), "img", &f).unwrap_err().to_string().contains("nogrp"));
+        assert!(resolve_user(Some("tester:nogrp"), "img", &f)
+            .unwrap_err()
+            .to_string()
+            .contains("nogrp"));
     }
 
     #[test]
     fn passwd_group_parsing() {
-        let p = parse_passwd("# c\nbad line\nroot:x:0:0:root:/root:/bin/sh\nx:x:notnum:0::/:/bin/sh\n");
+        let p =
+            parse_passwd("# c\nbad line\nroot:x:0:0:root:/root:/bin/sh\nx:x:notnum:0::/:/bin/sh\n");
         assert_eq!(p.len(), 1);
         let g = parse_group("wheel:x:10:a,b\nempty:x:11:\n");
         assert_eq!(g[0].members, ["a", "b"]);

@@ -24,9 +24,16 @@ pub(crate) struct Pty {
 pub(crate) fn open_pty() -> Result<Pty, RunError> {
     let p = nix::pty::openpty(None, None).map_err(|e| RunError::Sys("open a pty", e))?;
     for fd in [&p.master, &p.slave] {
-        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| RunError::Sys("set close-on-exec", e))?;
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| RunError::Sys("set close-on-exec", e))?;
     }
-    Ok(Pty { master: p.master, slave: p.slave })
+    Ok(Pty {
+        master: p.master,
+        slave: p.slave,
+    })
 }
 
 /// Restores the host terminal's settings when dropped.
@@ -37,7 +44,9 @@ struct RawMode {
 impl RawMode {
     fn enter() -> RawMode {
         let stdin = io::stdin();
-        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else { return RawMode { saved: None } };
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
@@ -69,10 +78,16 @@ fn exit_code(status: WaitStatus) -> Option<u8> {
 }
 
 /// Relays until PID 1 exits, then drains what the command wrote last.
-pub(crate) fn relay(master: &OwnedFd, pid: Pid, signals: &SigSet, with_stdin: bool) -> Result<u8, RunError> {
+pub(crate) fn relay(
+    master: &OwnedFd,
+    pid: Pid,
+    signals: &SigSet,
+    with_stdin: bool,
+) -> Result<u8, RunError> {
     let _raw = RawMode::enter();
     copy_winsize(master);
-    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| RunError::Sys("signalfd", e))?;
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| RunError::Sys("signalfd", e))?;
     let stdin = io::stdin();
     let mut stdin_open = with_stdin;
     let mut master_open = true;
@@ -92,7 +107,10 @@ pub(crate) fn relay(master: &OwnedFd, pid: Pid, signals: &SigSet, with_stdin: bo
             Err(e) => return Err(RunError::Sys("poll", e)),
             Ok(_) => {}
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         let mut i = 1;
         if master_open {
@@ -130,7 +148,10 @@ pub(crate) fn relay(master: &OwnedFd, pid: Pid, signals: &SigSet, with_stdin: bo
         }
     }
     // Everything in the container is gone: drain without blocking.
-    let _ = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    let _ = nix::fcntl::fcntl(
+        master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     while master_open && pump(master.as_fd(), &mut out, &mut buf) {}
     let _ = out.flush();
     Ok(status.unwrap_or(125))

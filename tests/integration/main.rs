@@ -3,3 +3,6 @@
 //! (`autotests = false`); each area is a module.
 
 mod harness;
+
+mod images;
+mod run;
