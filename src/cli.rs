@@ -33,6 +33,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 pub(crate) enum Command {
     /// Download, verify and unpack an image from the catalog (no-op if present)
     Pull(PullArgs),

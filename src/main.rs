@@ -77,8 +77,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let image = resolve_image(&cli.root, &a.image)?;
             run::run(&cli.root, &image, &a).with_context(|| format!("run {}", a.image))
         }
-        Command::Ps(_) | Command::Exec(_) | Command::Stop(_) | Command::Rm(_) => {
-            anyhow::bail!("containers are not available in this build yet")
-        }
+        Command::Ps(a) => containers::ps(&cli.root, a.all, a.json).map(|_| 0),
+        Command::Stop(a) => containers::stop(&cli.root, &a.names).map(|_| 0),
+        Command::Rm(a) => containers::rm(&cli.root, &a.names).map(|_| 0),
+        Command::Exec(a) => containers::exec(&cli.root, &a),
     }
 }

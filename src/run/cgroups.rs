@@ -69,6 +69,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 pub(crate) fn detect(limits: &Limits) -> Hierarchy {
     let base = Path::new("/sys/fs/cgroup");
     if let Ok(st) = nix::sys::statfs::statfs(base) {
+        #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
         if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
             return Hierarchy::V2 {
                 root: base.to_path_buf(),

@@ -490,6 +490,87 @@ fn exec_command(c: &Child) -> ! {
     fail(Step::ExecDenied, last)
 }
 
+/// `locker exec`'s child, already in the container's namespaces: the same privilege
+/// drop and exec as `run`'s command. Returns the exit code on failure.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exec_joined(
+    user: &super::plan::User,
+    workdir: &CString,
+    paths: &[CString],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    tty: Option<RawFd>,
+    stdin: bool,
+    error_wr: RawFd,
+) -> c_int {
+    let fail = |step: Step, errno: i32| -> c_int {
+        report(error_wr, step_err(step)(errno));
+        if step == Step::ExecNotFound {
+            127
+        } else if step == Step::ExecDenied {
+            126
+        } else {
+            125
+        }
+    };
+    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    unsafe {
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::setsid();
+    }
+    if let Some(slave) = tty {
+        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
+            return fail(Step::Tty, mounts::errno());
+        }
+        for fd in 0..3 {
+            unsafe { libc::dup2(slave, fd) };
+        }
+    } else if !stdin {
+        if let Err(e) = redirect_null(0) {
+            return fail(Step::Stdio, e);
+        }
+    }
+    if let Err(e) = drop_capabilities(cap_last) {
+        return fail(Step::Capabilities, e);
+    }
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+        return fail(Step::NoNewPrivs, mounts::errno());
+    }
+    if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } < 0
+        || unsafe { libc::setgid(user.gid) } < 0
+        || unsafe { libc::setuid(user.uid) } < 0
+    {
+        return fail(Step::Credentials, mounts::errno());
+    }
+    if unsafe { libc::chdir(workdir.as_ptr()) } < 0 {
+        return fail(Step::Chdir, mounts::errno());
+    }
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
+    let mut denied = 0;
+    for p in paths {
+        unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        match mounts::errno() {
+            libc::ENOENT | libc::ENOTDIR => {}
+            e => denied = e,
+        }
+    }
+    if denied != 0 {
+        fail(Step::ExecDenied, denied)
+    } else {
+        fail(Step::ExecNotFound, libc::ENOENT)
+    }
+}
+
 fn redirect_null(fd: c_int) -> mounts::SysResult<()> {
     let n = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
     cvt(unsafe { libc::dup2(n, fd) })?;

@@ -10,7 +10,7 @@ pub(crate) mod cgroups;
 pub(crate) mod init;
 pub(crate) mod mounts;
 pub(crate) mod plan;
-mod tty;
+pub(crate) mod tty;
 
 use std::ffi::CString;
 use std::fs;
@@ -26,7 +26,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
-use crate::containers::{self, State};
+use crate::containers::{self, NamedMeta, State};
 use crate::store::Resolved;
 use cgroups::{CgroupError, Limits};
 use init::{Report, Step};
@@ -341,7 +341,6 @@ fn options(args: &RunArgs, image: &Resolved) -> Result<plan::Options, RunError> 
         net_none,
         tty: args.tty,
         interactive: args.interactive,
-        read_only: args.read_only,
         command: args.command.clone(),
     })
 }
@@ -439,7 +438,7 @@ fn exit_code(status: WaitStatus) -> Option<u8> {
 }
 
 /// Without a terminal: forward signals until PID 1 exits.
-fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
+pub(crate) fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
     loop {
         let sig = signals
             .wait()
@@ -561,11 +560,6 @@ struct Named {
     upper: PathBuf,
     work: PathBuf,
     _lock: Flock<fs::File>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct NamedMeta {
-    image: String,
 }
 
 impl Named {

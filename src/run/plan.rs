@@ -129,7 +129,6 @@ pub(crate) struct Options {
     pub net_none: bool,
     pub tty: bool,
     pub interactive: bool,
-    pub read_only: bool,
     pub command: Vec<String>,
 }
 
@@ -319,7 +318,7 @@ pub(crate) fn resolve_user(
     if g.is_none() {
         if let Some(e) = &entry {
             for grp in &groups {
-                if grp.members.iter().any(|m| *m == e.name) && !sup.contains(&grp.gid) {
+                if grp.members.contains(&e.name) && !sup.contains(&grp.gid) {
                     sup.push(grp.gid);
                 }
             }

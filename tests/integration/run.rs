@@ -749,3 +749,55 @@ fn stop_via_sigint_while_running() {
     );
     let _ = run_bounded;
 }
+
+#[test]
+fn ps_exec_stop_rm() {
+    let c = Ctx::new();
+    let mut svc = c.spawn(&["--name", "svc"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("container ready");
+    let ps = c.l.ok(&["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("svc ") && l.contains(IMG) && l.contains("sh -c")),
+        "{ps}"
+    );
+    let js: serde_json::Value = serde_json::from_str(&c.l.ok(&["ps", "--json"])).unwrap();
+    assert_eq!(js[0]["name"], "svc");
+    assert_eq!(c.l.ok(&["exec", "svc", "hostname"]).trim(), IMG);
+    let procs = c.l.ok(&["exec", "svc", "ps"]);
+    assert!(
+        procs.contains("sleep 60"),
+        "exec shares the PID namespace:\n{procs}"
+    );
+    assert!(c
+        .l
+        .ok(&["exec", "-u", "1000", "svc", "id"])
+        .starts_with("uid=1000(tester)"));
+    assert!(c
+        .l
+        .ok(&["exec", "svc", "grep", "CapEff", "/proc/self/status"])
+        .contains("00000000a80425fb"));
+    assert_eq!(c.l.run(&["exec", "svc", "nosuch"]).code, Some(127));
+    assert_eq!(
+        c.l.run(&["exec", "svc", "sh", "-c", "exit 7"]).code,
+        Some(7)
+    );
+    c.l.fails(&["rm", "svc"]);
+    c.l.ok(&["stop", "svc"]);
+    assert_eq!(
+        wait_child(&mut svc, Duration::from_secs(20)).code(),
+        Some(143)
+    );
+    assert!(!c.l.ok(&["ps"]).contains("svc"));
+    assert!(c
+        .l
+        .ok(&["ps", "-a"])
+        .lines()
+        .any(|l| l.starts_with("svc ") && l.contains("stopped")));
+    c.l.ok(&["rm", "svc"]);
+    assert!(!c.l.root().join("containers/svc").exists());
+    c.l.fails(&["rm", "svc"]);
+    c.l.fails(&["exec", "svc", "true"]);
+}
