@@ -391,7 +391,7 @@ pub(crate) fn build_env(
     };
     let mut apply = |item: &str| -> Result<(), RunError> {
         match item.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(RunError::Usage(format!(
+            Some(("", _)) => Err(RunError::Usage(format!(
                 "bad environment variable {item:?}"
             ))),
             Some((k, v)) => {
