@@ -21,17 +21,9 @@ const DEFAULT_NAME: &str = "<built-in images.toml>";
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatalogError {
     #[error("read catalog {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, #[source] source: std::io::Error },
     #[error("catalog {file}, line {line}: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Invalid { file: String, line: usize, message: String },
     #[error("no image {name:?} in the catalog; `locker catalog` lists what can be pulled{hint}")]
     Unknown { name: String, hint: String },
 }
@@ -51,11 +43,7 @@ pub(crate) enum Verification {
     Pinned { sha256: Digest },
     /// A SHA256SUMS file, whose detached OpenPGP signature is checked against `keyring`,
     /// lists the archive's digest under its file name.
-    Signed {
-        checksums: String,
-        signature: String,
-        keyring: PathBuf,
-    },
+    Signed { checksums: String, signature: String, keyring: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,10 +134,8 @@ impl Catalog {
             }
         }
         if let Some(path) = extra {
-            let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| CatalogError::Read { path: path.to_path_buf(), source })?;
             catalog.add_layer(&path.display().to_string(), &text)?;
         }
         Ok(catalog)
@@ -159,19 +145,11 @@ impl Catalog {
     pub(crate) fn add_layer(&mut self, file: &str, text: &str) -> Result<(), CatalogError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            CatalogError::Invalid {
-                file: file.to_string(),
-                line,
-                message: e.message().to_string(),
-            }
+            CatalogError::Invalid { file: file.to_string(), line, message: e.message().to_string() }
         })?;
         for (name, spanned) in raw.images {
             let line = line_of(text, spanned.span().start);
-            let invalid = |message: String| CatalogError::Invalid {
-                file: file.to_string(),
-                line,
-                message,
-            };
+            let invalid = |message: String| CatalogError::Invalid { file: file.to_string(), line, message };
             let entry = build_entry(&name, spanned.into_inner(), file).map_err(invalid)?;
             self.entries.insert(name, entry);
         }
@@ -187,19 +165,12 @@ impl Catalog {
         // the one a user most recently wrote, but BTreeMap order is by name, so prefer
         // entries from a non-default layer.
         let mut found: Option<&Entry> = None;
-        for entry in self
-            .entries
-            .values()
-            .filter(|e| e.aliases.iter().any(|a| a == name))
-        {
+        for entry in self.entries.values().filter(|e| e.aliases.iter().any(|a| a == name)) {
             if found.is_none_or(|f| f.layer == DEFAULT_NAME) {
                 found = Some(entry);
             }
         }
-        found.ok_or_else(|| CatalogError::Unknown {
-            name: name.to_string(),
-            hint: self.suggest(name),
-        })
+        found.ok_or_else(|| CatalogError::Unknown { name: name.to_string(), hint: self.suggest(name) })
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
@@ -231,36 +202,18 @@ fn build_entry(name: &str, raw: RawEntry, layer: &str) -> Result<Entry, String> 
         check_name(alias).map_err(|m| format!("[images.{name}] alias {alias:?}: {m}"))?;
     }
     let source = match (raw.url, raw.build) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "[images.{name}] has both `url` and `build`; keep one"
-            ))
-        }
-        (None, None) => {
-            return Err(format!(
-                "[images.{name}] needs `url` (with `sha256` or `checksums`) or `build`"
-            ))
-        }
+        (Some(_), Some(_)) => return Err(format!("[images.{name}] has both `url` and `build`; keep one")),
+        (None, None) => return Err(format!("[images.{name}] needs `url` (with `sha256` or `checksums`) or `build`")),
         (None, Some(build)) => {
-            for key in [
-                ("sha256", raw.sha256.is_some()),
-                ("checksums", raw.checksums.is_some()),
-                ("signature", raw.signature.is_some()),
-            ] {
+            for key in [("sha256", raw.sha256.is_some()), ("checksums", raw.checksums.is_some()), ("signature", raw.signature.is_some())] {
                 if key.1 {
-                    return Err(format!(
-                        "[images.{name}] key `{}` only applies to `url` entries",
-                        key.0
-                    ));
+                    return Err(format!("[images.{name}] key `{}` only applies to `url` entries", key.0));
                 }
             }
             if build.suite.is_empty() {
                 return Err(format!("[images.{name}] build.suite is empty"));
             }
-            Source::Build(BuildSpec {
-                keyring: build.keyring.or(raw.keyring),
-                ..build
-            })
+            Source::Build(BuildSpec { keyring: build.keyring.or(raw.keyring), ..build })
         }
         (Some(url), None) => {
             check_url(&url).map_err(|m| format!("[images.{name}] url: {m}"))?;
@@ -303,13 +256,8 @@ fn build_entry(name: &str, raw: RawEntry, layer: &str) -> Result<Entry, String> 
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -381,20 +329,8 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.find("x").unwrap().name, "a");
-        assert!(matches!(
-            c.find("a").unwrap().source,
-            Source::Download {
-                verify: Verification::Pinned { .. },
-                ..
-            }
-        ));
-        assert!(matches!(
-            c.find("b").unwrap().source,
-            Source::Download {
-                verify: Verification::Signed { .. },
-                ..
-            }
-        ));
+        assert!(matches!(c.find("a").unwrap().source, Source::Download { verify: Verification::Pinned { .. }, .. }));
+        assert!(matches!(c.find("b").unwrap().source, Source::Download { verify: Verification::Signed { .. }, .. }));
         assert!(matches!(c.find("zzz"), Err(CatalogError::Unknown { .. })));
     }
 
@@ -426,15 +362,8 @@ mod tests {
 
     #[test]
     fn later_layer_overrides_by_name() {
-        let mut c = layer(&format!(
-            "[images.a]\nurl=\"http://h/1\"\nsha256=\"{HEX}\"\n"
-        ))
-        .unwrap();
-        c.add_layer(
-            "b.toml",
-            &format!("[images.a]\nurl=\"http://h/2\"\nsha256=\"{HEX}\"\n"),
-        )
-        .unwrap();
+        let mut c = layer(&format!("[images.a]\nurl=\"http://h/1\"\nsha256=\"{HEX}\"\n")).unwrap();
+        c.add_layer("b.toml", &format!("[images.a]\nurl=\"http://h/2\"\nsha256=\"{HEX}\"\n")).unwrap();
         match &c.find("a").unwrap().source {
             Source::Download { url, .. } => assert_eq!(url, "http://h/2"),
             other => panic!("{other:?}"),
@@ -444,9 +373,7 @@ mod tests {
     #[test]
     fn build_entries() {
         let c = layer("[images.debian-12]\naliases=[\"bookworm\"]\nbuild={suite=\"bookworm\",variant=\"minbase\",components=[\"main\"]}\n").unwrap();
-        assert!(
-            matches!(&c.find("bookworm").unwrap().source, Source::Build(b) if b.suite == "bookworm")
-        );
+        assert!(matches!(&c.find("bookworm").unwrap().source, Source::Build(b) if b.suite == "bookworm"));
         let (_, msg) = invalid("[images.a]\nbuild={suite=\"x\", sweet=1}\n");
         assert!(msg.contains("sweet"), "{msg}");
     }

@@ -12,12 +12,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub(crate) struct Cli {
     /// Store directory (images, containers, work in progress)
-    #[arg(
-        long,
-        global = true,
-        env = "LOCKER_ROOT",
-        default_value = "/var/lib/locker"
-    )]
+    #[arg(long, global = true, env = "LOCKER_ROOT", default_value = "/var/lib/locker")]
     pub root: PathBuf,
     /// Extra catalog layer, read after /etc/locker/images.toml and ~/.config/locker/images.toml
     #[arg(long, global = true, env = "LOCKER_CATALOG")]

@@ -83,12 +83,7 @@ mod tests {
         assert_eq!(d.hex(), hex);
         assert_eq!(d.short(), "ba7816bf8f01");
         assert_eq!(hex.parse::<Digest>().unwrap(), d);
-        assert_eq!(
-            format!("sha256:{}", hex.to_uppercase())
-                .parse::<Digest>()
-                .unwrap(),
-            d
-        );
+        assert_eq!(format!("sha256:{}", hex.to_uppercase()).parse::<Digest>().unwrap(), d);
     }
 
     #[test]

@@ -31,10 +31,7 @@ impl Fetcher {
 
     /// A small document (SHA256SUMS, a signature), whole, at most `limit` bytes.
     pub(crate) fn get_small(&self, url: &str, _limit: usize) -> Result<Vec<u8>, FetchError> {
-        Err(FetchError::Other {
-            url: url.into(),
-            message: "not implemented".into(),
-        })
+        Err(FetchError::Other { url: url.into(), message: "not implemented".into() })
     }
 
     /// A resumable download of `url`; bytes already in `partial` are replayed first,
@@ -45,10 +42,7 @@ impl Fetcher {
         _partial: &Path,
         _reporter: &dyn Reporter,
     ) -> Result<Download, FetchError> {
-        Err(FetchError::Other {
-            url: url.into(),
-            message: "not implemented".into(),
-        })
+        Err(FetchError::Other { url: url.into(), message: "not implemented".into() })
     }
 }
 

@@ -63,9 +63,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = pull::Context::new(&cli);
     match cli.command {
         Command::Pull(a) => pull::pull_named(&ctx, &a.name).map(|_| 0),
-        Command::Import(a) => {
-            pull::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
-        }
+        Command::Import(a) => pull::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0),
         Command::Images(a) => pull::list_images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => pull::remove_images(&ctx, &a.names).map(|_| 0),
         Command::Catalog(a) => pull::list_catalog(&ctx, a.json).map(|_| 0),

@@ -12,12 +12,7 @@ pub(crate) struct Context {
 
 impl Context {
     pub(crate) fn new(cli: &Cli) -> Self {
-        Context {
-            root: cli.root.clone(),
-            catalog: cli.catalog.clone(),
-            quiet: cli.quiet,
-            verbose: cli.verbose,
-        }
+        Context { root: cli.root.clone(), catalog: cli.catalog.clone(), quiet: cli.quiet, verbose: cli.verbose }
     }
 }
 

@@ -28,29 +28,16 @@ use crate::digest::Digest;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
     #[error("store index {path} is corrupt ({source}); move it away and pull again")]
-    CorruptRefs {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    CorruptRefs { path: PathBuf, #[source] source: serde_json::Error },
     #[error("no image {0:?} in the store; `locker images` lists them")]
     NoSuchImage(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_path_buf();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| StoreError::Io { action, path, source }
 }
 
 /// One name in refs.json.
@@ -77,11 +64,7 @@ impl Refs {
     pub(crate) fn find(&self, name: &str) -> Option<(&str, &ImageRef)> {
         self.images
             .get_key_value(name)
-            .or_else(|| {
-                self.images
-                    .iter()
-                    .find(|(_, r)| r.aliases.iter().any(|a| a == name))
-            })
+            .or_else(|| self.images.iter().find(|(_, r)| r.aliases.iter().any(|a| a == name)))
             .map(|(n, r)| (n.as_str(), r))
     }
 }
@@ -130,15 +113,8 @@ pub(crate) struct GcReport {
 impl Store {
     /// Opens the store at `root`, creating its skeleton if needed.
     pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
-        let store = Store {
-            root: root.to_path_buf(),
-        };
-        for dir in [
-            store.root.clone(),
-            store.rootfs_dir(),
-            store.tmp_dir(),
-            store.downloads_dir(),
-        ] {
+        let store = Store { root: root.to_path_buf() };
+        for dir in [store.root.clone(), store.rootfs_dir(), store.tmp_dir(), store.downloads_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("create store directory", &dir))?;
         }
         Ok(store)
@@ -146,9 +122,7 @@ impl Store {
 
     /// Opens the store only if it exists: readers never create it.
     pub(crate) fn existing(root: &Path) -> Store {
-        Store {
-            root: root.to_path_buf(),
-        }
+        Store { root: root.to_path_buf() }
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -177,16 +151,14 @@ impl Store {
 
     /// The partial-download file for `url`, stable across runs so a retry resumes.
     pub(crate) fn partial_download(&self, url: &str) -> PathBuf {
-        self.downloads_dir()
-            .join(format!("{}.part", Digest::of(url.as_bytes()).short()))
+        self.downloads_dir().join(format!("{}.part", Digest::of(url.as_bytes()).short()))
     }
 
     /// The name index; an absent file is an empty store.
     pub(crate) fn refs(&self) -> Result<Refs, StoreError> {
         let path = self.refs_path();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StoreError::CorruptRefs { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptRefs { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Refs::default()),
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -210,10 +182,7 @@ impl Store {
     /// Exclusive lock serialising all work on one source (URL or name), so two pulls
     /// of one image download it once.
     pub(crate) fn lock_source(&self, key: &str) -> Result<Flock<File>, StoreError> {
-        self.lock_file(&self.tmp_dir().join(format!(
-            "source-{}.lock",
-            Digest::of(key.as_bytes()).short()
-        )))
+        self.lock_file(&self.tmp_dir().join(format!("source-{}.lock", Digest::of(key.as_bytes()).short())))
     }
 
     fn lock_file(&self, path: &Path) -> Result<Flock<File>, StoreError> {
@@ -234,23 +203,12 @@ impl Store {
         let lock = self.lock_file(&lock_path)?;
         let dir = tmp.join(format!("work-{id}"));
         fs::create_dir(&dir).map_err(io_err("create work directory", &dir))?;
-        Ok(Work {
-            dir,
-            _lock: lock,
-            lock_path,
-        })
+        Ok(Work { dir, _lock: lock, lock_path })
     }
 
     /// Makes the finished tree of `work` the image `digest` (unless an identical one is
     /// already there) and points `name` at it. The rename is the commit point.
-    pub(crate) fn publish(
-        &self,
-        work: Work,
-        digest: &Digest,
-        name: &str,
-        aliases: &[String],
-        source: &str,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn publish(&self, work: Work, digest: &Digest, name: &str, aliases: &[String], source: &str) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let target = self.rootfs(digest);
         if !target.exists() {
@@ -262,24 +220,12 @@ impl Store {
     }
 
     /// Points `name` at an already published `digest`.
-    pub(crate) fn tag(
-        &self,
-        name: &str,
-        digest: &Digest,
-        aliases: &[String],
-        source: &str,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn tag(&self, name: &str, digest: &Digest, aliases: &[String], source: &str) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         self.tag_locked(name, digest, aliases, source)
     }
 
-    fn tag_locked(
-        &self,
-        name: &str,
-        digest: &Digest,
-        aliases: &[String],
-        source: &str,
-    ) -> Result<(), StoreError> {
+    fn tag_locked(&self, name: &str, digest: &Digest, aliases: &[String], source: &str) -> Result<(), StoreError> {
         let mut refs = self.refs()?;
         let size = match refs.images.values().find(|r| r.digest == digest.hex()) {
             Some(r) => r.size,
@@ -289,19 +235,10 @@ impl Store {
         for r in refs.images.values_mut() {
             r.aliases.retain(|a| !aliases.contains(a) && a != name);
         }
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         refs.images.insert(
             name.to_string(),
-            ImageRef {
-                digest: digest.hex(),
-                aliases: aliases.to_vec(),
-                source: source.to_string(),
-                created,
-                size,
-            },
+            ImageRef { digest: digest.hex(), aliases: aliases.to_vec(), source: source.to_string(), created, size },
         );
         self.write_refs(&refs)
     }
@@ -324,11 +261,7 @@ impl Store {
 
     /// Drops `names`; rootfs trees no remaining name refers to are deleted. Nothing is
     /// changed unless every name exists. Returns the digests freed.
-    pub(crate) fn remove_names(
-        &self,
-        names: &[String],
-        in_use: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<String>, RemoveError> {
+    pub(crate) fn remove_names(&self, names: &[String], in_use: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, RemoveError> {
         let _lock = self.lock()?;
         let mut refs = self.refs()?;
         let mut keys = Vec::new();
@@ -351,10 +284,7 @@ impl Store {
                 continue;
             }
             if let Some(container) = in_use(&digest) {
-                return Err(RemoveError::InUse {
-                    image: digest[..12].to_string(),
-                    container,
-                });
+                return Err(RemoveError::InUse { image: digest[..12].to_string(), container });
             }
             freed.push(digest);
         }
@@ -375,10 +305,7 @@ impl Store {
 
     /// Removes unreferenced trees, stale work directories, interrupted deletes and
     /// partial downloads (`keep_downloads` = false) or only the former.
-    pub(crate) fn gc(
-        &self,
-        in_use: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<GcReport, StoreError> {
+    pub(crate) fn gc(&self, in_use: &dyn Fn(&str) -> Option<String>) -> Result<GcReport, StoreError> {
         let _lock = self.lock()?;
         let mut report = GcReport::default();
         let refs = self.refs()?;
@@ -390,20 +317,17 @@ impl Store {
             }
             report.bytes += disk_usage(&entry.path());
             self.discard(&entry.path())?;
-            report
-                .items
-                .push(format!("image {}", &name[..name.len().min(12)]));
+            report.items.push(format!("image {}", &name[..name.len().min(12)]));
         }
         let tmp = self.tmp_dir();
         for entry in read_dir(&tmp)? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            let stale =
-                if let Some(id) = name.strip_prefix("work-").filter(|n| !n.ends_with(".lock")) {
-                    self.try_claim(&tmp.join(format!("work-{id}.lock")))
-                } else {
-                    name.starts_with("trash-")
-                };
+            let stale = if let Some(id) = name.strip_prefix("work-").filter(|n| !n.ends_with(".lock")) {
+                self.try_claim(&tmp.join(format!("work-{id}.lock")))
+            } else {
+                name.starts_with("trash-")
+            };
             if stale {
                 report.bytes += disk_usage(&path);
                 remove_tree(&path).map_err(io_err("delete", &path))?;
@@ -461,9 +385,7 @@ pub(crate) enum RemoveError {
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
     match fs::read_dir(dir) {
-        Ok(it) => it
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err("list", dir)),
+        Ok(it) => it.collect::<Result<Vec<_>, _>>().map_err(io_err("list", dir)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(io_err("list", dir)(e)),
     }
@@ -484,9 +406,7 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let Ok(meta) = fs::symlink_metadata(&p) else {
-            continue;
-        };
+        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
         if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
             continue;
         }
@@ -502,9 +422,6 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
 
 /// Unique enough for names under tmp/: pid plus nanoseconds.
 fn unique_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{}-{nanos:09}", std::process::id())
 }

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Tests need root (namespaces, mounts, cgroups). In CI a missing root is a failure.
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "integration tests must run as root (bash tests/run.sh)"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "integration tests must run as root (bash tests/run.sh)");
 }
 
 pub fn locker_bin() -> &'static str {
@@ -36,10 +33,7 @@ pub struct Run {
 
 impl Run {
     pub fn dump(&self) -> String {
-        format!(
-            "command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.cmd, self.code, self.stdout, self.stderr
-        )
+        format!("command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.cmd, self.code, self.stdout, self.stderr)
     }
 }
 
@@ -47,10 +41,7 @@ impl Locker {
     pub fn new() -> Locker {
         require_root();
         // Under /var/tmp: on disk like /var/lib/locker, not on a tmpfs /tmp.
-        let dir = tempfile::Builder::new()
-            .prefix("locker-test-")
-            .tempdir_in("/var/tmp")
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("locker-test-").tempdir_in("/var/tmp").expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         Locker { dir }
     }
@@ -67,9 +58,7 @@ impl Locker {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(locker_bin());
         cmd.arg("--root").arg(self.root()).args(args);
-        cmd.env_remove("LOCKER_CATALOG")
-            .env_remove("LOCKER_ROOT")
-            .env("HOME", self.dir.path().join("home"));
+        cmd.env_remove("LOCKER_CATALOG").env_remove("LOCKER_ROOT").env("HOME", self.dir.path().join("home"));
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -96,16 +85,8 @@ impl Locker {
     pub fn fails(&self, args: &[&str]) -> Run {
         let r = self.code(args, 125);
         let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert!(
-            !lines.is_empty(),
-            "error must be explained on stderr\n{}",
-            r.dump()
-        );
-        assert!(
-            lines.last().unwrap().starts_with("locker: "),
-            "error line must start with `locker: `\n{}",
-            r.dump()
-        );
+        assert!(!lines.is_empty(), "error must be explained on stderr\n{}", r.dump());
+        assert!(lines.last().unwrap().starts_with("locker: "), "error line must start with `locker: `\n{}", r.dump());
         r
     }
 }
@@ -113,11 +94,7 @@ impl Locker {
 /// Runs `cmd`, killing it if it outlives `limit` (a hung test fails, it never hangs CI).
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
     let shown = format!("{cmd:?}");
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -126,10 +103,7 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
     let out: Output = match rx.recv_timeout(limit) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
             let out = rx.recv().expect("wait after kill").expect("wait");
             panic!(
                 "timed out after {limit:?}: {shown}\n--- stdout\n{}\n--- stderr\n{}",
