@@ -25,16 +25,15 @@ pub(crate) struct Cli {
     /// Print only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print each step
-    #[arg(short, long, global = true)]
+    /// Print each step (long form only: `-v` is run's volume flag, as in Docker)
+    #[arg(long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
-// Parsed once per process; boxing the large `run` options would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 pub(crate) enum Command {
     /// Download, verify and unpack an image from the catalog (no-op if present)
     Pull(PullArgs),

@@ -6,18 +6,21 @@
 
 mod catalog;
 mod cli;
+mod containers;
 mod digest;
 mod fetch;
 mod images;
 mod pipe;
 mod progress;
 mod pull;
+mod run;
 mod store;
 mod unpack;
 mod verify;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -45,26 +48,54 @@ fn main() -> ExitCode {
                 line = format!("{line}; {hint}");
             }
             eprintln!("locker: {line}");
-            ExitCode::from(EXIT_LOCKER)
+            // run's own mapping: 126 not executable, 127 not found, else 125.
+            ExitCode::from(
+                e.downcast_ref::<run::RunError>()
+                    .map_or(EXIT_LOCKER, run::RunError::exit_code),
+            )
         }
     }
 }
 
+/// The image `run` uses: from the store with one read of refs.json; only when it is
+/// missing are the catalog and the network involved (then it is pulled first).
+fn resolve_image(ctx: &images::Context, name: &str) -> anyhow::Result<store::Resolved> {
+    if let Some(resolved) = store::Store::existing(&ctx.root).resolve(name)? {
+        return Ok(resolved);
+    }
+    ctx.printer
+        .info(&format!("{name} is not in the store; pulling it"));
+    images::pull(ctx, name)?;
+    store::Store::existing(&ctx.root)
+        .resolve(name)?
+        .ok_or_else(|| anyhow::anyhow!("pull {name} recorded no image"))
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = images::Context::new(&cli);
-    let no_containers = |_: &str| None;
+    let root = cli.root.as_path();
+    let in_use = |digest: &str| containers::user_of(root, digest);
     match cli.command {
         Command::Pull(a) => images::pull(&ctx, &a.name).map(|_| 0),
         Command::Import(a) => {
             images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
         }
         Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
-        Command::Rmi(a) => images::rmi(&ctx, &a.names, &no_containers).map(|_| 0),
+        Command::Rmi(a) => images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
         Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),
-        Command::Gc => images::gc(&ctx, &no_containers).map(|_| 0),
-        Command::Run(_) | Command::Ps(_) | Command::Exec(_) | Command::Stop(_) | Command::Rm(_) => {
-            anyhow::bail!("containers are not available in this build yet")
+        Command::Gc => {
+            containers::reap_stale(root).context("remove leftovers of killed containers")?;
+            images::gc(&ctx, &in_use).map(|_| 0)
         }
+        Command::Run(a) => {
+            let image =
+                resolve_image(&ctx, &a.image).with_context(|| format!("run {}", a.image))?;
+            run::run(root, &image, &a).with_context(|| format!("run {}", a.image))
+        }
+        Command::Ps(a) => containers::ps(root, a.all, a.json).map(|_| 0),
+        Command::Stop(a) => containers::stop(root, &a.names).map(|_| 0),
+        Command::Rm(a) => containers::rm(root, &a.names).map(|_| 0),
+        Command::Exec(a) => containers::exec(root, &a),
     }
 }
 

@@ -87,7 +87,6 @@ impl Refs {
 }
 
 /// An image resolved to its tree, as `run` needs it.
-#[allow(dead_code)] // for `locker run`, in progress
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
     pub name: String,
@@ -152,11 +151,6 @@ impl Store {
         }
     }
 
-    #[allow(dead_code)] // for `locker run`, in progress
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn rootfs_dir(&self) -> PathBuf {
         self.root.join("rootfs")
     }
@@ -195,7 +189,6 @@ impl Store {
     }
 
     /// `name` (or an alias) to its tree; `None` when the store does not have it.
-    #[allow(dead_code)] // for `locker run`, in progress
     pub(crate) fn resolve(&self, name: &str) -> Result<Option<Resolved>, StoreError> {
         let refs = self.refs()?;
         Ok(refs.find(name).map(|(name, r)| Resolved {

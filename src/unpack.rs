@@ -1684,18 +1684,6 @@ mod tests {
         }
     }
 
-    /// A real archive: `LOCKER_TEST_TARBALL=x.tar.xz cargo test unpack_real -- --ignored`.
-    #[test]
-    #[ignore]
-    fn unpack_real_archive_from_env() {
-        let path = std::env::var_os("LOCKER_TEST_TARBALL").expect("LOCKER_TEST_TARBALL");
-        let dest = std::env::var_os("LOCKER_TEST_DEST").map(PathBuf::from);
-        let (_tmp, scratch_dest) = scratch();
-        let dest = dest.unwrap_or(scratch_dest);
-        let stats = unpack(File::open(path).unwrap(), &dest).unwrap();
-        eprintln!("{stats:?} into {}", dest.display());
-    }
-
     #[test]
     fn sanitize_strips_root_and_dots() {
         assert_eq!(

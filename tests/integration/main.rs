@@ -3,5 +3,7 @@
 //! (`autotests = false`); each area is a module.
 
 mod harness;
+mod images;
 mod pull;
+mod run;
 mod server;

@@ -1,0 +1,628 @@
+//! The cloned child: container setup, then PID 1.
+//!
+//! The child is a copy of locker's address space (no re-exec of /proc/self/exe,
+//! CVE-2019-5736). It waits for the parent's release (cgroup joined, state recorded),
+//! builds the file tree (mounts.rs), pivots, drops privileges, marks itself
+//! non-dumpable (so /proc/1/exe, still the host binary, can't be opened by the
+//! container), then forks: the grandchild execs the command, PID 1 reaps everything and
+//! forwards signals, and exits with the command's status (128+N for signal N).
+//! Any failure is written to the error pipe as a `Report`; EOF on that CLOEXEC pipe
+//! means the exec succeeded. Only syscalls from here on: the plan was built before.
+
+use std::ffi::{c_int, CString};
+use std::os::fd::RawFd;
+
+use super::mounts::{self, cvt, Base, Sources};
+use super::plan::{Layers, Plan, DEFAULT_CAPS};
+
+/// Signals PID 1 (and the host parent) forward to the command.
+pub(crate) const FORWARDED: &[c_int] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// Steps that can fail in the child, sent over the error pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Step {
+    Release = 1,
+    CgroupNs,
+    Hostname,
+    Mount,
+    Loopback,
+    Pivot,
+    Workdir,
+    Capabilities,
+    NoNewPrivs,
+    Fork,
+    Stdio,
+    Tty,
+    Credentials,
+    Chdir,
+    ExecNotFound,
+    ExecDenied,
+}
+
+impl Step {
+    pub(crate) fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        [
+            Release,
+            CgroupNs,
+            Hostname,
+            Mount,
+            Loopback,
+            Pivot,
+            Workdir,
+            Capabilities,
+            NoNewPrivs,
+            Fork,
+            Stdio,
+            Tty,
+            Credentials,
+            Chdir,
+            ExecNotFound,
+            ExecDenied,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+}
+
+/// What the child writes on failure: 16 bytes, fixed layout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Report {
+    pub step: Step,
+    pub errno: i32,
+    /// Index of the mount op, u32::MAX when none.
+    pub index: u32,
+    /// Static description for mount failures (index into MOUNT_WHATS), else 0.
+    pub what: &'static str,
+}
+
+impl Report {
+    pub(crate) fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&(self.step as u32).to_le_bytes());
+        b[4..8].copy_from_slice(&self.errno.to_le_bytes());
+        b[8..12].copy_from_slice(&self.index.to_le_bytes());
+        // The child is a copy of the parent's address space: a &'static str pointer
+        // is valid in both. Still, never dereference it unchecked: send a hash-free
+        // index instead.
+        let w = MOUNT_WHATS
+            .iter()
+            .position(|w| *w == self.what)
+            .unwrap_or(0) as u32;
+        b[12..16].copy_from_slice(&w.to_le_bytes());
+        b
+    }
+    pub(crate) fn decode(b: &[u8]) -> Option<Report> {
+        if b.len() < 16 {
+            return None;
+        }
+        let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        Some(Report {
+            step: Step::from_u32(u(0))?,
+            errno: u(4) as i32,
+            index: u(8),
+            what: MOUNT_WHATS.get(u(12) as usize).copied().unwrap_or(""),
+        })
+    }
+}
+
+/// Every `what` string mounts.rs uses (kept in one list so it can cross the pipe).
+pub(crate) const MOUNT_WHATS: &[&str] = &[
+    "",
+    "make / private",
+    "mount tmpfs on",
+    "mkdir",
+    "bind image root",
+    "remount image root read-only",
+    "mount overlay",
+    "open root",
+    "create",
+    "open (must be a directory, not a symlink)",
+    "mount proc on",
+    "mount sysfs on",
+    "open /dev/null",
+    "stat /dev/null",
+    "check /dev/null is char 1:3",
+    "open",
+    "bind pty on",
+    "name",
+    "bind file on",
+    "stat source of",
+    "bind volume on",
+    "remount read-only",
+    "stat",
+    "mask",
+    "mask (no /dev/null yet)",
+    "bind read-only",
+    "open nodes dir for",
+    "mknod for",
+    "open node for",
+    "create node in",
+    "open node in",
+    "bind node in",
+    "mkdir in",
+    "open in",
+    "mount in",
+    "symlink in",
+    "chdir to new root",
+    "pivot_root",
+    "detach old root",
+    "chdir /",
+];
+
+/// Everything the child uses, built before the clone.
+pub(crate) struct Child<'a> {
+    pub plan: &'a Plan,
+    pub layers: &'a Layers,
+    pub base: Base<'a>,
+    pub resolv: &'a [u8],
+    pub volumes: &'a [CString],
+    pub release_rd: RawFd,
+    pub error_wr: RawFd,
+    pub tty_slave: Option<RawFd>,
+    pub tty_path: Option<&'a std::ffi::CStr>,
+    pub tty_master: Option<RawFd>,
+    /// v1: join the cgroup ns after the parent moved us (v2 cloned into it).
+    pub unshare_cgroupns: bool,
+    pub cap_last: u32,
+    pub envp: &'a [*const libc::c_char],
+    pub argv: &'a [*const libc::c_char],
+}
+
+fn report(fd: RawFd, r: Report) {
+    let b = r.encode();
+    unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+}
+
+fn step_err(step: Step) -> impl Fn(i32) -> Report {
+    move |errno| Report {
+        step,
+        errno,
+        index: u32::MAX,
+        what: "",
+    }
+}
+
+/// Entry point of the cloned child; never returns.
+pub(crate) fn child_main(c: &Child) -> ! {
+    let code = match setup(c) {
+        Ok(()) => pid1(c),
+        Err(r) => {
+            report(c.error_wr, r);
+            125
+        }
+    };
+    unsafe { libc::_exit(code) }
+}
+
+fn setup(c: &Child) -> Result<(), Report> {
+    // If the parent dies, so do we; the release read below closes the race (EOF
+    // instead of a byte when the parent is already gone).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if let Some(m) = c.tty_master {
+        unsafe { libc::close(m) };
+    }
+    let mut byte = [0u8; 1];
+    let n = unsafe { libc::read(c.release_rd, byte.as_mut_ptr().cast(), 1) };
+    if n != 1 {
+        return Err(Report {
+            step: Step::Release,
+            errno: libc::EPIPE,
+            index: u32::MAX,
+            what: "",
+        });
+    }
+    unsafe { libc::close(c.release_rd) };
+    if c.unshare_cgroupns {
+        cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
+    }
+    // Modes given to mknod/open below are meant exactly; the command gets 022 back.
+    unsafe { libc::umask(0) };
+    let h = c.plan.hostname.as_bytes();
+    cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
+        .map_err(step_err(Step::Hostname))?;
+
+    let mfail = |f: mounts::MountFailure| Report {
+        step: Step::Mount,
+        errno: f.errno,
+        index: f.index,
+        what: f.what,
+    };
+    let root = mounts::prepare_root(&c.base, c.layers).map_err(mfail)?;
+    for (name, data) in [
+        (c"hostname", &c.plan.hostname_file[..]),
+        (c"hosts", &c.plan.hosts[..]),
+        (c"resolv.conf", c.resolv),
+    ] {
+        mounts::write_file(c.base.files, name, data).map_err(|e| Report {
+            step: Step::Mount,
+            errno: e,
+            index: u32::MAX,
+            what: "create",
+        })?;
+    }
+    mounts::apply(
+        &root,
+        &c.base,
+        &c.plan.mounts,
+        &Sources {
+            volumes: c.volumes,
+            tty_slave: c.tty_path,
+        },
+    )
+    .map_err(mfail)?;
+    if c.plan.net_none {
+        loopback_up().map_err(step_err(Step::Loopback))?;
+    }
+    mounts::pivot_into(&root).map_err(|f| Report {
+        step: Step::Pivot,
+        errno: f.errno,
+        index: f.index,
+        what: f.what,
+    })?;
+    drop(root);
+    mounts::mkdir_p(&c.plan.workdir).map_err(step_err(Step::Workdir))?;
+    drop_capabilities(c.cap_last).map_err(step_err(Step::Capabilities))?;
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        .map_err(step_err(Step::NoNewPrivs))?;
+    // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
+    // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
+        .map_err(step_err(Step::Capabilities))?;
+    Ok(())
+}
+
+/// `lo` up in a new network namespace: SIOCGIFFLAGS / SIOCSIFFLAGS, no `ip` binary.
+fn loopback_up() -> mounts::SysResult<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    let r = cvt(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
+        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        cvt(unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS, &req) })
+    });
+    unsafe { libc::close(s) };
+    r.map(drop)
+}
+
+/// Docker's default set: bounding set trimmed, then effective = permitted = the set,
+/// inheritable and ambient empty (CVE-2022-24769).
+fn drop_capabilities(cap_last: u32) -> mounts::SysResult<()> {
+    for cap in 0..=cap_last {
+        if DEFAULT_CAPS & (1u64 << cap) == 0 {
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r < 0 && mounts::errno() != libc::EINVAL {
+                return Err(mounts::errno());
+            }
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
+    let lo = DEFAULT_CAPS as u32;
+    let hi = (DEFAULT_CAPS >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo,
+            permitted: lo,
+            inheritable: 0,
+        },
+        Data {
+            effective: hi,
+            permitted: hi,
+            inheritable: 0,
+        },
+    ];
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+extern "C" fn noop(_: c_int) {}
+
+/// PID 1: fork the command, then reap and forward until it exits.
+fn pid1(c: &Child) -> c_int {
+    // The parent blocked the forwarded signals and SIGCHLD before the clone; handlers
+    // make sure the kernel does not drop them for an init process either.
+    for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+        unsafe { libc::signal(s, noop as *const () as libc::sighandler_t) };
+    }
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        report(c.error_wr, step_err(Step::Fork)(mounts::errno()));
+        return 125;
+    }
+    if pid == 0 {
+        exec_command(c);
+    }
+    unsafe { libc::close(c.error_wr) };
+    if let Some(s) = c.tty_slave {
+        unsafe { libc::close(s) };
+    }
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    loop {
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            unsafe { libc::kill(pid, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            if r == pid {
+                // Leaving kills the rest of the PID namespace.
+                if libc::WIFEXITED(status) {
+                    return libc::WEXITSTATUS(status);
+                }
+                if libc::WIFSIGNALED(status) {
+                    return 128 + libc::WTERMSIG(status);
+                }
+            }
+        }
+    }
+}
+
+/// The grandchild: stdio, credentials, cwd, fds, then execve over the planned paths.
+fn exec_command(c: &Child) -> ! {
+    let fail = |step: Step, errno: i32| -> ! {
+        report(c.error_wr, step_err(step)(errno));
+        unsafe {
+            libc::_exit(if step == Step::ExecNotFound {
+                127
+            } else if step == Step::ExecDenied {
+                126
+            } else {
+                125
+            })
+        }
+    };
+    unsafe {
+        // Rust ignores SIGPIPE; the command must get the default back.
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    unsafe { libc::umask(0o022) };
+    if unsafe { libc::setsid() } < 0 {
+        fail(Step::Tty, mounts::errno());
+    }
+    if let Some(slave) = c.tty_slave {
+        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
+            fail(Step::Tty, mounts::errno());
+        }
+        for fd in 0..3 {
+            if unsafe { libc::dup2(slave, fd) } < 0 {
+                fail(Step::Stdio, mounts::errno());
+            }
+        }
+    } else if !c.plan.stdin {
+        redirect_null(0).unwrap_or_else(|e| fail(Step::Stdio, e));
+    }
+    let u = &c.plan.user;
+    if unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) } < 0
+        || unsafe { libc::setgid(u.gid) } < 0
+        || unsafe { libc::setuid(u.uid) } < 0
+    {
+        fail(Step::Credentials, mounts::errno());
+    }
+    if unsafe { libc::chdir(c.plan.workdir.as_ptr()) } < 0 {
+        fail(Step::Chdir, mounts::errno());
+    }
+    // CVE-2024-21626: nothing but 0-2 crosses the exec.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
+    let mut denied = 0;
+    let mut last = libc::ENOENT;
+    for p in &c.plan.exec_paths {
+        unsafe { libc::execve(p.as_ptr(), c.argv.as_ptr(), c.envp.as_ptr()) };
+        let e = mounts::errno();
+        match e {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES | libc::EISDIR | libc::ENOEXEC | libc::EPERM => denied = e,
+            _ => {
+                last = e;
+                break;
+            }
+        }
+    }
+    if denied != 0 {
+        fail(Step::ExecDenied, denied);
+    }
+    if last == libc::ENOENT {
+        fail(Step::ExecNotFound, last);
+    }
+    fail(Step::ExecDenied, last)
+}
+
+/// `locker exec`'s child, already in the container's namespaces: the same privilege
+/// drop and exec as `run`'s command. Returns the exit code on failure.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exec_joined(
+    user: &super::plan::User,
+    workdir: &CString,
+    paths: &[CString],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    tty: Option<RawFd>,
+    stdin: bool,
+    error_wr: RawFd,
+) -> c_int {
+    let fail = |step: Step, errno: i32| -> c_int {
+        report(error_wr, step_err(step)(errno));
+        if step == Step::ExecNotFound {
+            127
+        } else if step == Step::ExecDenied {
+            126
+        } else {
+            125
+        }
+    };
+    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    unsafe {
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::setsid();
+    }
+    if let Some(slave) = tty {
+        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
+            return fail(Step::Tty, mounts::errno());
+        }
+        for fd in 0..3 {
+            unsafe { libc::dup2(slave, fd) };
+        }
+    } else if !stdin {
+        if let Err(e) = redirect_null(0) {
+            return fail(Step::Stdio, e);
+        }
+    }
+    if let Err(e) = drop_capabilities(cap_last) {
+        return fail(Step::Capabilities, e);
+    }
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+        return fail(Step::NoNewPrivs, mounts::errno());
+    }
+    if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } < 0
+        || unsafe { libc::setgid(user.gid) } < 0
+        || unsafe { libc::setuid(user.uid) } < 0
+    {
+        return fail(Step::Credentials, mounts::errno());
+    }
+    if unsafe { libc::chdir(workdir.as_ptr()) } < 0 {
+        return fail(Step::Chdir, mounts::errno());
+    }
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
+    let mut denied = 0;
+    for p in paths {
+        unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        match mounts::errno() {
+            libc::ENOENT | libc::ENOTDIR => {}
+            e => denied = e,
+        }
+    }
+    if denied != 0 {
+        fail(Step::ExecDenied, denied)
+    } else {
+        fail(Step::ExecNotFound, libc::ENOENT)
+    }
+}
+
+fn redirect_null(fd: c_int) -> mounts::SysResult<()> {
+    let n = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    cvt(unsafe { libc::dup2(n, fd) })?;
+    unsafe { libc::close(n) };
+    Ok(())
+}
+
+/// argv/envp pointer arrays (NULL-terminated) over CStrings that outlive them.
+pub(crate) fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_roundtrip() {
+        let r = Report {
+            step: Step::Mount,
+            errno: libc::ELOOP,
+            index: 3,
+            what: "mount proc on",
+        };
+        let d = Report::decode(&r.encode()).unwrap();
+        assert_eq!(
+            (d.step, d.errno, d.index, d.what),
+            (Step::Mount, libc::ELOOP, 3, "mount proc on")
+        );
+        assert!(Report::decode(&[0u8; 16]).is_none());
+    }
+
+    /// Every failure description in mounts.rs must be in MOUNT_WHATS to cross the pipe.
+    #[test]
+    fn mount_whats_complete() {
+        let src = include_str!("mounts.rs");
+        for part in src.split("fail(\"").skip(1) {
+            let what = &part[..part.find('"').unwrap()];
+            assert!(
+                MOUNT_WHATS.contains(&what),
+                "{what:?} missing from MOUNT_WHATS"
+            );
+        }
+        for part in src.split("what: \"").skip(1) {
+            let what = &part[..part.find('"').unwrap()];
+            assert!(
+                MOUNT_WHATS.contains(&what),
+                "{what:?} missing from MOUNT_WHATS"
+            );
+        }
+    }
+}

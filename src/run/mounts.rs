@@ -1,0 +1,801 @@
+//! The container's file tree, built by the child inside its new mount namespace:
+//! overlay root, /proc, /sys, /dev, /etc files, volumes, masks, then pivot_root.
+//!
+//! Invariant (CVE-2021-30465, CVE-2019-19921, CVE-2025-31133): every target inside the
+//! new root is opened with openat2(RESOLVE_IN_ROOT) from an fd of the root and mounted
+//! onto /proc/self/fd/N, so an image's symlinks can never point a mount at the host;
+//! /proc and the mask targets must not be symlinks at all; the /dev/null used for masks
+//! is the one locker made, checked to be char 1:3. Only raw syscalls: this runs between
+//! clone and exec.
+
+use std::ffi::{c_int, c_ulong, CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::plan::{Layers, MountOp};
+
+/// A failed syscall's errno.
+pub(crate) type SysResult<T> = Result<T, i32>;
+
+pub(crate) fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+pub(crate) fn cvt(r: c_int) -> SysResult<c_int> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn opt(p: Option<&CStr>) -> *const libc::c_char {
+    p.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+pub(crate) fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> SysResult<()> {
+    let r = unsafe {
+        libc::mount(
+            opt(src),
+            target.as_ptr(),
+            opt(fstype),
+            flags,
+            opt(data).cast(),
+        )
+    };
+    cvt(r).map(drop)
+}
+
+/// "/proc/self/fd/N" without allocating.
+pub(crate) struct FdPath([u8; 32]);
+
+impl FdPath {
+    pub(crate) fn new(fd: RawFd) -> FdPath {
+        let mut b = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        b[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd as u32;
+        let mut i = 0;
+        loop {
+            digits[i] = b'0' + (n % 10) as u8;
+            i += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for j in 0..i {
+            b[prefix.len() + j] = digits[i - 1 - j];
+        }
+        FdPath(b)
+    }
+    pub(crate) fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.0).expect("nul")
+    }
+}
+
+/// openat2 with the given RESOLVE_* flags; O_CLOEXEC always.
+pub(crate) fn openat2(dir: RawFd, path: &CStr, flags: c_int, resolve: u64) -> SysResult<OwnedFd> {
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if r < 0 {
+        return Err(errno());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Opens `rel` inside `root` as an O_PATH fd; symlinks are followed only inside root.
+pub(crate) fn open_in_root(root: RawFd, rel: &CStr, extra: c_int) -> SysResult<OwnedFd> {
+    openat2(
+        root,
+        rel,
+        libc::O_PATH | extra,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `rel` inside `root` refusing any symlink on the way (for /proc and masks).
+fn open_no_symlinks(root: RawFd, rel: &CStr, extra: c_int) -> SysResult<OwnedFd> {
+    openat2(
+        root,
+        rel,
+        libc::O_PATH | extra,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+fn fstat(fd: RawFd) -> SysResult<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st)
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// Splits a relative path (no leading '/', no '..', as plan guarantees) at its last '/'.
+/// Writes the parent into `buf` as a C string.
+fn split_last<'a>(rel: &'a CStr, buf: &'a mut [u8; 4096]) -> SysResult<(&'a CStr, &'a CStr)> {
+    let bytes = rel.to_bytes_with_nul();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        None => Ok((c".", rel)),
+        Some(i) => {
+            if i >= buf.len() {
+                return Err(libc::ENAMETOOLONG);
+            }
+            buf[..i].copy_from_slice(&bytes[..i]);
+            buf[i] = 0;
+            let parent = CStr::from_bytes_with_nul(&buf[..=i]).map_err(|_| libc::EINVAL)?;
+            let name = CStr::from_bytes_with_nul(&bytes[i + 1..]).map_err(|_| libc::EINVAL)?;
+            Ok((parent, name))
+        }
+    }
+}
+
+/// `mkdir -p` inside root: each level resolved inside root, created with mkdirat in its
+/// resolved parent. Returns an O_PATH fd of the directory.
+pub(crate) fn mkdir_all_in_root(root: RawFd, rel: &CStr) -> SysResult<OwnedFd> {
+    let bytes = rel.to_bytes();
+    let mut buf = [0u8; 4096];
+    if bytes.len() >= buf.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    let mut dir = openat2(
+        root,
+        c".",
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_IN_ROOT,
+    )?;
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |p| start + p);
+        buf[..end].copy_from_slice(&bytes[..end]);
+        buf[end] = 0;
+        let prefix = CStr::from_bytes_with_nul(&buf[..=end]).map_err(|_| libc::EINVAL)?;
+        dir = match open_in_root(root, prefix, libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => {
+                let mut name = [0u8; 256];
+                let comp = &bytes[start..end];
+                if comp.len() >= name.len() {
+                    return Err(libc::ENAMETOOLONG);
+                }
+                name[..comp.len()].copy_from_slice(comp);
+                let r = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr().cast(), 0o755) };
+                if r < 0 && errno() != libc::EEXIST {
+                    return Err(errno());
+                }
+                open_in_root(root, prefix, libc::O_DIRECTORY)?
+            }
+            Err(e) => return Err(e),
+        };
+        start = end + 1;
+    }
+    Ok(dir)
+}
+
+/// An O_PATH fd of the file `rel` inside root, created empty when missing (parents too).
+/// A symlink at `rel` is replaced by the file when `replace_symlink` (never followed).
+fn file_in_root(root: RawFd, rel: &CStr, replace_symlink: bool) -> SysResult<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let (parent, name) = split_last(rel, &mut buf)?;
+    let dir = if parent == c"." {
+        open_in_root(root, c".", libc::O_DIRECTORY)?
+    } else {
+        mkdir_all_in_root(root, parent)?
+    };
+    // O_PATH|O_DIRECTORY fds can't be used for openat(O_CREAT): reopen the dir.
+    let dirfd = openat2(dir.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    let exists = r == 0;
+    if exists && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        if !replace_symlink {
+            return Err(libc::ELOOP);
+        }
+        cvt(unsafe { libc::unlinkat(dirfd.as_raw_fd(), name.as_ptr(), 0) })?;
+    }
+    if !exists || st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        let fd = unsafe {
+            libc::openat(
+                dirfd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        cvt(fd)?;
+        unsafe { libc::close(fd) };
+    }
+    let fd = unsafe {
+        libc::openat(
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    cvt(fd)?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Paths on the host side of the container (the base dir is locker's own, under ROOT/run).
+pub(crate) struct Base<'a> {
+    /// ROOT/run/ID: a tmpfs is mounted here inside the new mount namespace.
+    pub dir: &'a CStr,
+    pub root: &'a CStr,
+    pub upper: &'a CStr,
+    pub work: &'a CStr,
+    pub nodes: &'a CStr,
+    pub files: &'a CStr,
+    pub lower: &'a CStr,
+    pub overlay_data: &'a CStr,
+}
+
+/// Which step failed; `index` says which mount op (for the message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MountFailure {
+    pub what: &'static str,
+    pub index: u32,
+    pub errno: i32,
+}
+
+fn fail(what: &'static str, index: usize) -> impl Fn(i32) -> MountFailure {
+    move |errno| MountFailure {
+        what,
+        index: index as u32,
+        errno,
+    }
+}
+
+const NONE: usize = u32::MAX as usize;
+
+/// Makes the mount tree private, mounts the base tmpfs and the root. Returns the root fd.
+pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, MountFailure> {
+    // Nothing mounted from here on may propagate back to the host.
+    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(fail("make / private", NONE))?;
+    mount(
+        Some(c"tmpfs"),
+        base.dir,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID,
+        Some(c"mode=700"),
+    )
+    .map_err(fail("mount tmpfs on", NONE))?;
+    for d in [base.root, base.upper, base.work, base.nodes, base.files] {
+        cvt(unsafe { libc::mkdir(d.as_ptr(), 0o755) }).map_err(fail("mkdir", NONE))?;
+    }
+    match layers {
+        Layers::ReadOnly => {
+            mount(
+                Some(base.lower),
+                base.root,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(fail("bind image root", NONE))?;
+            mount(
+                None,
+                base.root,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
+                None,
+            )
+            .map_err(fail("remount image root read-only", NONE))?;
+        }
+        _ => mount(
+            Some(c"overlay"),
+            base.root,
+            Some(c"overlay"),
+            libc::MS_NODEV,
+            Some(base.overlay_data),
+        )
+        .map_err(fail("mount overlay", NONE))?,
+    }
+    let fd = unsafe {
+        libc::open(
+            base.root.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    cvt(fd).map_err(fail("open root", NONE))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Writes one small file into the base tmpfs.
+pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> {
+    let dfd = cvt(unsafe {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })?;
+    let fd = unsafe {
+        libc::openat(
+            dfd,
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    let r = cvt(fd).and_then(|fd| {
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        unsafe { libc::close(fd) };
+        if n < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    });
+    unsafe { libc::close(dfd) };
+    r
+}
+
+/// What `apply` needs besides the plan.
+/// Host-side sources, as paths: an fd opened before the clone belongs to the host's
+/// mount namespace, and bind mounts from another namespace fail (EINVAL), so the child
+/// opens them in its own copy of the host tree, before pivot_root.
+pub(crate) struct Sources<'a> {
+    pub volumes: &'a [CString],
+    pub tty_slave: Option<&'a CStr>,
+}
+
+const DEV_NODES: &[(&CStr, u32, u32)] = &[
+    (c"null", 1, 3),
+    (c"zero", 1, 5),
+    (c"full", 1, 7),
+    (c"random", 1, 8),
+    (c"urandom", 1, 9),
+    (c"tty", 5, 0),
+];
+
+/// Applies the mount ops in order inside root.
+pub(crate) fn apply(
+    root: &OwnedFd,
+    base: &Base,
+    ops: &[MountOp],
+    src: &Sources,
+) -> Result<(), MountFailure> {
+    let root = root.as_raw_fd();
+    let mut devnull: Option<OwnedFd> = None;
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            MountOp::Proc => {
+                // CVE-2019-19921: /proc must be a real directory, not a symlink anywhere.
+                let t = match open_no_symlinks(root, c"proc", libc::O_DIRECTORY) {
+                    Err(libc::ENOENT) => {
+                        mkdir_all_in_root(root, c"proc").map_err(fail("create", i))?
+                    }
+                    r => r.map_err(fail("open (must be a directory, not a symlink)", i))?,
+                };
+                mount(
+                    Some(c"proc"),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    Some(c"proc"),
+                    nosuid_nodev_noexec,
+                    None,
+                )
+                .map_err(fail("mount proc on", i))?;
+            }
+            MountOp::Sys => {
+                let t = match open_no_symlinks(root, c"sys", libc::O_DIRECTORY) {
+                    Err(libc::ENOENT) => {
+                        mkdir_all_in_root(root, c"sys").map_err(fail("create", i))?
+                    }
+                    r => r.map_err(fail("open (must be a directory, not a symlink)", i))?,
+                };
+                mount(
+                    Some(c"sysfs"),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    Some(c"sysfs"),
+                    nosuid_nodev_noexec | libc::MS_RDONLY,
+                    None,
+                )
+                .map_err(fail("mount sysfs on", i))?;
+            }
+            MountOp::Dev => {
+                setup_dev(root, base, i)?;
+                let fd =
+                    open_no_symlinks(root, c"dev/null", 0).map_err(fail("open /dev/null", i))?;
+                let st = fstat(fd.as_raw_fd()).map_err(fail("stat /dev/null", i))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                    return Err(MountFailure {
+                        what: "check /dev/null is char 1:3",
+                        index: i as u32,
+                        errno: libc::EINVAL,
+                    });
+                }
+                devnull = Some(fd);
+            }
+            MountOp::Console => {
+                if let Some(slave) = src.tty_slave {
+                    let dev = open_no_symlinks(root, c"dev", libc::O_DIRECTORY)
+                        .map_err(fail("open", i))?;
+                    let t = file_in_root(dev.as_raw_fd(), c"console", false)
+                        .map_err(fail("create", i))?;
+                    mount(
+                        Some(slave),
+                        FdPath::new(t.as_raw_fd()).as_cstr(),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    )
+                    .map_err(fail("bind pty on", i))?;
+                }
+            }
+            MountOp::EtcFile { name } => {
+                let mut path = [0u8; 64];
+                let n = name.len();
+                path[..4].copy_from_slice(b"etc/");
+                path[4..4 + n].copy_from_slice(name.as_bytes());
+                let rel = CStr::from_bytes_until_nul(&path).map_err(|_| MountFailure {
+                    what: "name",
+                    index: i as u32,
+                    errno: libc::EINVAL,
+                })?;
+                // Best effort: a read-only image without /etc keeps what it has.
+                let t = match file_in_root(root, rel, true) {
+                    Ok(t) => t,
+                    Err(libc::EROFS) | Err(libc::ENOENT) => continue,
+                    Err(e) => return Err(fail("create", i)(e)),
+                };
+                let mut srcp = [0u8; 4096];
+                let fb = base.files.to_bytes();
+                srcp[..fb.len()].copy_from_slice(fb);
+                srcp[fb.len()] = b'/';
+                srcp[fb.len() + 1..fb.len() + 1 + n].copy_from_slice(name.as_bytes());
+                let s = CStr::from_bytes_until_nul(&srcp).map_err(|_| MountFailure {
+                    what: "name",
+                    index: i as u32,
+                    errno: libc::EINVAL,
+                })?;
+                mount(
+                    Some(s),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    None,
+                    libc::MS_BIND,
+                    None,
+                )
+                .map_err(fail("bind file on", i))?;
+            }
+            MountOp::Bind {
+                index,
+                target,
+                readonly,
+                ..
+            } => {
+                let sfd = cvt(unsafe {
+                    libc::open(src.volumes[*index].as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
+                })
+                .map_err(fail("stat source of", i))?;
+                let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+                let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
+                let t = if is_dir(&st) {
+                    mkdir_all_in_root(root, target)
+                } else {
+                    file_in_root(root, target, false)
+                }
+                .map_err(fail("create", i))?;
+                mount(
+                    Some(FdPath::new(sfd.as_raw_fd()).as_cstr()),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(fail("bind volume on", i))?;
+                if *readonly {
+                    let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                    mount(
+                        None,
+                        FdPath::new(t.as_raw_fd()).as_cstr(),
+                        None,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(fail("remount read-only", i))?;
+                }
+            }
+            MountOp::Tmpfs { target } => {
+                let t = mkdir_all_in_root(root, target).map_err(fail("create", i))?;
+                mount(
+                    Some(c"tmpfs"),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    Some(c"tmpfs"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(c"mode=1777"),
+                )
+                .map_err(fail("mount tmpfs on", i))?;
+            }
+            MountOp::Mask { target } => {
+                let t = match open_no_symlinks(root, target, 0) {
+                    Err(libc::ENOENT) => continue,
+                    r => r.map_err(fail("open", i))?,
+                };
+                let st = fstat(t.as_raw_fd()).map_err(fail("stat", i))?;
+                let tp = FdPath::new(t.as_raw_fd());
+                if is_dir(&st) {
+                    mount(
+                        Some(c"tmpfs"),
+                        tp.as_cstr(),
+                        Some(c"tmpfs"),
+                        libc::MS_RDONLY | nosuid_nodev_noexec,
+                        Some(c"size=0,mode=555"),
+                    )
+                    .map_err(fail("mask", i))?;
+                } else {
+                    let null = devnull.as_ref().ok_or(MountFailure {
+                        what: "mask (no /dev/null yet)",
+                        index: i as u32,
+                        errno: libc::EINVAL,
+                    })?;
+                    mount(
+                        Some(FdPath::new(null.as_raw_fd()).as_cstr()),
+                        tp.as_cstr(),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    )
+                    .map_err(fail("mask", i))?;
+                }
+            }
+            MountOp::ReadOnly { target } => {
+                let t = match open_no_symlinks(root, target, 0) {
+                    Err(libc::ENOENT) => continue,
+                    r => r.map_err(fail("open", i))?,
+                };
+                let tp = FdPath::new(t.as_raw_fd());
+                mount(
+                    Some(tp.as_cstr()),
+                    tp.as_cstr(),
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(fail("bind read-only", i))?;
+                let t = open_no_symlinks(root, target, 0).map_err(fail("open", i))?;
+                mount(
+                    None,
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nosuid_nodev_noexec,
+                    None,
+                )
+                .map_err(fail("remount read-only", i))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// /dev: tmpfs (nodev, so nodes made later by the container are inert) with the
+/// standard nodes bound in from the base tmpfs (binds keep their source's dev flag).
+fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
+    let t = match open_no_symlinks(root, c"dev", libc::O_DIRECTORY) {
+        Err(libc::ENOENT) => mkdir_all_in_root(root, c"dev").map_err(fail("create", i))?,
+        r => r.map_err(fail("open (must be a directory, not a symlink)", i))?,
+    };
+    mount(
+        Some(c"tmpfs"),
+        FdPath::new(t.as_raw_fd()).as_cstr(),
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV,
+        Some(c"mode=755,size=65536k"),
+    )
+    .map_err(fail("mount tmpfs on", i))?;
+    drop(t);
+    let dev = open_no_symlinks(root, c"dev", libc::O_DIRECTORY).map_err(fail("open", i))?;
+    let devfd = openat2(dev.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
+        .map_err(fail("open", i))?;
+    let d = devfd.as_raw_fd();
+    let nodes = cvt(unsafe {
+        libc::open(
+            base.nodes.as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(fail("open nodes dir for", i))?;
+    let nodes = unsafe { OwnedFd::from_raw_fd(nodes) };
+    for (name, major, minor) in DEV_NODES {
+        cvt(unsafe {
+            libc::mknodat(
+                nodes.as_raw_fd(),
+                name.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            )
+        })
+        .map_err(fail("mknod for", i))?;
+        let s = unsafe {
+            libc::openat(
+                nodes.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        let s = unsafe { OwnedFd::from_raw_fd(cvt(s).map_err(fail("open node for", i))?) };
+        let f = unsafe {
+            libc::openat(
+                d,
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o666,
+            )
+        };
+        cvt(f).map_err(fail("create node in", i))?;
+        unsafe { libc::close(f) };
+        let f = unsafe {
+            libc::openat(
+                d,
+                name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        let f = unsafe { OwnedFd::from_raw_fd(cvt(f).map_err(fail("open node in", i))?) };
+        mount(
+            Some(FdPath::new(s.as_raw_fd()).as_cstr()),
+            FdPath::new(f.as_raw_fd()).as_cstr(),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(fail("bind node in", i))?;
+    }
+    let sub =
+        |name: &CStr, fstype: &CStr, flags: c_ulong, data: &CStr| -> Result<(), MountFailure> {
+            cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o755) }).map_err(fail("mkdir in", i))?;
+            let f = unsafe {
+                libc::openat(
+                    d,
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            let f = unsafe { OwnedFd::from_raw_fd(cvt(f).map_err(fail("open in", i))?) };
+            mount(
+                Some(fstype),
+                FdPath::new(f.as_raw_fd()).as_cstr(),
+                Some(fstype),
+                flags,
+                Some(data),
+            )
+            .map_err(fail("mount in", i))
+        };
+    sub(
+        c"pts",
+        c"devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        c"newinstance,ptmxmode=0666,mode=620,gid=5",
+    )?;
+    sub(
+        c"shm",
+        c"tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        c"mode=1777,size=65536k",
+    )?;
+    sub(
+        c"mqueue",
+        c"mqueue",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        c"",
+    )?;
+    for (target, name) in [
+        (c"pts/ptmx", c"ptmx"),
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+    ] {
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), d, name.as_ptr()) })
+            .map_err(fail("symlink in", i))?;
+    }
+    Ok(())
+}
+
+/// pivot_root into the cwd-less trick of runc/lxc: pivot_root(".", ".") stacks the old
+/// root under the new one, then a lazy unmount drops it.
+pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
+    cvt(unsafe { libc::fchdir(root.as_raw_fd()) }).map_err(fail("chdir to new root", NONE))?;
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } as c_int)
+        .map_err(fail("pivot_root", NONE))?;
+    cvt(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })
+        .map_err(fail("detach old root", NONE))?;
+    cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail("chdir /", NONE))?;
+    Ok(())
+}
+
+/// `mkdir -p` after pivot_root (paths resolve inside the container by construction).
+pub(crate) fn mkdir_p(path: &CStr) -> SysResult<()> {
+    let bytes = path.to_bytes();
+    let mut buf = [0u8; 4096];
+    if bytes.len() >= buf.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if b == b'/' {
+            buf[..i].copy_from_slice(&bytes[..i]);
+            buf[i] = 0;
+            let r = unsafe { libc::mkdir(buf.as_ptr().cast(), 0o755) };
+            if r < 0 && errno() != libc::EEXIST {
+                return Err(errno());
+            }
+        }
+    }
+    let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
+    if r < 0 && errno() != libc::EEXIST {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_path() {
+        assert_eq!(FdPath::new(0).as_cstr(), c"/proc/self/fd/0");
+        assert_eq!(FdPath::new(1234).as_cstr(), c"/proc/self/fd/1234");
+    }
+
+    #[test]
+    fn mkdir_and_file_stay_inside_root() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = std::fs::File::open(t.path()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", t.path().join("etc")).unwrap();
+        let fd = root.as_raw_fd();
+        mkdir_all_in_root(fd, c"a/b/c").unwrap();
+        assert!(t.path().join("a/b/c").is_dir());
+        // An absolute symlink resolves inside root: creates root/<outside>/x, not outside/x.
+        let _ = mkdir_all_in_root(fd, c"escape/x");
+        assert!(!outside.path().join("x").exists());
+        // A relative one climbing out lands in root/etc's target = root itself.
+        file_in_root(fd, c"etc/hostname", true).unwrap();
+        assert!(t.path().join("hostname").exists());
+        assert!(std::fs::symlink_metadata(t.path().join("etc"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A symlink as the last component is replaced, never followed.
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("a/resolv.conf")).unwrap();
+        file_in_root(fd, c"a/resolv.conf", true).unwrap();
+        assert!(std::fs::symlink_metadata(t.path().join("a/resolv.conf"))
+            .unwrap()
+            .is_file());
+        assert_eq!(file_in_root(fd, c"escape", false).unwrap_err(), libc::ELOOP);
+        assert_eq!(open_no_symlinks(fd, c"etc", 0).unwrap_err(), libc::ELOOP);
+    }
+}
