@@ -4,6 +4,7 @@
 //! error or chooses an exit code (Docker's convention: 125 for locker's own errors,
 //! 126/127 when the command cannot be run, else the command's own status).
 
+mod build;
 mod catalog;
 mod cli;
 mod containers;
