@@ -21,10 +21,11 @@ const IMG: &str = "fix";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-struct Ctx {
-    l: Locker,
+pub(crate) struct Ctx {
+    pub l: Locker,
     parent: String,
-    rootfs: PathBuf,
+    pub rootfs: PathBuf,
+    image: String,
 }
 
 fn cgroup_bases() -> Vec<PathBuf> {
@@ -42,41 +43,51 @@ fn cgroup_bases() -> Vec<PathBuf> {
 
 impl Ctx {
     fn new() -> Ctx {
+        Ctx::with_image(IMG, install_fixture)
+    }
+
+    /// A private store holding `image`, made by `install`, and a private cgroup parent.
+    pub(crate) fn with_image(image: &str, install: impl FnOnce(&Locker, &str) -> PathBuf) -> Ctx {
         let l = Locker::new();
-        let rootfs = install_fixture(&l, IMG);
+        let rootfs = install(&l, image);
         let parent = format!(
             "locker-test-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        Ctx { l, parent, rootfs }
+        Ctx {
+            l,
+            parent,
+            rootfs,
+            image: image.to_string(),
+        }
     }
 
-    fn args<'a>(&'a self, opts: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+    pub(crate) fn args<'a>(&'a self, opts: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
         let mut a = vec!["run", "--cgroup-parent", &self.parent];
         a.extend_from_slice(opts);
-        a.push(IMG);
+        a.push(&self.image);
         a.extend_from_slice(cmd);
         a
     }
 
-    fn run(&self, opts: &[&str], cmd: &[&str]) -> Run {
+    pub(crate) fn run(&self, opts: &[&str], cmd: &[&str]) -> Run {
         self.l.run(&self.args(opts, cmd))
     }
 
-    fn ok(&self, opts: &[&str], cmd: &[&str]) -> String {
+    pub(crate) fn ok(&self, opts: &[&str], cmd: &[&str]) -> String {
         self.l.ok(&self.args(opts, cmd))
     }
 
-    fn code(&self, opts: &[&str], cmd: &[&str], code: i32) -> Run {
+    pub(crate) fn code(&self, opts: &[&str], cmd: &[&str], code: i32) -> Run {
         self.l.code(&self.args(opts, cmd), code)
     }
 
-    fn sh(&self, opts: &[&str], script: &str) -> String {
+    pub(crate) fn sh(&self, opts: &[&str], script: &str) -> String {
         self.ok(opts, &["sh", "-c", script])
     }
 
-    fn spawn(&self, opts: &[&str], cmd: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, opts: &[&str], cmd: &[&str]) -> Child {
         self.l
             .command(&self.args(opts, cmd))
             .stdout(Stdio::piped())
@@ -163,7 +174,7 @@ fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn tree_hash(root: &Path) -> String {
+pub(crate) fn tree_hash(root: &Path) -> String {
     fn walk(p: &Path, rel: &str, h: &mut Sha256) {
         let md = std::fs::symlink_metadata(p).unwrap();
         use std::os::unix::fs::MetadataExt;
