@@ -108,25 +108,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// The next step for errors whose message does not already say it.
+/// The next step for errors whose message does not already say it. The innermost
+/// system error decides first (a full disk is a full disk, whichever step hit it).
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     for cause in e.chain() {
-        if let Some(e) = cause.downcast_ref::<fetch::FetchError>() {
-            let _ = e;
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                    return Some("nothing was installed; free some disk space (`locker gc` removes leftovers) and retry")
+                }
+                Some(libc::EACCES) | Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => {
+                    return Some("run locker as root")
+                }
+                _ => {}
+            }
+        }
+    }
+    for cause in e.chain() {
+        if cause.is::<fetch::FetchError>() {
             return Some("nothing was installed; check the URL and the network, then retry (a partial download resumes)");
         }
-        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                return Some("run locker as root");
-            }
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                return Some("free some disk space (`locker gc` removes leftovers) and retry");
-            }
-        }
-        if cause.downcast_ref::<unpack::UnpackError>().is_some() {
-            return Some("nothing was installed");
-        }
-        if cause.downcast_ref::<verify::VerifyError>().is_some() {
+        if cause.is::<unpack::UnpackError>() || cause.is::<verify::VerifyError>() {
             return Some("nothing was installed");
         }
     }

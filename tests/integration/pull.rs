@@ -1660,3 +1660,45 @@ fn archives_with_empty_owner_fields_import() {
     assert_eq!(fs::read(tree.join("hello")).unwrap(), b"hi\n");
     assert_eq!(fs::metadata(tree.join("hello")).unwrap().uid(), 0);
 }
+
+/// A tmpfs this test mounts (and always unmounts) to play a full disk.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn new(at: PathBuf, size: &str) -> SmallDisk {
+        fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}", at.display());
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_is_a_clear_error_and_installs_nothing() {
+    let l = Locker::new();
+    // The store on a 1 MiB filesystem: the fixture's busybox alone is larger.
+    let _disk = SmallDisk::new(l.root(), "1m");
+    let data = compress(fixture_tar(), "gzip");
+    let r = import_file(&l, &data, "f.tar.gz", "full", &[]);
+    expect_fail(&r);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.dump());
+    assert!(
+        r.stderr.contains("free some disk space"),
+        "the error says what to do\n{}",
+        r.dump()
+    );
+    assert_nothing_installed(&l, &r);
+    // The store is still readable.
+    l.ok(&["images"]);
+}

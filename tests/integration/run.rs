@@ -812,3 +812,27 @@ fn ps_exec_stop_rm() {
     c.l.fails(&["rm", "svc"]);
     c.l.fails(&["exec", "svc", "true"]);
 }
+
+#[test]
+fn rmi_and_gc_spare_an_image_a_named_container_uses() {
+    let c = Ctx::new();
+    c.sh(&["--name", "keep"], "echo kept > /data");
+    let r = c.l.fails(&["rmi", IMG]);
+    assert!(
+        r.stderr.contains("keep"),
+        "the error names the container\n{}",
+        r.dump()
+    );
+    c.l.ok(&["gc"]);
+    assert!(
+        c.rootfs.is_dir(),
+        "gc must not free a tree a container uses"
+    );
+    assert_eq!(c.sh(&["--name", "keep"], "cat /data").trim(), "kept");
+    c.l.ok(&["rm", "keep"]);
+    c.l.ok(&["rmi", IMG]);
+    assert!(
+        !c.rootfs.exists(),
+        "the last name gone and no container: the tree is freed"
+    );
+}
