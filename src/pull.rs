@@ -145,6 +145,17 @@ fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result
             signature,
             keyring,
         } => {
+            // Before any download: without the keyring nothing could be verified.
+            if !keyring.is_file() {
+                let source = VerifyError::KeyringMissing {
+                    path: keyring.clone(),
+                };
+                return Err(PullError::Verify {
+                    what: checksums.to_string(),
+                    source,
+                }
+                .into());
+            }
             printer.detail(&format!("verifying {checksums} with {}", keyring.display()));
             let sums = fetcher.get_small(checksums, CHECKSUMS_LIMIT)?;
             let sig = fetcher.get_small(signature, SIGNATURE_LIMIT)?;

@@ -36,7 +36,7 @@ pub(crate) enum VerifyError {
         actual: Digest,
     },
     #[error(
-        "keyring {path} not found; install the keyring package or set `keyring` in the catalog"
+        "keyring {path} not found; install the package that ships it (Ubuntu's: ubuntu-keyring) or set `keyring` in the catalog"
     )]
     KeyringMissing { path: PathBuf },
     #[error("keyring {path}: {reason}")]

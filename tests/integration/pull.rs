@@ -1702,3 +1702,33 @@ fn full_disk_is_a_clear_error_and_installs_nothing() {
     // The store is still readable.
     l.ok(&["images"]);
 }
+
+#[test]
+fn missing_keyring_is_named_before_any_download() {
+    let l = Locker::new();
+    let server = Server::start();
+    let url = server.serve("/f.tar", fixture_tar().to_vec());
+    let sums = server.serve("/SHA256SUMS", b"00  f.tar\n".to_vec());
+    let sig = server.serve("/SHA256SUMS.gpg", b"sig".to_vec());
+    let keyring = l.path("no-such-keyring.gpg");
+    let cat = write_catalog(
+        &l,
+        &format!(
+            "[images.k]\nurl = \"{url}\"\nchecksums = \"{sums}\"\nsignature = \"{sig}\"\nkeyring = \"{}\"\n",
+            keyring.display()
+        ),
+    );
+    let r = l.run(&["--catalog", &cat, "pull", "k"]);
+    expect_fail(&r);
+    assert!(
+        r.stderr.contains(&keyring.display().to_string()),
+        "names the keyring\n{}",
+        r.dump()
+    );
+    assert_nothing_installed(&l, &r);
+    assert!(
+        server.requests().is_empty(),
+        "nothing fetched: {:?}",
+        server.requests()
+    );
+}
