@@ -357,7 +357,15 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
         .collect::<Result<_, _>>()?;
     let argv = init::pointers(&argv_c);
     let envp = init::pointers(&env_c);
-    let workdir = CString::new(a.workdir.clone().unwrap_or_else(|| "/".into()))?;
+    let workdir = match &a.workdir {
+        Some(w) => CString::new(format!("/{}", plan::container_path(w).map_err(ctx)?))?,
+        None => CString::new("/")?,
+    };
+    // Read before the fork: the child allocates nothing.
+    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
     let mut ns = Vec::new();
     for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         ns.push(
@@ -395,6 +403,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
         let slave = pty.as_ref().map(|p| p.slave.as_raw_fd());
         let code = init::exec_joined(
             &user,
+            cap_last,
             &workdir,
             &candidates,
             &argv,

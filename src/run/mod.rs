@@ -216,6 +216,7 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         .unwrap_or(40);
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;
+    let parent_pidfd = pidfd_self()?;
     let pty = if plan.tty {
         Some(tty::open_pty()?)
     } else {
@@ -250,10 +251,11 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         resolv: &resolv,
         volumes: &volumes,
         release_rd: release_rd.as_raw_fd(),
+        release_wr: release_wr.as_raw_fd(),
+        parent_pidfd: parent_pidfd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
         tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         tty_path: tty_path.as_deref(),
-        tty_master: pty.as_ref().map(|p| p.master.as_raw_fd()),
         unshare_cgroupns: !cgroup.v2,
         cap_last,
         envp: &envp,
@@ -276,20 +278,21 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     }
     let pid = Pid::from_raw(pid);
     guard.child = Some(pid);
-    drop((release_rd, error_wr, cgroup_fd));
-    let pty = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
+    drop((release_rd, error_wr, cgroup_fd, parent_pidfd));
 
-    // 6. Into the cgroup (v1), record the pid, release the child.
-    if !cgroup.v2 {
-        cgroup.join(pid.as_raw())?;
-    }
+    // 6. Record the pid (first: if we die from here on, reap_stale knows whom to
+    // kill), into the cgroup (v1), release the child.
     state.pid = pid.as_raw();
     state.pid_start = containers::start_time(pid.as_raw()).unwrap_or(0);
     containers::write_state(root, &state)
         .map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    let pty = pty.map(|p| {
+        drop(p.slave);
+        p.master
+    });
+    if !cgroup.v2 {
+        cgroup.join(pid.as_raw())?;
+    }
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 
@@ -401,6 +404,15 @@ fn new_id() -> Result<String, RunError> {
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Sys("pipe", e))
+}
+
+/// A pidfd of this process, for the child to tell whether we are still there.
+fn pidfd_self() -> Result<OwnedFd, RunError> {
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if r < 0 {
+        return Err(RunError::Sys("pidfd_open", nix::Error::last()));
+    }
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(r as RawFd) })
 }
 
 /// clone3 without CLONE_VM: a fork into new namespaces (and, on v2, the cgroup).

@@ -163,7 +163,7 @@ pub(crate) fn mkdir_all_in_root(root: RawFd, rel: &CStr) -> SysResult<OwnedFd> {
         root,
         c".",
         libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_IN_ROOT,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     )?;
     let mut start = 0;
     while start < bytes.len() {
@@ -735,28 +735,16 @@ pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
     Ok(())
 }
 
-/// `mkdir -p` after pivot_root (paths resolve inside the container by construction).
-pub(crate) fn mkdir_p(path: &CStr) -> SysResult<()> {
-    let bytes = path.to_bytes();
-    let mut buf = [0u8; 4096];
-    if bytes.len() >= buf.len() {
-        return Err(libc::ENAMETOOLONG);
-    }
-    for (i, &b) in bytes.iter().enumerate().skip(1) {
-        if b == b'/' {
-            buf[..i].copy_from_slice(&bytes[..i]);
-            buf[i] = 0;
-            let r = unsafe { libc::mkdir(buf.as_ptr().cast(), 0o755) };
-            if r < 0 && errno() != libc::EEXIST {
-                return Err(errno());
-            }
-        }
-    }
-    let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
-    if r < 0 && errno() != libc::EEXIST {
-        return Err(errno());
-    }
-    Ok(())
+/// The workdir after pivot_root, created when missing, as an O_PATH|O_DIRECTORY fd
+/// resolved inside the new root (CVE-2024-21626): an image's `/app ->
+/// /proc/self/fd/N` is a magic link and refused, so no inherited fd can put the
+/// command's cwd on the host. `path` is absolute and normalised (plan).
+pub(crate) fn open_workdir(path: &CStr) -> SysResult<OwnedFd> {
+    let root = openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let bytes = path.to_bytes_with_nul();
+    let rel = CStr::from_bytes_with_nul(bytes.strip_prefix(b"/").unwrap_or(bytes))
+        .map_err(|_| libc::EINVAL)?;
+    mkdir_all_in_root(root.as_raw_fd(), rel)
 }
 
 #[cfg(test)]

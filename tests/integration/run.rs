@@ -836,3 +836,59 @@ fn rmi_and_gc_spare_an_image_a_named_container_uses() {
         "the last name gone and no container: the tree is freed"
     );
 }
+
+/// A command whose fd 9 is a host directory opened without CLOEXEC.
+fn with_host_fd9(mut cmd: std::process::Command, host: &Path) -> (std::process::Command, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(host.as_os_str().as_bytes()).unwrap();
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(fd >= 0);
+    let raw = fd;
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    (cmd, unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// CVE-2024-21626: an image's workdir `/app -> /proc/self/fd/9` with a host directory
+/// inherited as fd 9 must not put the command's cwd on the host (run and exec).
+#[test]
+fn workdir_via_leaked_fd_stays_inside() {
+    let c = Ctx::new();
+    std::os::unix::fs::symlink("/proc/self/fd/9", c.rootfs.join("app")).unwrap();
+    let host = c.l.path("host-secret");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("HOST-MARKER"), "x").unwrap();
+    let (cmd, fd) = with_host_fd9(
+        c.l.command(&c.args(&["-w", "/app"], &["sh", "-c", "ls; ls ..; pwd"])),
+        &host.join("sub"),
+    );
+    let r = run_bounded(cmd, Duration::from_secs(60));
+    drop(fd);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(!r.stdout.contains("HOST-MARKER"), "{}", r.dump());
+    // A plain workdir still works and is created inside.
+    assert_eq!(c.ok(&["-w", "/made/here"], &["pwd"]).trim(), "/made/here");
+
+    let mut svc = c.spawn(&["--name", "wd"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20)).expect("ready");
+    let (cmd, fd) = with_host_fd9(
+        c.l.command(&["exec", "-w", "/app", "wd", "sh", "-c", "ls; ls ..; pwd"]),
+        &host.join("sub"),
+    );
+    let r = run_bounded(cmd, Duration::from_secs(60));
+    drop(fd);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(!r.stdout.contains("HOST-MARKER"), "{}", r.dump());
+    assert_eq!(c.l.ok(&["exec", "-w", "/tmp", "wd", "pwd"]).trim(), "/tmp");
+    c.l.ok(&["stop", "wd"]);
+    wait_child(&mut svc, Duration::from_secs(20));
+}
