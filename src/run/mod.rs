@@ -132,7 +132,8 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         .collect::<Result<Vec<_>, _>>()?;
     let id = new_id()?;
     let run_dir = containers::run_dir(root);
-    fs::create_dir_all(&run_dir).map_err(io_err("create", &run_dir))?;
+    crate::store::private_dir(root).map_err(io_err("create", root))?;
+    crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
     let base = run_dir.join(&id);
     let mut guard = Guard {
         root: root.to_path_buf(),
@@ -142,7 +143,9 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         child: None,
         state: false,
     };
-    fs::create_dir(&base).map_err(io_err("create", &base))?;
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        .create(&base)
+        .map_err(io_err("create", &base))?;
     let hierarchy = cgroups::detect(&limits);
     let cgroup = cgroups::create(&hierarchy, &args.cgroup_parent, &id, &limits)?;
     guard.cgroup = Some(cgroup.clone());
@@ -592,7 +595,10 @@ impl Named {
             )));
         }
         let dir = containers::containers_dir(root).join(name);
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        // upper/ and work/ below keep 0755: upper's mode is the container's `/`.
+        for d in [&containers::containers_dir(root), &dir] {
+            crate::store::private_dir(d).map_err(io_err("create", d))?;
+        }
         let lock_path = dir.join("lock");
         let f = fs::File::options()
             .create(true)

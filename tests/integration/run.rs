@@ -892,3 +892,43 @@ fn workdir_via_leaked_fd_stays_inside() {
     c.l.ok(&["stop", "wd"]);
     wait_child(&mut svc, Duration::from_secs(20));
 }
+
+/// ROOT and locker's own directories in it are 0700, narrowed when they were wider:
+/// a local user must not reach an image's setuid binaries or device nodes.
+#[test]
+fn store_is_private_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let c = Ctx::new();
+    // The test dir (a 0700 tempdir) must not be what stops the user.
+    std::fs::set_permissions(c.l.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = c.l.path("fix.tar");
+    std::fs::write(&tar, crate::harness::fixture_tar()).unwrap();
+    c.l.ok(&["import", tar.to_str().unwrap(), "--name", "fix2"]);
+    c.sh(&["--name", "n1"], "true");
+    for d in ["", "rootfs", "tmp", "containers", "containers/n1", "run"] {
+        let mode = std::fs::metadata(c.l.root().join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o700, "ROOT/{d} is {mode:o}");
+    }
+    let busybox = c.rootfs.join("bin/busybox");
+    let stat = |as_nobody: bool| {
+        let mut cmd = std::process::Command::new("stat");
+        cmd.arg(&busybox)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if as_nobody {
+            // std drops the supplementary groups when root sets a uid.
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.status().unwrap().success()
+    };
+    assert!(stat(false), "root sees {}", busybox.display());
+    assert!(!stat(true), "nobody must not reach {}", busybox.display());
+    // Run alone (store made by another tool, wide open) narrows ROOT too.
+    std::fs::set_permissions(c.l.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.sh(&[], "true");
+    assert!(!stat(true), "nobody must not reach {}", busybox.display());
+}
