@@ -138,6 +138,7 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
     "bind file on",
     "stat source of",
     "bind volume on",
+    "set flags (nodev, nosuid, ro) of volume on",
     "remount read-only",
     "stat",
     "mask",

@@ -7,6 +7,13 @@
 //! /proc and the mask targets must not be symlinks at all; the /dev/null used for masks
 //! is the one locker made, checked to be char 1:3. Only raw syscalls: this runs between
 //! clone and exec.
+//!
+//! Invariant (devices): every mount the container can create files on is nodev: the
+//! overlay (or read-only) root, the /dev, /dev/shm and --tmpfs tmpfses, mqueue, and
+//! volumes with all their submounts (devpts takes no mknod). The container keeps
+//! CAP_MKNOD, so a node it makes (`mknod /data/kmsg c 1 11`) must be inert. On cgroup
+//! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
+//! v1 the devices controller's allow-list (cgroups.rs) refuses the mknod as well.
 
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -515,17 +522,26 @@ pub(crate) fn apply(
                     None,
                 )
                 .map_err(fail("bind volume on", i))?;
+                // On every submount of the source too (a MS_REMOUNT would change only
+                // the top one): nodev, so a node the container makes in a volume is
+                // inert; nosuid; read-only for `:ro`.
+                let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+                attr.attr_set = libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
                 if *readonly {
-                    let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
-                    mount(
-                        None,
-                        FdPath::new(t.as_raw_fd()).as_cstr(),
-                        None,
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        None,
-                    )
-                    .map_err(fail("remount read-only", i))?;
+                    attr.attr_set |= libc::MOUNT_ATTR_RDONLY;
                 }
+                cvt(unsafe {
+                    libc::syscall(
+                        libc::SYS_mount_setattr,
+                        t.as_raw_fd(),
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+                        &attr as *const libc::mount_attr,
+                        std::mem::size_of::<libc::mount_attr>(),
+                    )
+                } as c_int)
+                .map_err(fail("set flags (nodev, nosuid, ro) of volume on", i))?;
             }
             MountOp::Tmpfs { target } => {
                 let t = mkdir_all_in_root(root, target).map_err(fail("create", i))?;

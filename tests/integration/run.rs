@@ -932,3 +932,75 @@ fn store_is_private_to_root() {
     c.sh(&[], "true");
     assert!(!stat(true), "nobody must not reach {}", busybox.display());
 }
+
+/// Is the v1 devices controller what `run` uses here (it refuses the mknod itself)?
+fn v1_devices_cgroup() -> bool {
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    let unified_pids = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "pids"));
+    !v2 && !unified_pids && Path::new("/sys/fs/cgroup/devices/cgroup.procs").exists()
+}
+
+/// A device node made through a volume (or --tmpfs) must not open the host's device.
+#[test]
+fn device_nodes_in_volumes_are_inert() {
+    let c = Ctx::new();
+    let dir = c.l.path("devvol");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = format!("{}:/data", dir.display());
+    // `test -c` first: a redirection to a missing path would just make a file.
+    let script = "mknod /data/kmsg c 1 11 && echo MADE-KMSG; test -c /data/kmsg && echo hi 2>/dev/null > /data/kmsg && echo WROTE-KMSG; \
+        mknod /data/null c 1 3 && echo MADE-NULL; test -c /data/null && echo hi 2>/dev/null > /data/null && echo WROTE-NULL; \
+        mknod /scratch/null c 1 3; test -c /scratch/null && echo hi 2>/dev/null > /scratch/null && echo WROTE-TMPFS; echo end";
+    let out = c.sh(&["-v", &spec, "--tmpfs", "/scratch"], script);
+    assert!(out.ends_with("end\n"), "{out}");
+    assert!(!out.contains("WROTE"), "{out}");
+    if v1_devices_cgroup() {
+        assert!(
+            !out.contains("MADE-KMSG"),
+            "the devices cgroup refuses mknod of 1:11\n{out}"
+        );
+        assert!(out.contains("MADE-NULL"), "1:3 is allowed\n{out}");
+    }
+}
+
+/// Unmounts what a test mounted on the host, also when it fails.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// `-v DIR:CTR:ro` is read-only (and nodev) on DIR's submounts too.
+#[test]
+fn volume_flags_cover_submounts() {
+    let c = Ctx::new();
+    let dir = c.l.path("rovol");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let _umount = Unmount(dir.join("sub"));
+    let ro = format!("{}:/data:ro", dir.display());
+    let out = c.sh(
+        &["-v", &ro],
+        "touch /data/x 2>/dev/null && echo WROTE-TOP; touch /data/sub/x 2>/dev/null && echo WROTE-SUB; echo end",
+    );
+    assert_eq!(out.trim(), "end");
+    assert!(!dir.join("sub/x").exists() && !dir.join("x").exists());
+    let rw = format!("{}:/data", dir.display());
+    let out = c.sh(
+        &["-v", &rw],
+        "touch /data/sub/y && echo WROTE-SUB; mknod /data/sub/null c 1 3; test -c /data/sub/null && echo hi 2>/dev/null > /data/sub/null && echo WROTE-NODE; echo end",
+    );
+    assert_eq!(out.trim(), "WROTE-SUB\nend", "rw, but nodev below too");
+}
