@@ -335,7 +335,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
 
-    use crate::run::{init, mounts, plan, RunError};
+    use crate::run::{init, plan, read_in_root, RunError};
     use anyhow::Context;
 
     let s = find_running(root, &a.name).ok_or_else(|| {
@@ -348,20 +348,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
     let croot =
         fs::File::open(format!("/proc/{}/root", s.pid)).context("open the container's root")?;
     let read = |rel: &std::ffi::CStr| -> String {
-        mounts::openat2(
-            croot.as_raw_fd(),
-            rel,
-            libc::O_RDONLY,
-            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-        )
-        .ok()
-        .and_then(|fd| {
-            let mut t = String::new();
-            io::Read::read_to_string(&mut fs::File::from(fd), &mut t)
-                .ok()
-                .map(|_| t)
-        })
-        .unwrap_or_default()
+        read_in_root(croot.as_raw_fd(), rel).unwrap_or_default()
     };
     let facts = plan::ImageFacts {
         passwd: read(c"etc/passwd"),

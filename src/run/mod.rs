@@ -361,21 +361,14 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
     };
     let lower = open_dir(rootfs)?;
     let upper = upper.and_then(|u| fs::File::open(u).ok());
+    // The first layer that has the file decides (in upper, a whiteout or a FIFO
+    // reads as empty).
     let read = |rel: &std::ffi::CStr| -> String {
-        for dir in upper.iter().chain(std::iter::once(&lower)) {
-            if let Ok(fd) = mounts::openat2(
-                dir.as_raw_fd(),
-                rel,
-                libc::O_RDONLY,
-                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-            ) {
-                let mut s = String::new();
-                if fs::File::from(fd).read_to_string(&mut s).is_ok() {
-                    return s;
-                }
-            }
-        }
-        String::new()
+        upper
+            .iter()
+            .chain(std::iter::once(&lower))
+            .find_map(|dir| read_in_root(dir.as_raw_fd(), rel))
+            .unwrap_or_default()
     };
     let has_bash = mounts::open_in_root(lower.as_raw_fd(), c"bin/bash", 0).is_ok();
     Ok(plan::ImageFacts {
@@ -383,6 +376,32 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
         group: read(c"etc/group"),
         has_bash,
     })
+}
+
+/// Reads a small file of a container's tree on the host: `rel` resolved inside `dir`
+/// (no symlink or magic link leaves it), opened non-blocking and without taking a
+/// tty, read only when it is a regular file, at most 4 MiB. The container controls
+/// these files: a FIFO would hang locker, a device node would be opened by the host.
+/// None when there is no such file; empty when it is not a readable regular file.
+pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
+    const LIMIT: u64 = 4 << 20;
+    let fd = match mounts::openat2(
+        dir,
+        rel,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return None,
+        Err(_) => return Some(String::new()),
+    };
+    let f = fs::File::from(fd);
+    let regular = f.metadata().is_ok_and(|m| m.file_type().is_file());
+    let mut buf = Vec::new();
+    if !regular || f.take(LIMIT).read_to_end(&mut buf).is_err() {
+        return Some(String::new());
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// A volume's host path must exist (Docker would create it; locker refuses typos).

@@ -1004,3 +1004,43 @@ fn volume_flags_cover_submounts() {
     );
     assert_eq!(out.trim(), "WROTE-SUB\nend", "rw, but nodev below too");
 }
+
+/// locker reads a named container's /etc/passwd on the host: a FIFO (or a device) put
+/// there by the container must not hang it (or be opened); nor in `exec`.
+#[test]
+fn container_fifo_passwd_does_not_hang_locker() {
+    let c = Ctx::new();
+    c.sh(
+        &["--name", "ff"],
+        "rm /etc/passwd /etc/group; mkfifo /etc/passwd; mknod /etc/group c 1 3",
+    );
+    let start = Instant::now();
+    let r = run_bounded(
+        c.l.command(&c.args(
+            &["--name", "ff"],
+            &["sh", "-c", "test -p /etc/passwd && echo fifo"],
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(start.elapsed() < Duration::from_secs(20), "{}", r.dump());
+    assert!(
+        r.code == Some(0) && r.stdout.trim() == "fifo" || r.code == Some(125),
+        "{}",
+        r.dump()
+    );
+    let mut svc = c.spawn(&["--name", "ff"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20)).expect("ready");
+    // (`id` would read the FIFO itself: the command must not touch it.)
+    let r = run_bounded(
+        c.l.command(&["exec", "ff", "echo", "ok"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        r.code == Some(0) && r.stdout.trim() == "ok" || r.code == Some(125),
+        "{}",
+        r.dump()
+    );
+    c.l.ok(&["stop", "ff"]);
+    wait_child(&mut svc, Duration::from_secs(20));
+}
