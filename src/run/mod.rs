@@ -116,7 +116,7 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
             c => c,
         },
     };
-    let named = match &args.name {
+    let mut named = match &args.name {
         Some(n) => Some(Named::claim(root, n, image)?),
         None => None,
     };
@@ -281,6 +281,9 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     }
     let pid = Pid::from_raw(pid);
     guard.child = Some(pid);
+    if let Some(n) = named.as_mut() {
+        n.keep = true;
+    }
     drop((release_rd, error_wr, cgroup_fd, parent_pidfd));
 
     // 6. Record the pid (first: if we die from here on, reap_stale knows whom to
@@ -590,11 +593,24 @@ impl Drop for Guard {
     }
 }
 
-/// A named container's on-disk layers, locked for the run.
+/// A named container's on-disk layers, locked for the run. Made by this run and the
+/// run failed before the clone (bad volume, unknown user..): removed on drop, so a
+/// typo leaves no container behind (pinning its image against rmi and gc).
 struct Named {
     upper: PathBuf,
     work: PathBuf,
+    dir: PathBuf,
+    created: bool,
+    keep: bool,
     _lock: Flock<fs::File>,
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        if self.created && !self.keep {
+            let _ = crate::store::remove_tree(&self.dir);
+        }
+    }
 }
 
 impl Named {
@@ -628,6 +644,7 @@ impl Named {
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock)
             .map_err(|_| RunError::NameInUse(name.to_string()))?;
         let meta_path = dir.join("meta.json");
+        let created = !meta_path.exists();
         match fs::read(&meta_path) {
             Ok(b) => {
                 let m: NamedMeta = serde_json::from_slice(&b)
@@ -659,6 +676,9 @@ impl Named {
         Ok(Named {
             upper,
             work,
+            dir,
+            created,
+            keep: false,
             _lock: lock,
         })
     }

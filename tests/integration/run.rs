@@ -1044,3 +1044,26 @@ fn container_fifo_passwd_does_not_hang_locker() {
     c.l.ok(&["stop", "ff"]);
     wait_child(&mut svc, Duration::from_secs(20));
 }
+
+/// A first `run --name` that fails before the container starts leaves no container;
+/// a later failing run of an existing one keeps it.
+#[test]
+fn failed_first_run_creates_no_named_container() {
+    let c = Ctx::new();
+    c.l.fails(&c.args(
+        &["--name", "typo", "-v", "/nonexistent/locker:/x"],
+        &["true"],
+    ));
+    c.l.fails(&c.args(&["--name", "typo2", "-u", "bob"], &["true"]));
+    let ps = c.l.ok(&["ps", "-a"]);
+    assert!(!ps.contains("typo"), "{ps}");
+    assert!(!c.l.root().join("containers/typo").exists());
+    assert!(!c.l.root().join("containers/typo2").exists());
+    c.sh(&["--name", "kept"], "echo x > /x");
+    c.l.fails(&c.args(
+        &["--name", "kept", "-v", "/nonexistent/locker:/x"],
+        &["true"],
+    ));
+    assert_eq!(c.sh(&["--name", "kept"], "cat /x").trim(), "x");
+    c.l.ok(&["rm", "kept"]);
+}
