@@ -10,8 +10,9 @@
 //!                        (image it was created from), lock (flock held while running)
 //!
 //! Invariant: a state file whose locker process is gone is stale; `reap_stale` kills
-//! what is left of that container (only the recorded PID 1, checked by start time) and
-//! removes its cgroups, mount point and state file.
+//! what is left of that container (the recorded PID 1, checked by start time, and
+//! whatever is still in its cgroups) and removes its cgroups, mount point and state
+//! file. The state has PID 1's pid from right after the clone.
 
 use std::fs;
 use std::io;
@@ -101,34 +102,78 @@ impl State {
     }
 }
 
-/// Removes what containers whose `locker run` died left behind: their PID 1 (if it
-/// somehow outlived PDEATHSIG), cgroups, mount point and state file. Returns their ids.
+/// Removes what containers whose `locker run` died left behind: every process still in
+/// their cgroups (PID 1 if it somehow outlived PDEATHSIG, anything that escaped it),
+/// the cgroups, mount point and state file, and state files half-written by a killed
+/// run. One container that cannot be cleaned does not stop the others: the errors are
+/// collected and returned together. Returns the ids reaped.
 pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
+    if let Ok(rd) = fs::read_dir(run_dir(root)) {
+        for e in rd.flatten() {
+            // Old enough that no live `write_state` is between write and rename.
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60));
+            if e.file_name().to_string_lossy().ends_with(".json.tmp") && old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
     let mut reaped = Vec::new();
+    let mut errors = Vec::new();
     for s in read_states(root) {
         if alive(s.locker_pid, s.locker_start) {
             continue;
         }
-        if alive(s.pid, s.pid_start) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(s.pid),
-                nix::sys::signal::SIGKILL,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(s.pid, s.pid_start) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        match reap_one(root, &s) {
+            Ok(()) => reaped.push(s.id),
+            Err(e) => errors.push(format!("container {}: {e}", s.id)),
         }
-        crate::run::cgroups::remove_dirs(&s.cgroups, Duration::from_secs(2))
-            .map_err(io::Error::other)?;
-        let _ = fs::remove_dir(&s.base);
-        match fs::remove_file(state_path(root, &s.id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        reaped.push(s.id);
     }
-    Ok(reaped)
+    if errors.is_empty() {
+        Ok(reaped)
+    } else {
+        Err(io::Error::other(errors.join("; ")))
+    }
+}
+
+fn reap_one(root: &Path, s: &State) -> io::Result<()> {
+    use nix::sys::signal::{kill, SIGKILL};
+    use nix::unistd::Pid;
+    if alive(s.pid, s.pid_start) {
+        let _ = kill(Pid::from_raw(s.pid), SIGKILL);
+    }
+    let procs = |dir: &Path| -> Vec<i32> {
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|&p| p > 0)
+            .collect()
+    };
+    for dir in &s.cgroups {
+        let cg_kill = dir.join("cgroup.kill");
+        if s.cgroup_v2 && cg_kill.exists() && fs::write(&cg_kill, "1").is_ok() {
+            continue;
+        }
+        for p in procs(dir) {
+            let _ = kill(Pid::from_raw(p), SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(s.pid, s.pid_start) || s.cgroups.iter().any(|d| !procs(d).is_empty()))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    crate::run::cgroups::remove_dirs(&s.cgroups, Duration::from_secs(2))
+        .map_err(io::Error::other)?;
+    let _ = fs::remove_dir(&s.base);
+    match fs::remove_file(state_path(root, &s.id)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// A named container's record of the image it was made from.
@@ -290,7 +335,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
 
-    use crate::run::{init, mounts, plan, RunError};
+    use crate::run::{init, plan, read_in_root, RunError};
     use anyhow::Context;
 
     let s = find_running(root, &a.name).ok_or_else(|| {
@@ -303,20 +348,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
     let croot =
         fs::File::open(format!("/proc/{}/root", s.pid)).context("open the container's root")?;
     let read = |rel: &std::ffi::CStr| -> String {
-        mounts::openat2(
-            croot.as_raw_fd(),
-            rel,
-            libc::O_RDONLY,
-            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-        )
-        .ok()
-        .and_then(|fd| {
-            let mut t = String::new();
-            io::Read::read_to_string(&mut fs::File::from(fd), &mut t)
-                .ok()
-                .map(|_| t)
-        })
-        .unwrap_or_default()
+        read_in_root(croot.as_raw_fd(), rel).unwrap_or_default()
     };
     let facts = plan::ImageFacts {
         passwd: read(c"etc/passwd"),
@@ -357,7 +389,15 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
         .collect::<Result<_, _>>()?;
     let argv = init::pointers(&argv_c);
     let envp = init::pointers(&env_c);
-    let workdir = CString::new(a.workdir.clone().unwrap_or_else(|| "/".into()))?;
+    let workdir = match &a.workdir {
+        Some(w) => CString::new(format!("/{}", plan::container_path(w).map_err(ctx)?))?,
+        None => CString::new("/")?,
+    };
+    // Read before the fork: the child allocates nothing.
+    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
     let mut ns = Vec::new();
     for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         ns.push(
@@ -395,6 +435,7 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
         let slave = pty.as_ref().map(|p| p.slave.as_raw_fd());
         let code = init::exec_joined(
             &user,
+            cap_last,
             &workdir,
             &candidates,
             &argv,
@@ -434,4 +475,64 @@ pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> 
     }
     .map_err(ctx)?;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stale(root: &Path, id: &str, cgroup: PathBuf) {
+        let s = State {
+            id: id.into(),
+            name: None,
+            image: "img".into(),
+            digest: String::new(),
+            command: vec!["true".into()],
+            locker_pid: 0,
+            locker_start: 0,
+            pid: 0,
+            pid_start: 0,
+            started: 0,
+            cgroup_v2: false,
+            cgroups: vec![cgroup],
+            base: run_dir(root).join(id),
+        };
+        fs::create_dir_all(&s.base).unwrap();
+        write_state(root, &s).unwrap();
+    }
+
+    /// One container whose cgroup can't be removed must not stop the others.
+    #[test]
+    fn reap_stale_goes_on_after_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let cg = root.join("cg");
+        for id in ["a", "b", "c"] {
+            fs::create_dir_all(cg.join(id)).unwrap();
+            fs::write(cg.join(id).join("cgroup.procs"), "").unwrap();
+            stale(root, id, cg.join(id));
+        }
+        // A fake cgroup dir is not removable while it holds a file: b fails.
+        fs::remove_file(cg.join("a/cgroup.procs")).unwrap();
+        fs::remove_file(cg.join("c/cgroup.procs")).unwrap();
+        let old = run_dir(root).join("x.json.tmp");
+        let fresh = run_dir(root).join("y.json.tmp");
+        fs::write(&old, "{").unwrap();
+        fs::write(&fresh, "{").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let e = reap_stale(root).unwrap_err();
+        assert!(e.to_string().contains("container b"), "{e}");
+        for id in ["a", "c"] {
+            assert!(!state_path(root, id).exists(), "{id} reaped");
+            assert!(!cg.join(id).exists() && !run_dir(root).join(id).exists());
+        }
+        assert!(state_path(root, "b").exists(), "b is kept for a retry");
+        assert!(!old.exists(), "a killed run's half-written state goes");
+        assert!(fresh.exists(), "one being written right now stays");
+    }
 }

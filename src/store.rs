@@ -139,7 +139,13 @@ impl Store {
             store.tmp_dir(),
             store.downloads_dir(),
         ] {
-            fs::create_dir_all(&dir).map_err(io_err("create store directory", &dir))?;
+            private_dir(&dir).map_err(io_err("create store directory", &dir))?;
+        }
+        // A store made before ROOT was private: narrow what `run` made in it too.
+        for dir in [store.root.join("containers"), store.root.join("run")] {
+            if dir.is_dir() {
+                private_dir(&dir).map_err(io_err("create store directory", &dir))?;
+            }
         }
         Ok(store)
     }
@@ -467,6 +473,33 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
 
 /// Deletes a tree whether or not it exists; directories made read-only are still removed
 /// because we run as root.
+/// Creates `dir` with mode 0700 (missing parents as usual), or narrows an existing
+/// one to 0700. Everything under ROOT is locker's own: images' setuid binaries and
+/// device nodes under rootfs/, containers' upper layers, must not be reachable by
+/// local users through a searchable path.
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if m.mode() & 0o7777 != 0o700 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent)?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => private_dir(dir),
+                r => r,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -2,7 +2,8 @@
 //!
 //! v2 is used when /sys/fs/cgroup is itself cgroup2 (statfs magic), or when a hybrid
 //! layout's v2 mount offers every controller the limits need; otherwise v1, one
-//! directory per controller. The container's cgroup is PARENT/ID under each hierarchy
+//! directory per controller (plus `devices`, when mounted, for the device allow-list).
+//! The container's cgroup is PARENT/ID under each hierarchy
 //! root. Invariants: locker writes only into directories it created (PARENT, made if
 //! missing, and PARENT/ID), plus the v2 root's `cgroup.subtree_control` for controllers
 //! the root offers; PARENT/ID is removed once empty (`remove`, retried briefly).
@@ -135,25 +136,32 @@ pub(crate) fn create(
     limits: &Limits,
 ) -> Result<Cgroup, CgroupError> {
     check_parent(parent)?;
+    let mut v1_ctrls = limits.controllers();
     let cg = match h {
         Hierarchy::V2 { root } => Cgroup {
             v2: true,
             dirs: vec![root.join(parent).join(id)],
         },
         Hierarchy::V1 { base } => {
-            let mut dirs = Vec::new();
-            for c in limits.controllers() {
+            for c in &v1_ctrls {
                 if !base.join(c).join("cgroup.procs").exists() {
                     return Err(CgroupError::Missing(c));
                 }
-                dirs.push(base.join(c).join(parent).join(id));
             }
+            // The device allow-list, whenever the host mounts the controller.
+            if base.join("devices/cgroup.procs").exists() {
+                v1_ctrls.push("devices");
+            }
+            let dirs = v1_ctrls
+                .iter()
+                .map(|c| base.join(c).join(parent).join(id))
+                .collect();
             Cgroup { v2: false, dirs }
         }
     };
     let result = match h {
         Hierarchy::V2 { root } => setup_v2(root, parent, &cg.dirs[0], limits),
-        Hierarchy::V1 { .. } => setup_v1(&limits.controllers(), &cg.dirs, limits),
+        Hierarchy::V1 { .. } => setup_v1(&v1_ctrls, &cg.dirs, limits),
     };
     if let Err(e) = result {
         let _ = cg.remove(Duration::from_millis(100));
@@ -219,6 +227,22 @@ fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * 100_000.0).round() as u64).max(1000)
 }
 
+/// Docker's default device rules, without its blanket `m`: /dev/null, zero, full,
+/// random, urandom, tty, console, ptmx, and the pty slaves. Everything else (mknod,
+/// open) is refused by the v1 devices controller. cgroup v2 has no such file: see
+/// mounts.rs for why nodev mounts are the guard there.
+const DEVICE_ALLOW: &[&str] = &[
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
 fn setup_v1(ctrls: &[&str], dirs: &[PathBuf], limits: &Limits) -> Result<(), CgroupError> {
     for (ctrl, dir) in ctrls.iter().zip(dirs) {
         if let Some(parent) = dir.parent() {
@@ -245,6 +269,12 @@ fn setup_v1(ctrls: &[&str], dirs: &[PathBuf], limits: &Limits) -> Result<(), Cgr
                 if let Some(c) = limits.cpus {
                     write(&dir.join("cpu.cfs_period_us"), "100000")?;
                     write(&dir.join("cpu.cfs_quota_us"), &cpu_quota(c).to_string())?;
+                }
+            }
+            "devices" => {
+                write(&dir.join("devices.deny"), "a")?;
+                for rule in DEVICE_ALLOW {
+                    write(&dir.join("devices.allow"), rule)?;
                 }
             }
             _ => {}
@@ -344,6 +374,24 @@ mod tests {
             read(&t.path().join("pids/locker-t/abc/cgroup.procs")),
             "1234"
         );
+    }
+
+    #[test]
+    fn v1_devices_deny_all_then_allow_list() {
+        let t = fake_v1();
+        fs::create_dir_all(t.path().join("devices")).unwrap();
+        fs::write(t.path().join("devices/cgroup.procs"), "").unwrap();
+        let h = Hierarchy::V1 {
+            base: t.path().to_path_buf(),
+        };
+        let cg = create(&h, "p", "id", &Limits::default()).unwrap();
+        let d = t.path().join("devices/p/id");
+        assert_eq!(cg.dirs, vec![t.path().join("pids/p/id"), d.clone()]);
+        assert_eq!(read(&d.join("devices.deny")), "a");
+        // The fake file keeps the last write; the kernel adds each rule.
+        assert_eq!(read(&d.join("devices.allow")), "c 136:* rwm");
+        cg.join(42).unwrap();
+        assert_eq!(read(&d.join("cgroup.procs")), "42");
     }
 
     #[test]

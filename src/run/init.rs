@@ -10,7 +10,7 @@
 //! means the exec succeeded. Only syscalls from here on: the plan was built before.
 
 use std::ffi::{c_int, CString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::mounts::{self, cvt, Base, Sources};
 use super::plan::{Layers, Plan, DEFAULT_CAPS};
@@ -138,6 +138,7 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
     "bind file on",
     "stat source of",
     "bind volume on",
+    "set flags (nodev, nosuid, ro) of volume on",
     "remount read-only",
     "stat",
     "mask",
@@ -167,10 +168,14 @@ pub(crate) struct Child<'a> {
     pub resolv: &'a [u8],
     pub volumes: &'a [CString],
     pub release_rd: RawFd,
+    /// The parent's end: the child closes its copy at once, so the release read sees
+    /// EOF if the parent dies.
+    pub release_wr: RawFd,
+    /// A pidfd of the parent (getppid() is 0 in the new PID namespace).
+    pub parent_pidfd: RawFd,
     pub error_wr: RawFd,
     pub tty_slave: Option<RawFd>,
     pub tty_path: Option<&'a std::ffi::CStr>,
-    pub tty_master: Option<RawFd>,
     /// v1: join the cgroup ns after the parent moved us (v2 cloned into it).
     pub unshare_cgroupns: bool,
     pub cap_last: u32,
@@ -192,10 +197,57 @@ fn step_err(step: Step) -> impl Fn(i32) -> Report {
     }
 }
 
+/// Closes every fd above 2 but `keep` (negative entries ignored; at most 8).
+/// CVE-2024-21626: an fd inherited from whoever started locker, or locker's own v2
+/// cgroup fd, must not be open while the container is set up (a workdir of
+/// /proc/self/fd/N would be on the host), let alone reach the command.
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let mut k = [RawFd::MAX; 8];
+    let mut n = 0;
+    for &fd in keep.iter().filter(|&&fd| fd > 2).take(k.len()) {
+        k[n] = fd;
+        n += 1;
+    }
+    let k = &mut k[..n];
+    k.sort_unstable();
+    let mut next: u32 = 3;
+    for &fd in k.iter() {
+        let fd = fd as u32;
+        if fd > next {
+            unsafe { libc::close_range(next, fd - 1, 0) };
+        }
+        next = next.max(fd + 1);
+    }
+    unsafe { libc::close_range(next, u32::MAX, 0) };
+}
+
+/// runc's hardening after CVE-2024-21626: the cwd must be inside the root. For a cwd
+/// outside it the kernel's getcwd answers "(unreachable)/...", not an absolute path.
+fn check_cwd_inside_root() -> mounts::SysResult<()> {
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(mounts::errno());
+    }
+    if buf[0] != b'/' {
+        return Err(libc::ENOENT);
+    }
+    Ok(())
+}
+
 /// Entry point of the cloned child; never returns.
 pub(crate) fn child_main(c: &Child) -> ! {
+    // First: nothing the parent did not hand over on purpose stays open; our copy of
+    // the release write end goes too (see `setup`).
+    unsafe { libc::close(c.release_wr) };
+    close_fds_except(&[
+        c.release_rd,
+        c.error_wr,
+        c.parent_pidfd,
+        c.tty_slave.unwrap_or(-1),
+    ]);
     let code = match setup(c) {
-        Ok(()) => pid1(c),
+        Ok(workdir) => pid1(c, workdir),
         Err(r) => {
             report(c.error_wr, r);
             125
@@ -204,16 +256,21 @@ pub(crate) fn child_main(c: &Child) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn setup(c: &Child) -> Result<(), Report> {
-    // If the parent dies, so do we; the release read below closes the race (EOF
-    // instead of a byte when the parent is already gone).
+/// Sets the container up; returns the workdir (an fd inside the new root).
+fn setup(c: &Child) -> Result<OwnedFd, Report> {
+    // If the parent dies, so do we. The parent dying before the release makes the read
+    // below see EOF (our copy of the write end was closed in child_main); dying after
+    // writing the byte but before this prctl is seen on the parent's pidfd.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    if let Some(m) = c.tty_master {
-        unsafe { libc::close(m) };
-    }
     let mut byte = [0u8; 1];
     let n = unsafe { libc::read(c.release_rd, byte.as_mut_ptr().cast(), 1) };
-    if n != 1 {
+    let mut pfd = libc::pollfd {
+        fd: c.parent_pidfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let parent_gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+    if n != 1 || parent_gone {
         return Err(Report {
             step: Step::Release,
             errno: libc::EPIPE,
@@ -222,6 +279,7 @@ fn setup(c: &Child) -> Result<(), Report> {
         });
     }
     unsafe { libc::close(c.release_rd) };
+    unsafe { libc::close(c.parent_pidfd) };
     if c.unshare_cgroupns {
         cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
     }
@@ -270,7 +328,7 @@ fn setup(c: &Child) -> Result<(), Report> {
         what: f.what,
     })?;
     drop(root);
-    mounts::mkdir_p(&c.plan.workdir).map_err(step_err(Step::Workdir))?;
+    let workdir = mounts::open_workdir(&c.plan.workdir).map_err(step_err(Step::Workdir))?;
     drop_capabilities(c.cap_last).map_err(step_err(Step::Capabilities))?;
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
         .map_err(step_err(Step::NoNewPrivs))?;
@@ -278,7 +336,7 @@ fn setup(c: &Child) -> Result<(), Report> {
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
         .map_err(step_err(Step::Capabilities))?;
-    Ok(())
+    Ok(workdir)
 }
 
 /// `lo` up in a new network namespace: SIOCGIFFLAGS / SIOCSIFFLAGS, no `ip` binary.
@@ -361,7 +419,7 @@ fn drop_capabilities(cap_last: u32) -> mounts::SysResult<()> {
 extern "C" fn noop(_: c_int) {}
 
 /// PID 1: fork the command, then reap and forward until it exits.
-fn pid1(c: &Child) -> c_int {
+fn pid1(c: &Child, workdir: OwnedFd) -> c_int {
     // The parent blocked the forwarded signals and SIGCHLD before the clone; handlers
     // make sure the kernel does not drop them for an init process either.
     for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
@@ -373,8 +431,9 @@ fn pid1(c: &Child) -> c_int {
         return 125;
     }
     if pid == 0 {
-        exec_command(c);
+        exec_command(c, &workdir);
     }
+    drop(workdir);
     unsafe { libc::close(c.error_wr) };
     if let Some(s) = c.tty_slave {
         unsafe { libc::close(s) };
@@ -415,7 +474,7 @@ fn pid1(c: &Child) -> c_int {
 }
 
 /// The grandchild: stdio, credentials, cwd, fds, then execve over the planned paths.
-fn exec_command(c: &Child) -> ! {
+fn exec_command(c: &Child, workdir: &OwnedFd) -> ! {
     let fail = |step: Step, errno: i32| -> ! {
         report(c.error_wr, step_err(step)(errno));
         unsafe {
@@ -462,9 +521,10 @@ fn exec_command(c: &Child) -> ! {
     {
         fail(Step::Credentials, mounts::errno());
     }
-    if unsafe { libc::chdir(c.plan.workdir.as_ptr()) } < 0 {
+    if unsafe { libc::fchdir(workdir.as_raw_fd()) } < 0 {
         fail(Step::Chdir, mounts::errno());
     }
+    check_cwd_inside_root().unwrap_or_else(|e| fail(Step::Chdir, e));
     // CVE-2024-21626: nothing but 0-2 crosses the exec.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
     let mut denied = 0;
@@ -491,10 +551,12 @@ fn exec_command(c: &Child) -> ! {
 }
 
 /// `locker exec`'s child, already in the container's namespaces: the same privilege
-/// drop and exec as `run`'s command. Returns the exit code on failure.
+/// drop and exec as `run`'s command. Called right after the fork; allocates nothing.
+/// Returns the exit code on failure.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn exec_joined(
     user: &super::plan::User,
+    cap_last: u32,
     workdir: &CString,
     paths: &[CString],
     argv: &[*const libc::c_char],
@@ -513,10 +575,11 @@ pub(crate) fn exec_joined(
             125
         }
     };
-    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    // We are in the container's PID namespace and still the host binary: not
+    // dumpable, so the container can't open /proc/PID/exe or /proc/PID/fd (exec
+    // resets it).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    close_fds_except(&[error_wr, tty.unwrap_or(-1)]);
     unsafe {
         for s in 1..32 {
             if s != libc::SIGKILL && s != libc::SIGSTOP {
@@ -552,8 +615,23 @@ pub(crate) fn exec_joined(
     {
         return fail(Step::Credentials, mounts::errno());
     }
-    if unsafe { libc::chdir(workdir.as_ptr()) } < 0 {
+    // Resolved inside the container's root, magic links refused (CVE-2024-21626).
+    let bytes = workdir.to_bytes_with_nul();
+    let rel = std::ffi::CStr::from_bytes_with_nul(bytes.strip_prefix(b"/").unwrap_or(bytes))
+        .unwrap_or(c".");
+    let rel = if rel.is_empty() { c"." } else { rel };
+    let dir = match mounts::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+        .and_then(|root| mounts::open_in_root(root.as_raw_fd(), rel, libc::O_DIRECTORY))
+    {
+        Ok(d) => d,
+        Err(e) => return fail(Step::Chdir, e),
+    };
+    if unsafe { libc::fchdir(dir.as_raw_fd()) } < 0 {
         return fail(Step::Chdir, mounts::errno());
+    }
+    drop(dir);
+    if let Err(e) = check_cwd_inside_root() {
+        return fail(Step::Chdir, e);
     }
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
     let mut denied = 0;

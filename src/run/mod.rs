@@ -116,7 +116,7 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
             c => c,
         },
     };
-    let named = match &args.name {
+    let mut named = match &args.name {
         Some(n) => Some(Named::claim(root, n, image)?),
         None => None,
     };
@@ -132,7 +132,8 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         .collect::<Result<Vec<_>, _>>()?;
     let id = new_id()?;
     let run_dir = containers::run_dir(root);
-    fs::create_dir_all(&run_dir).map_err(io_err("create", &run_dir))?;
+    crate::store::private_dir(root).map_err(io_err("create", root))?;
+    crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
     let base = run_dir.join(&id);
     let mut guard = Guard {
         root: root.to_path_buf(),
@@ -142,7 +143,9 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         child: None,
         state: false,
     };
-    fs::create_dir(&base).map_err(io_err("create", &base))?;
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        .create(&base)
+        .map_err(io_err("create", &base))?;
     let hierarchy = cgroups::detect(&limits);
     let cgroup = cgroups::create(&hierarchy, &args.cgroup_parent, &id, &limits)?;
     guard.cgroup = Some(cgroup.clone());
@@ -216,6 +219,7 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         .unwrap_or(40);
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;
+    let parent_pidfd = pidfd_self()?;
     let pty = if plan.tty {
         Some(tty::open_pty()?)
     } else {
@@ -250,10 +254,11 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
         resolv: &resolv,
         volumes: &volumes,
         release_rd: release_rd.as_raw_fd(),
+        release_wr: release_wr.as_raw_fd(),
+        parent_pidfd: parent_pidfd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
         tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         tty_path: tty_path.as_deref(),
-        tty_master: pty.as_ref().map(|p| p.master.as_raw_fd()),
         unshare_cgroupns: !cgroup.v2,
         cap_last,
         envp: &envp,
@@ -276,20 +281,24 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     }
     let pid = Pid::from_raw(pid);
     guard.child = Some(pid);
-    drop((release_rd, error_wr, cgroup_fd));
-    let pty = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
-
-    // 6. Into the cgroup (v1), record the pid, release the child.
-    if !cgroup.v2 {
-        cgroup.join(pid.as_raw())?;
+    if let Some(n) = named.as_mut() {
+        n.keep = true;
     }
+    drop((release_rd, error_wr, cgroup_fd, parent_pidfd));
+
+    // 6. Record the pid (first: if we die from here on, reap_stale knows whom to
+    // kill), into the cgroup (v1), release the child.
     state.pid = pid.as_raw();
     state.pid_start = containers::start_time(pid.as_raw()).unwrap_or(0);
     containers::write_state(root, &state)
         .map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    let pty = pty.map(|p| {
+        drop(p.slave);
+        p.master
+    });
+    if !cgroup.v2 {
+        cgroup.join(pid.as_raw())?;
+    }
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 
@@ -355,21 +364,14 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
     };
     let lower = open_dir(rootfs)?;
     let upper = upper.and_then(|u| fs::File::open(u).ok());
+    // The first layer that has the file decides (in upper, a whiteout or a FIFO
+    // reads as empty).
     let read = |rel: &std::ffi::CStr| -> String {
-        for dir in upper.iter().chain(std::iter::once(&lower)) {
-            if let Ok(fd) = mounts::openat2(
-                dir.as_raw_fd(),
-                rel,
-                libc::O_RDONLY,
-                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-            ) {
-                let mut s = String::new();
-                if fs::File::from(fd).read_to_string(&mut s).is_ok() {
-                    return s;
-                }
-            }
-        }
-        String::new()
+        upper
+            .iter()
+            .chain(std::iter::once(&lower))
+            .find_map(|dir| read_in_root(dir.as_raw_fd(), rel))
+            .unwrap_or_default()
     };
     let has_bash = mounts::open_in_root(lower.as_raw_fd(), c"bin/bash", 0).is_ok();
     Ok(plan::ImageFacts {
@@ -377,6 +379,32 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
         group: read(c"etc/group"),
         has_bash,
     })
+}
+
+/// Reads a small file of a container's tree on the host: `rel` resolved inside `dir`
+/// (no symlink or magic link leaves it), opened non-blocking and without taking a
+/// tty, read only when it is a regular file, at most 4 MiB. The container controls
+/// these files: a FIFO would hang locker, a device node would be opened by the host.
+/// None when there is no such file; empty when it is not a readable regular file.
+pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
+    const LIMIT: u64 = 4 << 20;
+    let fd = match mounts::openat2(
+        dir,
+        rel,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return None,
+        Err(_) => return Some(String::new()),
+    };
+    let f = fs::File::from(fd);
+    let regular = f.metadata().is_ok_and(|m| m.file_type().is_file());
+    let mut buf = Vec::new();
+    if !regular || f.take(LIMIT).read_to_end(&mut buf).is_err() {
+        return Some(String::new());
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// A volume's host path must exist (Docker would create it; locker refuses typos).
@@ -401,6 +429,15 @@ fn new_id() -> Result<String, RunError> {
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Sys("pipe", e))
+}
+
+/// A pidfd of this process, for the child to tell whether we are still there.
+fn pidfd_self() -> Result<OwnedFd, RunError> {
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if r < 0 {
+        return Err(RunError::Sys("pidfd_open", nix::Error::last()));
+    }
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(r as RawFd) })
 }
 
 /// clone3 without CLONE_VM: a fork into new namespaces (and, on v2, the cgroup).
@@ -556,11 +593,24 @@ impl Drop for Guard {
     }
 }
 
-/// A named container's on-disk layers, locked for the run.
+/// A named container's on-disk layers, locked for the run. Made by this run and the
+/// run failed before the clone (bad volume, unknown user..): removed on drop, so a
+/// typo leaves no container behind (pinning its image against rmi and gc).
 struct Named {
     upper: PathBuf,
     work: PathBuf,
+    dir: PathBuf,
+    created: bool,
+    keep: bool,
     _lock: Flock<fs::File>,
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        if self.created && !self.keep {
+            let _ = crate::store::remove_tree(&self.dir);
+        }
+    }
 }
 
 impl Named {
@@ -580,7 +630,10 @@ impl Named {
             )));
         }
         let dir = containers::containers_dir(root).join(name);
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        // upper/ and work/ below keep 0755: upper's mode is the container's `/`.
+        for d in [&containers::containers_dir(root), &dir] {
+            crate::store::private_dir(d).map_err(io_err("create", d))?;
+        }
         let lock_path = dir.join("lock");
         let f = fs::File::options()
             .create(true)
@@ -591,6 +644,7 @@ impl Named {
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock)
             .map_err(|_| RunError::NameInUse(name.to_string()))?;
         let meta_path = dir.join("meta.json");
+        let created = !meta_path.exists();
         match fs::read(&meta_path) {
             Ok(b) => {
                 let m: NamedMeta = serde_json::from_slice(&b)
@@ -622,6 +676,9 @@ impl Named {
         Ok(Named {
             upper,
             work,
+            dir,
+            created,
+            keep: false,
             _lock: lock,
         })
     }

@@ -7,6 +7,13 @@
 //! /proc and the mask targets must not be symlinks at all; the /dev/null used for masks
 //! is the one locker made, checked to be char 1:3. Only raw syscalls: this runs between
 //! clone and exec.
+//!
+//! Invariant (devices): every mount the container can create files on is nodev: the
+//! overlay (or read-only) root, the /dev, /dev/shm and --tmpfs tmpfses, mqueue, and
+//! volumes with all their submounts (devpts takes no mknod). The container keeps
+//! CAP_MKNOD, so a node it makes (`mknod /data/kmsg c 1 11`) must be inert. On cgroup
+//! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
+//! v1 the devices controller's allow-list (cgroups.rs) refuses the mknod as well.
 
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -163,7 +170,7 @@ pub(crate) fn mkdir_all_in_root(root: RawFd, rel: &CStr) -> SysResult<OwnedFd> {
         root,
         c".",
         libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_IN_ROOT,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     )?;
     let mut start = 0;
     while start < bytes.len() {
@@ -515,17 +522,26 @@ pub(crate) fn apply(
                     None,
                 )
                 .map_err(fail("bind volume on", i))?;
+                // On every submount of the source too (a MS_REMOUNT would change only
+                // the top one): nodev, so a node the container makes in a volume is
+                // inert; nosuid; read-only for `:ro`.
+                let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+                attr.attr_set = libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
                 if *readonly {
-                    let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
-                    mount(
-                        None,
-                        FdPath::new(t.as_raw_fd()).as_cstr(),
-                        None,
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        None,
-                    )
-                    .map_err(fail("remount read-only", i))?;
+                    attr.attr_set |= libc::MOUNT_ATTR_RDONLY;
                 }
+                cvt(unsafe {
+                    libc::syscall(
+                        libc::SYS_mount_setattr,
+                        t.as_raw_fd(),
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+                        &attr as *const libc::mount_attr,
+                        std::mem::size_of::<libc::mount_attr>(),
+                    )
+                } as c_int)
+                .map_err(fail("set flags (nodev, nosuid, ro) of volume on", i))?;
             }
             MountOp::Tmpfs { target } => {
                 let t = mkdir_all_in_root(root, target).map_err(fail("create", i))?;
@@ -735,28 +751,16 @@ pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
     Ok(())
 }
 
-/// `mkdir -p` after pivot_root (paths resolve inside the container by construction).
-pub(crate) fn mkdir_p(path: &CStr) -> SysResult<()> {
-    let bytes = path.to_bytes();
-    let mut buf = [0u8; 4096];
-    if bytes.len() >= buf.len() {
-        return Err(libc::ENAMETOOLONG);
-    }
-    for (i, &b) in bytes.iter().enumerate().skip(1) {
-        if b == b'/' {
-            buf[..i].copy_from_slice(&bytes[..i]);
-            buf[i] = 0;
-            let r = unsafe { libc::mkdir(buf.as_ptr().cast(), 0o755) };
-            if r < 0 && errno() != libc::EEXIST {
-                return Err(errno());
-            }
-        }
-    }
-    let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
-    if r < 0 && errno() != libc::EEXIST {
-        return Err(errno());
-    }
-    Ok(())
+/// The workdir after pivot_root, created when missing, as an O_PATH|O_DIRECTORY fd
+/// resolved inside the new root (CVE-2024-21626): an image's `/app ->
+/// /proc/self/fd/N` is a magic link and refused, so no inherited fd can put the
+/// command's cwd on the host. `path` is absolute and normalised (plan).
+pub(crate) fn open_workdir(path: &CStr) -> SysResult<OwnedFd> {
+    let root = openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let bytes = path.to_bytes_with_nul();
+    let rel = CStr::from_bytes_with_nul(bytes.strip_prefix(b"/").unwrap_or(bytes))
+        .map_err(|_| libc::EINVAL)?;
+    mkdir_all_in_root(root.as_raw_fd(), rel)
 }
 
 #[cfg(test)]

@@ -836,3 +836,234 @@ fn rmi_and_gc_spare_an_image_a_named_container_uses() {
         "the last name gone and no container: the tree is freed"
     );
 }
+
+/// A command whose fd 9 is a host directory opened without CLOEXEC.
+fn with_host_fd9(mut cmd: std::process::Command, host: &Path) -> (std::process::Command, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(host.as_os_str().as_bytes()).unwrap();
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(fd >= 0);
+    let raw = fd;
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    (cmd, unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// CVE-2024-21626: an image's workdir `/app -> /proc/self/fd/9` with a host directory
+/// inherited as fd 9 must not put the command's cwd on the host (run and exec).
+#[test]
+fn workdir_via_leaked_fd_stays_inside() {
+    let c = Ctx::new();
+    std::os::unix::fs::symlink("/proc/self/fd/9", c.rootfs.join("app")).unwrap();
+    let host = c.l.path("host-secret");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("HOST-MARKER"), "x").unwrap();
+    let (cmd, fd) = with_host_fd9(
+        c.l.command(&c.args(&["-w", "/app"], &["sh", "-c", "ls; ls ..; pwd"])),
+        &host.join("sub"),
+    );
+    let r = run_bounded(cmd, Duration::from_secs(60));
+    drop(fd);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(!r.stdout.contains("HOST-MARKER"), "{}", r.dump());
+    // A plain workdir still works and is created inside.
+    assert_eq!(c.ok(&["-w", "/made/here"], &["pwd"]).trim(), "/made/here");
+
+    let mut svc = c.spawn(&["--name", "wd"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20)).expect("ready");
+    let (cmd, fd) = with_host_fd9(
+        c.l.command(&["exec", "-w", "/app", "wd", "sh", "-c", "ls; ls ..; pwd"]),
+        &host.join("sub"),
+    );
+    let r = run_bounded(cmd, Duration::from_secs(60));
+    drop(fd);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(!r.stdout.contains("HOST-MARKER"), "{}", r.dump());
+    assert_eq!(c.l.ok(&["exec", "-w", "/tmp", "wd", "pwd"]).trim(), "/tmp");
+    c.l.ok(&["stop", "wd"]);
+    wait_child(&mut svc, Duration::from_secs(20));
+}
+
+/// ROOT and locker's own directories in it are 0700, narrowed when they were wider:
+/// a local user must not reach an image's setuid binaries or device nodes.
+#[test]
+fn store_is_private_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let c = Ctx::new();
+    // The test dir (a 0700 tempdir) must not be what stops the user.
+    std::fs::set_permissions(c.l.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = c.l.path("fix.tar");
+    std::fs::write(&tar, crate::harness::fixture_tar()).unwrap();
+    c.l.ok(&["import", tar.to_str().unwrap(), "--name", "fix2"]);
+    c.sh(&["--name", "n1"], "true");
+    for d in ["", "rootfs", "tmp", "containers", "containers/n1", "run"] {
+        let mode = std::fs::metadata(c.l.root().join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o700, "ROOT/{d} is {mode:o}");
+    }
+    let busybox = c.rootfs.join("bin/busybox");
+    let stat = |as_nobody: bool| {
+        let mut cmd = std::process::Command::new("stat");
+        cmd.arg(&busybox)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if as_nobody {
+            // std drops the supplementary groups when root sets a uid.
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.status().unwrap().success()
+    };
+    assert!(stat(false), "root sees {}", busybox.display());
+    assert!(!stat(true), "nobody must not reach {}", busybox.display());
+    // Run alone (store made by another tool, wide open) narrows ROOT too.
+    std::fs::set_permissions(c.l.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.sh(&[], "true");
+    assert!(!stat(true), "nobody must not reach {}", busybox.display());
+}
+
+/// Is the v1 devices controller what `run` uses here (it refuses the mknod itself)?
+fn v1_devices_cgroup() -> bool {
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    let unified_pids = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "pids"));
+    !v2 && !unified_pids && Path::new("/sys/fs/cgroup/devices/cgroup.procs").exists()
+}
+
+/// A device node made through a volume (or --tmpfs) must not open the host's device.
+#[test]
+fn device_nodes_in_volumes_are_inert() {
+    let c = Ctx::new();
+    let dir = c.l.path("devvol");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = format!("{}:/data", dir.display());
+    // `test -c` first: a redirection to a missing path would just make a file.
+    let script = "mknod /data/kmsg c 1 11 && echo MADE-KMSG; test -c /data/kmsg && echo hi 2>/dev/null > /data/kmsg && echo WROTE-KMSG; \
+        mknod /data/null c 1 3 && echo MADE-NULL; test -c /data/null && echo hi 2>/dev/null > /data/null && echo WROTE-NULL; \
+        mknod /scratch/null c 1 3; test -c /scratch/null && echo hi 2>/dev/null > /scratch/null && echo WROTE-TMPFS; echo end";
+    let out = c.sh(&["-v", &spec, "--tmpfs", "/scratch"], script);
+    assert!(out.ends_with("end\n"), "{out}");
+    assert!(!out.contains("WROTE"), "{out}");
+    if v1_devices_cgroup() {
+        assert!(
+            !out.contains("MADE-KMSG"),
+            "the devices cgroup refuses mknod of 1:11\n{out}"
+        );
+        assert!(out.contains("MADE-NULL"), "1:3 is allowed\n{out}");
+    }
+}
+
+/// Unmounts what a test mounted on the host, also when it fails.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// `-v DIR:CTR:ro` is read-only (and nodev) on DIR's submounts too.
+#[test]
+fn volume_flags_cover_submounts() {
+    let c = Ctx::new();
+    let dir = c.l.path("rovol");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let _umount = Unmount(dir.join("sub"));
+    let ro = format!("{}:/data:ro", dir.display());
+    let out = c.sh(
+        &["-v", &ro],
+        "touch /data/x 2>/dev/null && echo WROTE-TOP; touch /data/sub/x 2>/dev/null && echo WROTE-SUB; echo end",
+    );
+    assert_eq!(out.trim(), "end");
+    assert!(!dir.join("sub/x").exists() && !dir.join("x").exists());
+    let rw = format!("{}:/data", dir.display());
+    let out = c.sh(
+        &["-v", &rw],
+        "touch /data/sub/y && echo WROTE-SUB; mknod /data/sub/null c 1 3; test -c /data/sub/null && echo hi 2>/dev/null > /data/sub/null && echo WROTE-NODE; echo end",
+    );
+    assert_eq!(out.trim(), "WROTE-SUB\nend", "rw, but nodev below too");
+}
+
+/// locker reads a named container's /etc/passwd on the host: a FIFO (or a device) put
+/// there by the container must not hang it (or be opened); nor in `exec`.
+#[test]
+fn container_fifo_passwd_does_not_hang_locker() {
+    let c = Ctx::new();
+    c.sh(
+        &["--name", "ff"],
+        "rm /etc/passwd /etc/group; mkfifo /etc/passwd; mknod /etc/group c 1 3",
+    );
+    let start = Instant::now();
+    let r = run_bounded(
+        c.l.command(&c.args(
+            &["--name", "ff"],
+            &["sh", "-c", "test -p /etc/passwd && echo fifo"],
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(start.elapsed() < Duration::from_secs(20), "{}", r.dump());
+    assert!(
+        r.code == Some(0) && r.stdout.trim() == "fifo" || r.code == Some(125),
+        "{}",
+        r.dump()
+    );
+    let mut svc = c.spawn(&["--name", "ff"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20)).expect("ready");
+    // (`id` would read the FIFO itself: the command must not touch it.)
+    let r = run_bounded(
+        c.l.command(&["exec", "ff", "echo", "ok"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        r.code == Some(0) && r.stdout.trim() == "ok" || r.code == Some(125),
+        "{}",
+        r.dump()
+    );
+    c.l.ok(&["stop", "ff"]);
+    wait_child(&mut svc, Duration::from_secs(20));
+}
+
+/// A first `run --name` that fails before the container starts leaves no container;
+/// a later failing run of an existing one keeps it.
+#[test]
+fn failed_first_run_creates_no_named_container() {
+    let c = Ctx::new();
+    c.l.fails(&c.args(
+        &["--name", "typo", "-v", "/nonexistent/locker:/x"],
+        &["true"],
+    ));
+    c.l.fails(&c.args(&["--name", "typo2", "-u", "bob"], &["true"]));
+    let ps = c.l.ok(&["ps", "-a"]);
+    assert!(!ps.contains("typo"), "{ps}");
+    assert!(!c.l.root().join("containers/typo").exists());
+    assert!(!c.l.root().join("containers/typo2").exists());
+    c.sh(&["--name", "kept"], "echo x > /x");
+    c.l.fails(&c.args(
+        &["--name", "kept", "-v", "/nonexistent/locker:/x"],
+        &["true"],
+    ));
+    assert_eq!(c.sh(&["--name", "kept"], "cat /x").trim(), "x");
+    c.l.ok(&["rm", "kept"]);
+}
