@@ -370,13 +370,16 @@ impl Store {
     /// Removes a tree by first renaming it under tmp/, so it vanishes from rootfs/ at
     /// once and an interrupted delete is finished by `gc`.
     fn discard(&self, path: &Path) -> Result<(), StoreError> {
-        let trash = self.tmp_dir().join(format!("trash-{}", unique_id()));
+        // A store made by an older locker (or by hand) may lack tmp/.
+        let tmp = self.tmp_dir();
+        private_dir(&tmp).map_err(io_err("create", &tmp))?;
+        let trash = tmp.join(format!("trash-{}", unique_id()));
         fs::rename(path, &trash).map_err(io_err("move away", path))?;
         remove_tree(&trash).map_err(io_err("delete", &trash))
     }
 
     /// Removes unreferenced trees, stale work directories, interrupted deletes and
-    /// partial downloads (`keep_downloads` = false) or only the former.
+    /// partial downloads.
     pub(crate) fn gc(
         &self,
         in_use: &dyn Fn(&str) -> Option<String>,
