@@ -12,6 +12,7 @@ mod digest;
 mod export;
 mod fetch;
 mod images;
+mod openat2;
 mod pipe;
 mod progress;
 mod pull;

@@ -855,35 +855,12 @@ impl ResolveError {
 }
 
 fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, ResolveError> {
-    // SAFETY: open_how is plain data; zeroed is its documented initial state.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // EAGAIN: a concurrent rename somewhere on the way; the kernel asks to retry.
-    for _ in 0..16 {
-        // SAFETY: valid fd, C string and open_how of the size passed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: the kernel returned a new fd that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-            Some(libc::EXDEV) => return Err(ResolveError::Outside),
-            Some(libc::ENOSYS) => return Err(ResolveError::NoOpenat2),
-            _ => return Err(ResolveError::Io(e)),
-        }
-    }
-    Err(ResolveError::Io(io::Error::from_raw_os_error(libc::EAGAIN)))
+    let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    crate::openat2::openat2(root, path, flags, in_root).map_err(|errno| match errno {
+        libc::EXDEV => ResolveError::Outside,
+        libc::ENOSYS => ResolveError::NoOpenat2,
+        _ => ResolveError::Io(io::Error::from_raw_os_error(errno)),
+    })
 }
 
 fn openat(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {

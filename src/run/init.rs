@@ -620,12 +620,13 @@ pub(crate) fn exec_joined(
     let rel = std::ffi::CStr::from_bytes_with_nul(bytes.strip_prefix(b"/").unwrap_or(bytes))
         .unwrap_or(c".");
     let rel = if rel.is_empty() { c"." } else { rel };
-    let dir = match mounts::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
-        .and_then(|root| mounts::open_in_root(root.as_raw_fd(), rel, libc::O_DIRECTORY))
-    {
-        Ok(d) => d,
-        Err(e) => return fail(Step::Chdir, e),
-    };
+    let dir =
+        match crate::openat2::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+            .and_then(|root| mounts::open_in_root(root.as_raw_fd(), rel, libc::O_DIRECTORY))
+        {
+            Ok(d) => d,
+            Err(e) => return fail(Step::Chdir, e),
+        };
     if unsafe { libc::fchdir(dir.as_raw_fd()) } < 0 {
         return fail(Step::Chdir, mounts::errno());
     }

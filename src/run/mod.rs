@@ -388,7 +388,7 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
 /// None when there is no such file; empty when it is not a readable regular file.
 pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
     const LIMIT: u64 = 4 << 20;
-    let fd = match mounts::openat2(
+    let fd = match crate::openat2::openat2(
         dir,
         rel,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,

@@ -15,6 +15,7 @@
 //! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
 //! v1 the devices controller's allow-list (cgroups.rs) refuses the mknod as well.
 
+use crate::openat2::openat2;
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -87,26 +88,6 @@ impl FdPath {
     pub(crate) fn as_cstr(&self) -> &CStr {
         CStr::from_bytes_until_nul(&self.0).expect("nul")
     }
-}
-
-/// openat2 with the given RESOLVE_* flags; O_CLOEXEC always.
-pub(crate) fn openat2(dir: RawFd, path: &CStr, flags: c_int, resolve: u64) -> SysResult<OwnedFd> {
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if r < 0 {
-        return Err(errno());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
 /// Opens `rel` inside `root` as an O_PATH fd; symlinks are followed only inside root.
