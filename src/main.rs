@@ -81,6 +81,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(a) => {
             images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
         }
+        Command::Build(a) => images::build(&ctx, &a).map(|_| 0),
         Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
         Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),

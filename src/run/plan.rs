@@ -94,6 +94,9 @@ pub(crate) enum Layers {
     Disk { upper: CString, work: CString },
     /// No upper: the lower bound read-only.
     ReadOnly,
+    /// No upper: the tree itself bound read-write as the root, so every change lands
+    /// in it (`locker build` configures a tree that becomes an image).
+    Direct,
 }
 
 /// The credentials the command runs with.
