@@ -207,8 +207,15 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     let include: Vec<&str> = req.include.iter().map(String::as_str).collect();
     let selection = universe.resolve(variant, &include)?;
     let order = selection.configure_order()?;
-    let essential: Vec<_> = order.order.iter().filter(|p| p.essential).copied().collect();
-    let rest: Vec<_> = order.order.iter().filter(|p| !p.essential).copied().collect();
+    // mmdebstrap's essential set: Essential: yes and what it depends on (libc6 holds
+    // the dynamic loader every maintainer script needs).
+    let base: std::collections::HashSet<&str> = universe
+        .resolve(Variant::Essential, &[])?
+        .packages()
+        .map(|p| p.name)
+        .collect();
+    let (essential, rest): (Vec<_>, Vec<_>) =
+        order.order.iter().copied().partition(|p| base.contains(p.name));
     printer.info(&format!(
         "{}: {} packages ({} essential), {} MiB to fetch from {uri}",
         req.name,

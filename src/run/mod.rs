@@ -178,6 +178,7 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
         // Bound /etc files would become empty files in the tree once unmounted.
         plan.mounts
             .retain(|op| !matches!(op, MountOp::EtcFile { .. }));
+        plan.suppress_sync = true;
     }
 
     // 3. Host-side resources, each owned by the guard from the moment it exists.

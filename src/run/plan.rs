@@ -158,6 +158,8 @@ pub(crate) struct Plan {
     pub user: User,
     pub workdir: CString,
     pub net_none: bool,
+    /// fsync and friends return success without syncing (the build container only).
+    pub suppress_sync: bool,
     pub tty: bool,
     pub stdin: bool,
     pub hosts: Vec<u8>,
@@ -535,6 +537,7 @@ pub(crate) fn build(
         user,
         workdir: cstr(&workdir)?,
         net_none: opts.net_none,
+        suppress_sync: false,
         tty: opts.tty,
         stdin: opts.interactive,
         hosts: hosts.into_bytes(),
