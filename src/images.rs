@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::catalog::{self, Catalog, Source, Verification};
 use crate::build;
+use crate::catalog::{self, Catalog, Source, Verification};
 use crate::cli::{BuildArgs, Cli};
 use crate::digest::Digest;
 use crate::progress::{Printer, Verbosity};
@@ -117,7 +117,8 @@ pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
     if let Some(v) = &args.variant {
         req.variant = v.clone();
     }
-    req.include.extend(args.include.iter().filter(|s| !s.is_empty()).cloned());
+    req.include
+        .extend(args.include.iter().filter(|s| !s.is_empty()).cloned());
     if !args.components.is_empty() {
         req.components = args.components.clone();
     }
@@ -125,8 +126,8 @@ pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
         req.arch = a.clone();
     }
     req.check_valid_until = !args.no_check_valid_until;
-    let installed = build::build(&store, &req, &ctx.printer)
-        .with_context(|| format!("build {}", req.name))?;
+    let installed =
+        build::build(&store, &req, &ctx.printer).with_context(|| format!("build {}", req.name))?;
     report(ctx, &installed);
     Ok(())
 }

@@ -10,13 +10,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages the tests use: a static busybox for the fixture rootfs, gpg to make
-# test keys, xz/zstd/gzip to make fixture archives.
+# test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to compare `locker build`
+# against.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v gpgv >/dev/null || need+=(gpgv)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq

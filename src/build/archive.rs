@@ -108,8 +108,18 @@ pub(crate) fn verify_inrelease(
 }
 
 /// A Packages index must be exactly the bytes the Release lists.
-pub(crate) fn check_index(bytes: &[u8], entry: &FileEntry<'_>, what: &str) -> Result<(), BuildError> {
-    check_bytes(Digest::of(bytes), bytes.len() as u64, entry.sha256, entry.size, what)
+pub(crate) fn check_index(
+    bytes: &[u8],
+    entry: &FileEntry<'_>,
+    what: &str,
+) -> Result<(), BuildError> {
+    check_bytes(
+        Digest::of(bytes),
+        bytes.len() as u64,
+        entry.sha256,
+        entry.size,
+        what,
+    )
 }
 
 fn check_bytes(
@@ -204,7 +214,9 @@ impl Cache {
     }
 
     fn partial(&self, sha256: &Digest) -> PathBuf {
-        self.dir.join("partial").join(format!("{}.part", sha256.hex()))
+        self.dir
+            .join("partial")
+            .join(format!("{}.part", sha256.hex()))
     }
 
     /// Makes every job's file present and verified, downloading the missing ones on
@@ -224,9 +236,7 @@ impl Cache {
         })?;
         let missing: Vec<&DebJob> = jobs
             .iter()
-            .filter(|j| {
-                fs::metadata(self.path(&j.sha256)).map_or(true, |m| m.len() != j.size)
-            })
+            .filter(|j| fs::metadata(self.path(&j.sha256)).map_or(true, |m| m.len() != j.size))
             .collect();
         let mut fetched = Fetched {
             cached: jobs.len() - missing.len(),
@@ -236,11 +246,7 @@ impl Cache {
             return Ok(fetched);
         }
         let total: u64 = missing.iter().map(|j| j.size).sum();
-        reporter.begin(
-            &format!("{} packages", missing.len()),
-            Some(total),
-            0,
-        );
+        reporter.begin(&format!("{} packages", missing.len()), Some(total), 0);
         let next = AtomicUsize::new(0);
         let hashing = AtomicU64::new(0);
         let failure: Mutex<Option<BuildError>> = Mutex::new(None);
@@ -461,11 +467,13 @@ mod tests {
         };
         let count = Count::default();
         let f = cache
-            .fill(&Fetcher::new(), &[job.clone()], 4, &count)
+            .fill(&Fetcher::new(), std::slice::from_ref(&job), 4, &count)
             .unwrap();
         assert_eq!((f.downloaded, f.cached), (1, 0));
         assert_eq!(fs::read(cache.path(&job.sha256)).unwrap(), b"a good deb");
-        let f = cache.fill(&Fetcher::new(), &[job.clone()], 4, &count).unwrap();
+        let f = cache
+            .fill(&Fetcher::new(), std::slice::from_ref(&job), 4, &count)
+            .unwrap();
         assert_eq!((f.downloaded, f.cached), (0, 1), "reused from the cache");
 
         // The file no longer matches its index entry: refused, nothing cached.
@@ -474,7 +482,9 @@ mod tests {
             sha256: Digest::of(b"what the index says"),
             ..job
         };
-        let err = cache.fill(&Fetcher::new(), &[bad.clone()], 4, &count).unwrap_err();
+        let err = cache
+            .fill(&Fetcher::new(), std::slice::from_ref(&bad), 4, &count)
+            .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -138,9 +138,9 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
         None if is_debian_suite(&req.suite) => PathBuf::from(DEBIAN_KEYRING),
         None => {
             return Err(BuildError::Usage(format!(
-                "suite {} is not a Debian suite: pass --keyring FILE with the archive's signing keys",
-                req.suite
-            ))
+            "suite {} is not a Debian suite: pass --keyring FILE with the archive's signing keys",
+            req.suite
+        ))
             .into())
         }
     };
@@ -148,12 +148,13 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
         Some(m) => (m.clone(), Vec::new()),
         None => {
             let entries = sources::host_sources()?;
-            let m = sources::pick_mirror(&entries, &req.suite, Some(&keyring)).ok_or_else(|| {
-                BuildError::Usage(format!(
-                    "the host's apt sources do not serve {}: pass --mirror URL",
-                    req.suite
-                ))
-            })?;
+            let m =
+                sources::pick_mirror(&entries, &req.suite, Some(&keyring)).ok_or_else(|| {
+                    BuildError::Usage(format!(
+                        "the host's apt sources do not serve {}: pass --mirror URL",
+                        req.suite
+                    ))
+                })?;
             printer.detail(&format!("mirror {} (from {})", m.uri, m.origin));
             (m.uri, m.components)
         }
@@ -180,6 +181,12 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     let release_text = archive.release_text()?;
     let release = Release::parse(&release_text).with_context(|| format!("Release of {source}"))?;
     release.check_suite(&req.suite)?;
+    printer.detail(&format!(
+        "Release of {} {} verified with {}",
+        release.origin.unwrap_or("?"),
+        release.codename.or(release.suite).unwrap_or("?"),
+        keyring.display()
+    ));
     if req.check_valid_until {
         release.check_fresh(UnixTime::now())?;
     }
@@ -190,9 +197,9 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
                 .packages_index(c, &req.arch)
                 .map_err(|e| BuildError::Usage(e.to_string()))?;
             let (archive, release) = (&archive, &release);
-            handles.push(scope.spawn(move || {
-                archive.packages(release, index.entry, index.compression)
-            }));
+            handles.push(
+                scope.spawn(move || archive.packages(release, index.entry, index.compression)),
+            );
         }
         handles
             .into_iter()
@@ -214,14 +221,26 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
         .packages()
         .map(|p| p.name)
         .collect();
-    let (essential, rest): (Vec<_>, Vec<_>) =
-        order.order.iter().copied().partition(|p| base.contains(p.name));
+    let (essential, rest): (Vec<_>, Vec<_>) = order
+        .order
+        .iter()
+        .copied()
+        .partition(|p| base.contains(p.name));
     printer.info(&format!(
         "{}: {} packages ({} essential), {} MiB to fetch from {uri}",
         req.name,
         selection.len(),
         essential.len(),
         selection.download_size() >> 20
+    ));
+    printer.detail(&format!(
+        "packages: {}",
+        order
+            .order
+            .iter()
+            .map(|p| format!("{}:{}={}", p.name, p.arch, p.version))
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     for b in &order.broken {
         printer.detail(&format!(
@@ -432,8 +451,7 @@ fn finish_tree(
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let p = dir.join(&name);
         fs::write(&p, &host_key).map_err(io_err("write", &p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
-            .map_err(io_err("chmod", &p))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &p))?;
         PathBuf::from("/etc/apt/keyrings").join(name)
     };
     let list = tree.join("etc/apt/sources.list");

@@ -76,7 +76,9 @@ fn members_with(
         if &h[58..60] != b"`\n" {
             return Err(bad());
         }
-        let name = std::str::from_utf8(&h[0..16]).map_err(|_| bad())?.trim_end();
+        let name = std::str::from_utf8(&h[0..16])
+            .map_err(|_| bad())?
+            .trim_end();
         // GNU ar ends names with '/'; dpkg-deb writes them without.
         let name = name.strip_suffix('/').unwrap_or(name).to_string();
         let size: u64 = std::str::from_utf8(&h[48..58])
@@ -102,6 +104,7 @@ fn members_with(
 }
 
 /// The members of an ar archive held in `bytes`.
+#[cfg(test)]
 pub(crate) fn members(path: &Path, bytes: &[u8]) -> Result<Vec<Member>, DebError> {
     members_with(path, bytes.len() as u64, &mut |off, buf| {
         let off = off as usize;
@@ -229,7 +232,10 @@ pub(crate) mod tests {
         let names: Vec<_> = ms.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["debian-binary", "control.tar.xz", "data.tar.zst"]);
         let d = &ms[2];
-        assert_eq!(&bytes[d.offset as usize..(d.offset + d.size) as usize], b"defg");
+        assert_eq!(
+            &bytes[d.offset as usize..(d.offset + d.size) as usize],
+            b"defg"
+        );
     }
 
     #[test]

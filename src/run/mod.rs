@@ -172,8 +172,7 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
     };
     let facts = image_facts(&image.rootfs, named.as_ref().map(|n| n.upper.as_path()))?;
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    let (mut plan, resolv) =
-        plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
+    let (mut plan, resolv) = plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
     if direct {
         // Bound /etc files would become empty files in the tree once unmounted.
         plan.mounts

@@ -316,12 +316,12 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
     }
     if let Layers::ReadOnly = layers {
         mount(
-                None,
-                base.root,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
-                None,
-            )
+            None,
+            base.root,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
+            None,
+        )
         .map_err(fail("remount image root read-only", NONE))?;
     }
     let fd = unsafe {
