@@ -122,6 +122,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         if cause.downcast_ref::<verify::VerifyError>().is_some() {
             return Some("nothing was installed");
         }
+        if cause.downcast_ref::<build::BuildError>().is_some() {
+            return Some("nothing was installed; verified packages stay cached for the retry");
+        }
     }
     None
 }
