@@ -47,6 +47,8 @@ pub(crate) enum Command {
     Rmi(RmiArgs),
     /// List what can be pulled or built
     Catalog(ListArgs),
+    /// Write an image as a tarball, byte for byte reproducible (SOURCE_DATE_EPOCH clamps mtimes)
+    Export(ExportArgs),
     /// Remove unreferenced data and leftovers of interrupted work
     Gc,
     /// Run a command in a new container
@@ -111,6 +113,15 @@ pub(crate) struct BuildArgs {
     /// Package cache directory (default: ROOT/cache/debs)
     #[arg(long, env = "LOCKER_DEB_CACHE", hide = true)]
     pub deb_cache: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    /// Image name or alias
+    pub name: String,
+    /// Output: FILE.tar, .tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst; `-` for a plain tar on stdout
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

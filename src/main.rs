@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod containers;
 mod digest;
+mod export;
 mod fetch;
 mod images;
 mod pipe;
@@ -85,6 +86,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
         Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),
+        Command::Export(a) => {
+            let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+                .with_context(|| format!("export {}", a.name))?;
+            export::export(&store::Store::existing(root), &a.name, &a.output, epoch)
+                .with_context(|| format!("export {}", a.name))
+                .map(|_| 0)
+        }
         Command::Gc => {
             containers::reap_stale(root).context("remove leftovers of killed containers")?;
             images::gc(&ctx, &in_use).map(|_| 0)

@@ -6,7 +6,8 @@
 //! Invariants: nothing is parsed before its signature or checksum holds (the Release
 //! text is the plaintext gpgv verified); a .deb enters the cache (ROOT/cache/debs,
 //! named by its sha256) only by a rename after its digest and size matched, so the
-//! cache holds only verified files and is shared by every build.
+//! cache holds only verified files and is shared by every build; a flock on its
+//! `lock` file serialises downloads into it.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -234,6 +235,25 @@ impl Cache {
             path: partial_dir.clone(),
             source,
         })?;
+        // Two builds at once would append to the same partial files: one fills at a time
+        // (the other then finds its packages present).
+        let lock_path = self.dir.join("lock");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| BuildError::Io {
+                action: "open",
+                path: lock_path.clone(),
+                source,
+            })?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| BuildError::Io {
+                action: "lock",
+                path: lock_path.clone(),
+                source: e.into(),
+            })?;
         let missing: Vec<&DebJob> = jobs
             .iter()
             .filter(|j| fs::metadata(self.path(&j.sha256)).map_or(true, |m| m.len() != j.size))

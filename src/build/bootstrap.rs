@@ -23,7 +23,7 @@ use crate::build::resolve::{Universe, Variant};
 use crate::build::sources;
 use crate::build::BuildError;
 use crate::catalog::{BuildSpec, Entry};
-use crate::digest::{Digest, Hasher};
+use crate::export;
 use crate::fetch::Fetcher;
 use crate::progress::Printer;
 use crate::pull::Installed;
@@ -133,6 +133,15 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     let mut t = Timings::default();
     let mut clock = Instant::now();
     let variant: Variant = req.variant.parse()?;
+    if req.arch != crate::catalog::host_arch() {
+        // Maintainer scripts run in the build container, natively.
+        return Err(BuildError::Usage(format!(
+            "cannot build for {} on this {} machine: maintainer scripts run natively",
+            req.arch,
+            crate::catalog::host_arch()
+        ))
+        .into());
+    }
     let keyring = match &req.keyring {
         Some(k) => k.clone(),
         None if is_debian_suite(&req.suite) => PathBuf::from(DEBIAN_KEYRING),
@@ -293,9 +302,13 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     t.since("configure", &mut clock);
 
     // 6. Clean, point apt at the mirror, digest, publish.
-    let epoch = source_date_epoch()?;
+    let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?;
     finish_tree(&tree, &uri, &req.suite, &components, &keyring)?;
-    let digest = tree_digest(&tree, epoch).map_err(io_err("digest", &tree))?;
+    if let Some(epoch) = epoch {
+        clamp_mtimes(&tree, epoch).map_err(io_err("clamp mtimes in", &tree))?;
+    }
+    // The image is named by the sha256 of its canonical tar (what `locker export` writes).
+    let digest = export::tree_digest(&tree, epoch)?;
     store.publish(work, &digest, &req.name, &req.aliases, &source)?;
     t.since("finish", &mut clock);
     printer.detail(&format!(
@@ -505,93 +518,38 @@ fn finish_tree(
     Ok(())
 }
 
-fn source_date_epoch() -> Result<Option<u64>, BuildError> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
-            BuildError::Usage(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
-            ))
-        }),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The image digest: sha256 over a canonical walk of the tree (paths in byte order;
-/// type, mode, owner, mtime, size, content digest or link target). With `epoch`,
-/// mtimes newer than it are first clamped to it (SOURCE_DATE_EPOCH), so two builds
-/// of the same packages give the same digest.
-///
-/// Stand-in for `export::tree_digest` (a canonical tar of the tree), one call to
-/// swap once it lands.
-fn tree_digest(tree: &Path, epoch: Option<u64>) -> io::Result<Digest> {
-    let mut h = Hasher::default();
-    walk(tree, Path::new(""), epoch, &mut h)?;
-    Ok(h.finish())
-}
-
-fn walk(dir: &Path, rel: &Path, epoch: Option<u64>, h: &mut Hasher) -> io::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        let rel = rel.join(&name);
+/// Clamps every mtime in `tree` newer than `epoch` to it (SOURCE_DATE_EPOCH), as
+/// the canonical tar does, so the tree on disk and `locker export` agree. Symlinks
+/// are changed themselves, never followed.
+fn clamp_mtimes(dir: &Path, epoch: u64) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
         let meta = fs::symlink_metadata(&path)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            walk(&path, &rel, epoch, h)?;
+        if meta.file_type().is_dir() {
+            clamp_mtimes(&path, epoch)?;
         }
-        let mut mtime = meta.mtime();
-        if let Some(e) = epoch {
-            if mtime > e as i64 {
-                mtime = e as i64;
-                let ts = nix::sys::time::TimeSpec::new(mtime, 0);
-                nix::sys::stat::utimensat(
-                    None,
-                    &path,
-                    &ts,
-                    &ts,
-                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                )?;
-            }
+        if meta.mtime() > epoch as i64 {
+            set_mtime(&path, epoch)?;
         }
-        let content = if ft.is_file() {
-            let mut fh = Hasher::default();
-            let mut f = fs::File::open(&path)?;
-            io::copy(&mut f, &mut HashWriter(&mut fh))?;
-            fh.finish().hex()
-        } else if ft.is_symlink() {
-            fs::read_link(&path)?.to_string_lossy().into_owned()
-        } else {
-            meta.rdev().to_string()
-        };
-        h.update(
-            format!(
-                "{}\0{:o} {} {} {} {}\0{content}\n",
-                rel.display(),
-                meta.mode(),
-                meta.uid(),
-                meta.gid(),
-                mtime,
-                if ft.is_file() { meta.len() } else { 0 },
-            )
-            .as_bytes(),
-        );
+    }
+    // Children first: clamping them does not touch the directory's own mtime.
+    if fs::symlink_metadata(dir)?.mtime() > epoch as i64 {
+        set_mtime(dir, epoch)?;
     }
     Ok(())
 }
 
-struct HashWriter<'h>(&'h mut Hasher);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+fn set_mtime(path: &Path, epoch: u64) -> io::Result<()> {
+    let ts = nix::sys::time::TimeSpec::new(epoch as i64, 0);
+    nix::sys::stat::utimensat(
+        None,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -609,16 +567,18 @@ mod tests {
     }
 
     #[test]
-    fn digest_is_stable_and_clamps_mtimes() {
+    fn clamps_newer_mtimes_only() {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path();
         fs::create_dir(t.join("etc")).unwrap();
         fs::write(t.join("etc/a"), "x").unwrap();
         std::os::unix::fs::symlink("a", t.join("etc/l")).unwrap();
-        let d1 = tree_digest(t, Some(1_000)).unwrap();
-        assert_eq!(fs::metadata(t.join("etc/a")).unwrap().mtime(), 1_000);
-        assert_eq!(d1, tree_digest(t, Some(1_000)).unwrap());
-        fs::write(t.join("etc/a"), "y").unwrap();
-        assert_ne!(d1, tree_digest(t, Some(1_000)).unwrap());
+        set_mtime(&t.join("etc/a"), 500).unwrap();
+        clamp_mtimes(t, 1_000).unwrap();
+        let mtime = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mtime();
+        assert_eq!(mtime("etc/a"), 500, "older mtimes stay");
+        assert_eq!(mtime("etc/l"), 1_000);
+        assert_eq!(mtime("etc"), 1_000);
+        assert_eq!(mtime(""), 1_000);
     }
 }

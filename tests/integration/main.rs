@@ -3,6 +3,7 @@
 //! (`autotests = false`); each area is a module.
 
 mod build;
+mod export;
 mod harness;
 mod images;
 mod pull;
