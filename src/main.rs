@@ -130,7 +130,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         if cause.downcast_ref::<verify::VerifyError>().is_some() {
             return Some("nothing was installed");
         }
-        if cause.downcast_ref::<build::BuildError>().is_some() {
+        if cause
+            .downcast_ref::<build::BuildError>()
+            .is_some_and(|b| !matches!(b, build::BuildError::Usage(_)))
+        {
             return Some("nothing was installed; verified packages stay cached for the retry");
         }
     }

@@ -419,7 +419,7 @@ fn configure(
     let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
     let binds = vec![(cache.dir.clone(), DEBS_IN_CONTAINER.to_string(), true)];
     let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &binds)
-        .map_err(|e| BuildError::Usage(format!("run dpkg in the build container: {e}")))?;
+        .map_err(BuildError::Container)?;
     let host_log = tree.join(log.trim_start_matches('/'));
     if code != 0 {
         let text = fs::read_to_string(&host_log).unwrap_or_default();

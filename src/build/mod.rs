@@ -45,6 +45,8 @@ pub(crate) enum BuildError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("run dpkg in the build container")]
+    Container(#[source] crate::run::RunError),
     #[error("configure the packages (dpkg exited with {code}){log}")]
     Configure { code: u8, log: String },
 }

@@ -3,6 +3,8 @@
 //! fds, pipes, pty), clone once with every namespace, put the child in its cgroup,
 //! release it, learn whether the exec worked, then relay signals (and the terminal)
 //! until PID 1 exits; a guard removes cgroup, mount point and state on every path.
+//! `run_in_tree` is the same path with the tree itself as a read-write root (no
+//! overlay, sync calls suppressed): `locker build` configures packages with it.
 //!
 //! Single-threaded and allocation-complete before the clone (fork safety).
 
