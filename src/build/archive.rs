@@ -460,6 +460,69 @@ mod tests {
         );
     }
 
+    /// A `file:` archive with Release + Release.gpg (no InRelease) and a gzip Packages.
+    #[test]
+    fn release_gpg_fallback_and_packages_over_a_file_mirror() {
+        use std::io::Write as _;
+        let signer = Gpg::new("archive <a@example.invalid>");
+        let keyring = signer.keyring(false);
+        let dir = tempfile::tempdir().unwrap();
+        let dists = dir.path().join("dists/testy");
+        fs::create_dir_all(dists.join("main/binary-amd64")).unwrap();
+        let packages = "Package: a\nVersion: 1\nArchitecture: all\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(packages.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        fs::write(dists.join("main/binary-amd64/Packages.gz"), &gz).unwrap();
+        let release = format!(
+            "Suite: testy\nCodename: testy\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
+            Digest::of(&gz).hex(),
+            gz.len()
+        );
+        fs::write(dists.join("Release"), &release).unwrap();
+        let sig = signer.sign(release.as_bytes(), &["--detach-sign"]);
+        fs::write(dists.join("Release.gpg"), &sig).unwrap();
+
+        let archive = Archive {
+            uri: format!("file:{}", dir.path().display()),
+            suite: "testy".into(),
+            keyring: keyring.clone(),
+            fetcher: Fetcher::new(),
+        };
+        let text = archive.release_text().unwrap();
+        assert_eq!(text, release);
+        let parsed = Release::parse(&text).unwrap();
+        let index = parsed.packages_index("main", "amd64").unwrap();
+        assert_eq!(index.compression, Compression::Gz);
+        assert_eq!(
+            archive
+                .packages(&parsed, index.entry, index.compression)
+                .unwrap(),
+            packages
+        );
+
+        // The index changed after the Release was signed: refused.
+        fs::write(dists.join("main/binary-amd64/Packages.gz"), b"garbage").unwrap();
+        let err = archive
+            .packages(&parsed, index.entry, index.compression)
+            .unwrap_err();
+        assert!(matches!(err, BuildError::Verify { .. }), "{err}");
+
+        // The Release changed after it was signed: refused.
+        fs::write(dists.join("Release"), release.replace("testy", "tasty")).unwrap();
+        let err = archive.release_text().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::Verify {
+                    source: VerifyError::BadSignature { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
     /// A reporter that counts.
     #[derive(Default)]
     struct Count(AtomicU64);

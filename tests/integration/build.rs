@@ -48,11 +48,24 @@ fn digest_of(r: &Run) -> String {
         .to_string()
 }
 
+/// The shared store outlives every test (a static is never dropped): removed when the
+/// test process exits.
+static SHARED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_shared_dir() {
+    if let Some(dir) = SHARED_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The one real build: bookworm minbase through the catalog entry.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let locker = Locker::new();
+        SHARED_DIR.get_or_init(|| locker.dir.path().to_path_buf());
+        // SAFETY: registers a plain function with no captured state.
+        unsafe { libc::atexit(remove_shared_dir) };
         let r = build(&locker, &["--verbose", "build", "bookworm"]);
         Built {
             digest: digest_of(&r),
