@@ -39,6 +39,8 @@ pub(crate) enum Command {
     Pull(PullArgs),
     /// Add a local root tarball or one at a URL to the store
     Import(ImportArgs),
+    /// Bootstrap an image from a Debian/Ubuntu apt archive (verified), like mmdebstrap
+    Build(BuildArgs),
     /// List images in the store
     Images(ListArgs),
     /// Remove image names; data no name refers to is freed
@@ -77,6 +79,40 @@ pub(crate) struct ImportArgs {
     /// Expected sha256 of the archive (hex); without it the digest is computed and printed
     #[arg(long)]
     pub sha256: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// Name to record the image under; a catalog entry with `build` gives the defaults
+    pub name: String,
+    /// Suite or codename (bookworm, trixie, jammy, noble, ...)
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Archive root URL (default: the catalog's, else the host's apt sources for the suite)
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// OpenPGP keyring the archive's Release is signed with (default for Debian suites:
+    /// /usr/share/keyrings/debian-archive-keyring.gpg)
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Package set: minbase (= required), required, important, essential, apt, buildd, standard
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Extra packages (and their dependencies), comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
+    /// Archive components (default: the catalog's, the host source's, else main)
+    #[arg(long, value_delimiter = ',')]
+    pub components: Vec<String>,
+    /// Architecture (default: this machine's)
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Accept a Release past its Valid-Until (e.g. a snapshot archive)
+    #[arg(long)]
+    pub no_check_valid_until: bool,
+    /// Package cache directory (default: ROOT/cache/debs)
+    #[arg(long, env = "LOCKER_DEB_CACHE", hide = true)]
+    pub deb_cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

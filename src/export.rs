@@ -88,7 +88,6 @@ pub(crate) fn write_tar(
 
 /// The image digest of `tree`: the sha256 of `write_tar`'s bytes, hashed as they are
 /// produced (nothing is written to disk).
-#[allow(dead_code)] // called by `locker build` to name the image it bootstrapped
 pub(crate) fn tree_digest(tree: &Path, epoch: Option<u64>) -> Result<Digest, ExportError> {
     let mut sink = HashSink(Hasher::default());
     write_tar(tree, &mut sink, epoch)?;

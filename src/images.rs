@@ -9,8 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::build;
 use crate::catalog::{self, Catalog, Source, Verification};
-use crate::cli::Cli;
+use crate::cli::{BuildArgs, Cli};
 use crate::digest::Digest;
 use crate::progress::{Printer, Verbosity};
 use crate::pull::{self, Origin};
@@ -66,6 +67,67 @@ pub(crate) fn import(
     let store = ctx.store()?;
     let installed = pull::install(&store, &origin, expected, name, &[], &ctx.printer)
         .with_context(|| format!("import {source}"))?;
+    report(ctx, &installed);
+    Ok(())
+}
+
+/// `locker build NAME`: flags, over the catalog entry NAME's `build` when there is one.
+pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
+    catalog::check_name(&args.name)
+        .map_err(|m| anyhow::anyhow!("build: bad name {:?}: {m}", args.name))?;
+    let store = ctx.store()?;
+    let cache = args
+        .deb_cache
+        .clone()
+        .unwrap_or_else(|| build::deb_cache(&store));
+    let catalog = ctx.catalog()?;
+    let from_catalog = catalog.find(&args.name).ok().and_then(|e| match &e.source {
+        Source::Build(spec) => Some(build::Request::from_entry(e, spec, cache.clone())),
+        Source::Download { .. } => None,
+    });
+    let mut req = match (from_catalog, &args.suite) {
+        (Some(r), _) => r,
+        (None, Some(suite)) => build::Request {
+            name: args.name.clone(),
+            aliases: Vec::new(),
+            suite: suite.clone(),
+            mirror: None,
+            keyring: None,
+            variant: "minbase".into(),
+            include: Vec::new(),
+            components: Vec::new(),
+            arch: catalog::host_arch().into(),
+            check_valid_until: true,
+            deb_cache: cache,
+        },
+        (None, None) => anyhow::bail!(
+            "build {}: no catalog entry builds it; pass --suite SUITE (and --mirror, --keyring)",
+            args.name
+        ),
+    };
+    if let Some(s) = &args.suite {
+        req.suite = s.clone();
+    }
+    if args.mirror.is_some() {
+        req.mirror = args.mirror.clone();
+    }
+    if args.keyring.is_some() {
+        req.keyring = args.keyring.clone();
+    }
+    if let Some(v) = &args.variant {
+        req.variant = v.clone();
+    }
+    req.include
+        .extend(args.include.iter().filter(|s| !s.is_empty()).cloned());
+    if !args.components.is_empty() {
+        req.components = args.components.clone();
+    }
+    if let Some(a) = &args.arch {
+        req.arch = a.clone();
+    }
+    req.check_valid_until = !args.no_check_valid_until;
+    let installed =
+        build::build(&store, &req, &ctx.printer).with_context(|| format!("build {}", req.name))?;
     report(ctx, &installed);
     Ok(())
 }

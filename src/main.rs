@@ -83,6 +83,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(a) => {
             images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
         }
+        Command::Build(a) => images::build(&ctx, &a).map(|_| 0),
         Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
         Command::Rmi(a) => images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
         Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),
@@ -131,6 +132,12 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         }
         if cause.is::<unpack::UnpackError>() || cause.is::<verify::VerifyError>() {
             return Some("nothing was installed");
+        }
+        if cause
+            .downcast_ref::<build::BuildError>()
+            .is_some_and(|b| !matches!(b, build::BuildError::Usage(_)))
+        {
+            return Some("nothing was installed; verified packages stay cached for the retry");
         }
     }
     None

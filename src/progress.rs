@@ -42,6 +42,11 @@ impl Printer {
         }
     }
 
+    /// Whether -v was given (tools run for us may then show their own output).
+    pub(crate) fn is_verbose(&self) -> bool {
+        self.verbosity == Verbosity::Verbose
+    }
+
     /// A line for the user (what happened), unless -q.
     pub(crate) fn info(&self, msg: &str) {
         if self.verbosity != Verbosity::Quiet {

@@ -13,6 +13,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::build;
 use crate::catalog::{self, Catalog, Entry, Source, Verification};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{FetchError, Fetcher};
@@ -34,8 +35,6 @@ pub(crate) enum PullError {
         arch: String,
         host: String,
     },
-    #[error("image {0} is built from an apt archive; use `locker build {0}`")]
-    NeedsBuild(String),
     #[error("read {path}")]
     ReadSource {
         path: PathBuf,
@@ -135,7 +134,10 @@ fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result
     }
     let (url, verification) = match &entry.source {
         Source::Download { url, verify } => (url, verify),
-        Source::Build(_) => return Err(PullError::NeedsBuild(entry.name.clone()).into()),
+        Source::Build(spec) => {
+            let req = build::Request::from_entry(entry, spec, build::deb_cache(store));
+            return build::build(store, &req, printer);
+        }
     };
     let fetcher = Fetcher::new();
     let expected = match verification {

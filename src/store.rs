@@ -7,6 +7,8 @@
 //!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
 //!                      alive) and `downloads/*.part` (kept across runs for resume)
 //!   lock               flock held exclusively while refs or rootfs/ change
+//!   cache/debs/HEX.deb `locker build`'s package cache: verified .debs named by their
+//!                      sha256 (partial/ holds downloads in progress), kept across builds
 //!
 //! Invariants: an image is visible only once complete (one rename of its finished
 //! tree into rootfs/); a name exists only for a published rootfs; everything a killed
@@ -155,6 +157,17 @@ impl Store {
         Store {
             root: root.to_path_buf(),
         }
+    }
+
+    /// The store's root directory (`--root`).
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The package cache of `locker build`: verified .debs named by their sha256,
+    /// shared by every build (cache/debs/).
+    pub(crate) fn deb_cache(&self) -> PathBuf {
+        self.root.join("cache/debs")
     }
 
     fn rootfs_dir(&self) -> PathBuf {

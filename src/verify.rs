@@ -160,7 +160,6 @@ pub(crate) fn check_signature(
 /// Checks an inline-signed document (apt's InRelease, `gpg --clearsign`) against `keyring`
 /// and returns only the signed content, exactly as gpgv extracts it: text around the
 /// signed block is never returned.
-#[allow(dead_code)] // for `locker build` (InRelease), in progress
 pub(crate) fn verify_cleartext(signed: &[u8], keyring: &Path) -> Result<Vec<u8>, VerifyError> {
     let tmp = TempDir::new()?;
     let input = tmp.write("signed.asc", signed)?;
@@ -395,7 +394,7 @@ impl Drop for TempDir {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -517,12 +516,12 @@ mod tests {
     }
 
     /// A throw-away GnuPG home with one signing key; gpg must be installed.
-    struct Gpg {
+    pub(crate) struct Gpg {
         dir: tempfile::TempDir,
     }
 
     impl Gpg {
-        fn new(uid: &str) -> Gpg {
+        pub(crate) fn new(uid: &str) -> Gpg {
             Gpg::generate(uid, "never", &[])
         }
 
@@ -573,7 +572,7 @@ mod tests {
             self.run_with(&[], args)
         }
 
-        fn keyring(&self, armor: bool) -> PathBuf {
+        pub(crate) fn keyring(&self, armor: bool) -> PathBuf {
             let path = self
                 .home()
                 .join(if armor { "keyring.asc" } else { "keyring.gpg" });
@@ -586,7 +585,7 @@ mod tests {
             path
         }
 
-        fn sign(&self, data: &[u8], how: &[&str]) -> Vec<u8> {
+        pub(crate) fn sign(&self, data: &[u8], how: &[&str]) -> Vec<u8> {
             let input = self.home().join("input");
             let output = self.home().join("output");
             let _ = fs::remove_file(&output);

@@ -11,7 +11,8 @@ fi
 
 # Debian packages the tests use: a static busybox for the fixture rootfs, gpg to make
 # test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to make the real Debian
-# root filesystem (from the host's apt sources; cached in /var/cache/locker-tests).
+# root filesystem (from the host's apt sources; cached in /var/cache/locker-tests) and
+# to compare `locker build` against.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v gpg >/dev/null || need+=(gnupg)

@@ -85,6 +85,7 @@ impl<'a> Paragraph<'a> {
     }
 
     /// The fields in file order.
+    #[cfg(test)]
     pub(crate) fn fields(&self) -> &[Field<'a>] {
         &self.fields
     }

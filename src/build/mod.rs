@@ -1,15 +1,63 @@
 //! `locker build`: bootstrap a Debian/Ubuntu root filesystem from an apt archive, as
 //! debootstrap and mmdebstrap do, verified end to end:
-//! sources → signed InRelease → Release → Packages → resolve → fetch → unpack → configure.
+//! sources → signed InRelease → Release → Packages → resolve → fetch → unpack →
+//! configure (dpkg inside a locker container, writing into the tree) → image.
 //!
-//! This module holds the pure, network-free foundations; the fetch, unpack and
-//! configure steps are wired in later.
+//! The pure foundations (deb822, versions, Release, resolver, sources) are unit
+//! tested; `bootstrap` composes them with the network, the package cache, the store
+//! and `run::run_in_tree`.
 
-// Nothing outside `build` calls these yet; the CLI wiring lands with the fetch step.
-#![allow(dead_code)]
-
+pub(crate) mod archive;
+pub(crate) mod bootstrap;
+pub(crate) mod deb;
 pub(crate) mod deb822;
 pub(crate) mod release;
 pub(crate) mod resolve;
 pub(crate) mod sources;
 pub(crate) mod version;
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::fetch::FetchError;
+use crate::verify::VerifyError;
+
+pub(crate) use bootstrap::{build, deb_cache, Request};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error("verify {what}")]
+    Verify {
+        what: String,
+        #[source]
+        source: VerifyError,
+    },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{what}: {reason}")]
+    Malformed { what: String, reason: String },
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("run dpkg in the build container")]
+    Container(#[source] crate::run::RunError),
+    #[error("configure the packages (dpkg exited with {code}){log}")]
+    Configure { code: u8, log: String },
+}
+
+impl BuildError {
+    /// A 404 from the archive (an optional file it does not publish).
+    pub(crate) fn is_not_found(&self) -> bool {
+        match self {
+            BuildError::Fetch(FetchError::Status { code, .. }) => *code == 404 || *code == 410,
+            BuildError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}

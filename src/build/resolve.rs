@@ -323,14 +323,17 @@ impl<'a> Universe<'a> {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn arch(&self) -> &str {
         &self.arch
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.packages.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<&Package<'a>> {
         self.by_name.get(name).map(|&i| &self.packages[i])
     }
@@ -559,6 +562,7 @@ impl<'u, 'a> Selection<'u, 'a> {
         self.chosen.iter().map(|&i| &self.universe.packages[i])
     }
 
+    #[cfg(test)]
     pub(crate) fn names(&self) -> Vec<&'a str> {
         self.packages().map(|p| p.name).collect()
     }

@@ -152,6 +152,7 @@ impl fmt::Display for Version<'_> {
 }
 
 /// Compares two version strings as `dpkg --compare-versions` does.
+#[cfg(test)]
 pub(crate) fn compare(a: &str, b: &str) -> Result<Ordering, VersionError> {
     Ok(Version::parse(a)?.cmp(&Version::parse(b)?))
 }

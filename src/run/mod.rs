@@ -3,6 +3,8 @@
 //! fds, pipes, pty), clone once with every namespace, put the child in its cgroup,
 //! release it, learn whether the exec worked, then relay signals (and the terminal)
 //! until PID 1 exits; a guard removes cgroup, mount point and state on every path.
+//! `run_in_tree` is the same path with the tree itself as a read-write root (no
+//! overlay, sync calls suppressed): `locker build` configures packages with it.
 //!
 //! Single-threaded and allocation-complete before the clone (fork safety).
 
@@ -101,6 +103,56 @@ fn cstring(p: &Path) -> Result<CString, RunError> {
 
 /// Runs `args` in `image`; returns the command's exit code (128+N for signal N).
 pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, RunError> {
+    run_with(root, image, args, false)
+}
+
+/// Runs `argv` with `tree` itself as the read-write root (no overlay): what the
+/// command changes stays in `tree`. For `locker build`, which configures a tree that
+/// becomes an image. `env` adds K=V pairs; `binds` are (host path, container path,
+/// read-only). No /etc files are bound in, so none are left behind in the tree.
+pub(crate) fn run_in_tree(
+    root: &Path,
+    tree: &Path,
+    hostname: &str,
+    argv: &[String],
+    env: &[String],
+    net_none: bool,
+    binds: &[(PathBuf, String, bool)],
+) -> Result<u8, RunError> {
+    let image = Resolved {
+        name: hostname.to_string(),
+        digest: String::new(),
+        rootfs: tree.to_path_buf(),
+    };
+    let args = RunArgs {
+        name: None,
+        hostname: Some(hostname.to_string()),
+        env: env.to_vec(),
+        env_file: Vec::new(),
+        workdir: Some("/".into()),
+        user: None,
+        volumes: binds
+            .iter()
+            .map(|(host, ctr, ro)| {
+                format!("{}:{ctr}{}", host.display(), if *ro { ":ro" } else { "" })
+            })
+            .collect(),
+        tmpfs: Vec::new(),
+        memory: None,
+        pids: None,
+        cpus: None,
+        cgroup_parent: "locker".into(),
+        net: if net_none { "none" } else { "host" }.into(),
+        tty: false,
+        interactive: false,
+        read_only: false,
+        image: hostname.to_string(),
+        command: argv.to_vec(),
+    };
+    run_with(root, &image, &args, true)
+}
+
+fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Result<u8, RunError> {
     // 1. Leftovers of containers whose `locker run` was killed.
     let _ = containers::reap_stale(root);
 
@@ -122,7 +174,13 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     };
     let facts = image_facts(&image.rootfs, named.as_ref().map(|n| n.upper.as_path()))?;
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    let (plan, resolv) = plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
+    let (mut plan, resolv) = plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
+    if direct {
+        // Bound /etc files would become empty files in the tree once unmounted.
+        plan.mounts
+            .retain(|op| !matches!(op, MountOp::EtcFile { .. }));
+        plan.suppress_sync = true;
+    }
 
     // 3. Host-side resources, each owned by the guard from the moment it exists.
     let volumes = plan
@@ -173,6 +231,7 @@ pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, R
     guard.state = true;
 
     let layers = match &named {
+        _ if direct => Layers::Direct,
         _ if args.read_only => Layers::ReadOnly,
         Some(n) => Layers::Disk {
             upper: cstring(&n.upper)?,

@@ -283,7 +283,7 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
         cvt(unsafe { libc::mkdir(d.as_ptr(), 0o755) }).map_err(fail("mkdir", NONE))?;
     }
     match layers {
-        Layers::ReadOnly => {
+        Layers::ReadOnly | Layers::Direct => {
             mount(
                 Some(base.lower),
                 base.root,
@@ -292,14 +292,6 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
                 None,
             )
             .map_err(fail("bind image root", NONE))?;
-            mount(
-                None,
-                base.root,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
-                None,
-            )
-            .map_err(fail("remount image root read-only", NONE))?;
         }
         _ => mount(
             Some(c"overlay"),
@@ -309,6 +301,16 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
             Some(base.overlay_data),
         )
         .map_err(fail("mount overlay", NONE))?,
+    }
+    if let Layers::ReadOnly = layers {
+        mount(
+            None,
+            base.root,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
+            None,
+        )
+        .map_err(fail("remount image root read-only", NONE))?;
     }
     let fd = unsafe {
         libc::open(

@@ -94,6 +94,9 @@ pub(crate) enum Layers {
     Disk { upper: CString, work: CString },
     /// No upper: the lower bound read-only.
     ReadOnly,
+    /// No upper: the tree itself bound read-write as the root, so every change lands
+    /// in it (`locker build` configures a tree that becomes an image).
+    Direct,
 }
 
 /// The credentials the command runs with.
@@ -155,6 +158,8 @@ pub(crate) struct Plan {
     pub user: User,
     pub workdir: CString,
     pub net_none: bool,
+    /// fsync and friends return success without syncing (the build container only).
+    pub suppress_sync: bool,
     pub tty: bool,
     pub stdin: bool,
     pub hosts: Vec<u8>,
@@ -532,6 +537,7 @@ pub(crate) fn build(
         user,
         workdir: cstr(&workdir)?,
         net_none: opts.net_none,
+        suppress_sync: false,
         tty: opts.tty,
         stdin: opts.interactive,
         hosts: hosts.into_bytes(),

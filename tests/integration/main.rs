@@ -2,6 +2,7 @@
 //! real root filesystems and an HTTP server on 127.0.0.1. One test binary
 //! (`autotests = false`); each area is a module.
 
+mod build;
 mod debian;
 mod export;
 mod harness;

@@ -1,0 +1,584 @@
+//! The build pipeline, step by step: pick mirror and keyring → verified Release →
+//! verified Packages → resolve → fill the package cache (parallel, verified) →
+//! unpack the essential set into a private work tree → `dpkg --install` inside a
+//! locker container that writes into the tree (mmdebstrap's essential step, then the
+//! rest) → clean for reproducibility → digest → publish.
+//!
+//! Invariants: the tree lives in a `Store::begin` work directory until the one
+//! publishing rename, so an interrupted or failed build leaves nothing visible (and
+//! a killed one only a tmp/work-* that `locker gc` removes); every .deb used was
+//! verified before it entered the cache; the container has no network.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::build::archive::{Archive, Cache, DebJob};
+use crate::build::release::{Release, UnixTime};
+use crate::build::resolve::{Universe, Variant};
+use crate::build::sources;
+use crate::build::BuildError;
+use crate::catalog::{BuildSpec, Entry};
+use crate::export;
+use crate::fetch::Fetcher;
+use crate::progress::Printer;
+use crate::pull::Installed;
+use crate::store::Store;
+
+/// Debian's archive keyring (debian-archive-keyring), the default for Debian suites.
+pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Parallel downloads: enough to hide per-request latency, few enough to be polite.
+const DOWNLOAD_THREADS: usize = 6;
+
+/// Where the package cache is bound inside the build container.
+const DEBS_IN_CONTAINER: &str = "/var/lib/locker-debs";
+
+/// Everything a build needs to know, from the command line or a catalog entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub suite: String,
+    pub mirror: Option<String>,
+    pub keyring: Option<PathBuf>,
+    pub variant: String,
+    pub include: Vec<String>,
+    pub components: Vec<String>,
+    pub arch: String,
+    pub check_valid_until: bool,
+    /// The package cache directory (ROOT/cache/debs unless overridden).
+    pub deb_cache: PathBuf,
+}
+
+impl Request {
+    /// The request a catalog entry's `build = {...}` makes.
+    pub(crate) fn from_entry(entry: &Entry, spec: &BuildSpec, deb_cache: PathBuf) -> Request {
+        Request {
+            name: entry.name.clone(),
+            aliases: entry.aliases.clone(),
+            suite: spec.suite.clone(),
+            mirror: spec.mirror.clone(),
+            keyring: spec.keyring.clone(),
+            variant: spec.variant.clone().unwrap_or_else(|| "minbase".into()),
+            include: spec.include.clone(),
+            components: spec.components.clone(),
+            arch: entry.arch.clone(),
+            check_valid_until: true,
+            deb_cache,
+        }
+    }
+}
+
+/// The package cache: `LOCKER_DEB_CACHE`, else the store's.
+pub(crate) fn deb_cache(store: &Store) -> PathBuf {
+    std::env::var_os("LOCKER_DEB_CACHE")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| store.deb_cache(), PathBuf::from)
+}
+
+/// Debian's suite names and codenames; these default to Debian's keyring.
+fn is_debian_suite(suite: &str) -> bool {
+    let base = suite.split('-').next().unwrap_or(suite);
+    [
+        "buster",
+        "bullseye",
+        "bookworm",
+        "trixie",
+        "forky",
+        "duke",
+        "sid",
+        "oldoldstable",
+        "oldstable",
+        "stable",
+        "testing",
+        "unstable",
+        "experimental",
+    ]
+    .contains(&base)
+}
+
+/// Wall time of each step, for `--verbose`.
+#[derive(Default)]
+struct Timings(Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn since(&mut self, step: &'static str, start: &mut Instant) {
+        let now = Instant::now();
+        self.0.push((step, now - *start));
+        *start = now;
+    }
+
+    fn line(&self) -> String {
+        let total: Duration = self.0.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(s, d)| format!("{s} {:.2}s", d.as_secs_f64()))
+            .collect();
+        format!(
+            "timings: {} (total {:.2}s)",
+            parts.join(", "),
+            total.as_secs_f64()
+        )
+    }
+}
+
+/// Builds `req.name` into the store.
+pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::Result<Installed> {
+    let mut t = Timings::default();
+    let mut clock = Instant::now();
+    let variant: Variant = req.variant.parse()?;
+    if req.arch != crate::catalog::host_arch() {
+        // Maintainer scripts run in the build container, natively.
+        return Err(BuildError::Usage(format!(
+            "cannot build for {} on this {} machine: maintainer scripts run natively",
+            req.arch,
+            crate::catalog::host_arch()
+        ))
+        .into());
+    }
+    let keyring = match &req.keyring {
+        Some(k) => k.clone(),
+        None if is_debian_suite(&req.suite) => PathBuf::from(DEBIAN_KEYRING),
+        None => {
+            return Err(BuildError::Usage(format!(
+            "suite {} is not a Debian suite: pass --keyring FILE with the archive's signing keys",
+            req.suite
+        ))
+            .into())
+        }
+    };
+    let (uri, host_components) = match &req.mirror {
+        Some(m) => (m.clone(), Vec::new()),
+        None => {
+            let entries = sources::host_sources()?;
+            let m =
+                sources::pick_mirror(&entries, &req.suite, Some(&keyring)).ok_or_else(|| {
+                    BuildError::Usage(format!(
+                        "the host's apt sources do not serve {}: pass --mirror URL",
+                        req.suite
+                    ))
+                })?;
+            printer.detail(&format!("mirror {} (from {})", m.uri, m.origin));
+            (m.uri, m.components)
+        }
+    };
+    let uri = uri.trim_end_matches('/').to_string();
+    let components = if !req.components.is_empty() {
+        req.components.clone()
+    } else if !host_components.is_empty() {
+        host_components
+    } else {
+        vec!["main".to_string()]
+    };
+    let source = format!("build {} from {uri}", req.suite);
+    // One build of a name at a time; the package cache is shared safely (renames).
+    let _lock = store.lock_source(&format!("build {}", req.name))?;
+
+    // 1. The signed Release, then the Packages indices it lists.
+    let archive = Archive {
+        uri: uri.clone(),
+        suite: req.suite.clone(),
+        keyring: keyring.clone(),
+        fetcher: Fetcher::new(),
+    };
+    let release_text = archive.release_text()?;
+    let release = Release::parse(&release_text).with_context(|| format!("Release of {source}"))?;
+    release.check_suite(&req.suite)?;
+    printer.detail(&format!(
+        "Release of {} {} verified with {}",
+        release.origin.unwrap_or("?"),
+        release.codename.or(release.suite).unwrap_or("?"),
+        keyring.display()
+    ));
+    if req.check_valid_until {
+        release.check_fresh(UnixTime::now())?;
+    }
+    let indices = std::thread::scope(|scope| -> Result<Vec<String>, BuildError> {
+        let mut handles = Vec::new();
+        for c in &components {
+            let index = release
+                .packages_index(c, &req.arch)
+                .map_err(|e| BuildError::Usage(e.to_string()))?;
+            let (archive, release) = (&archive, &release);
+            handles.push(
+                scope.spawn(move || archive.packages(release, index.entry, index.compression)),
+            );
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("index thread panicked"))
+            .collect()
+    })?;
+    t.since("indices", &mut clock);
+
+    // 2. Which packages, in which order.
+    let texts: Vec<&str> = indices.iter().map(String::as_str).collect();
+    let universe = Universe::from_indices(&texts, &req.arch)?;
+    let include: Vec<&str> = req.include.iter().map(String::as_str).collect();
+    let selection = universe.resolve(variant, &include)?;
+    let order = selection.configure_order()?;
+    // mmdebstrap's essential set: Essential: yes and what it depends on (libc6 holds
+    // the dynamic loader every maintainer script needs).
+    let base: std::collections::HashSet<&str> = universe
+        .resolve(Variant::Essential, &[])?
+        .packages()
+        .map(|p| p.name)
+        .collect();
+    let (essential, rest): (Vec<_>, Vec<_>) = order
+        .order
+        .iter()
+        .copied()
+        .partition(|p| base.contains(p.name));
+    printer.info(&format!(
+        "{}: {} packages ({} essential), {} MiB to fetch from {uri}",
+        req.name,
+        selection.len(),
+        essential.len(),
+        selection.download_size() >> 20
+    ));
+    printer.detail(&format!(
+        "packages: {}",
+        order
+            .order
+            .iter()
+            .map(|p| format!("{}:{}={}", p.name, p.arch, p.version))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    for b in &order.broken {
+        printer.detail(&format!(
+            "dependency cycle: {} configured before {} ({:?})",
+            b.package, b.needs, b.kind
+        ));
+    }
+    t.since("resolve", &mut clock);
+
+    // 3. Every .deb, verified, into the shared cache.
+    let cache = Cache {
+        dir: req.deb_cache.clone(),
+    };
+    let jobs: Vec<DebJob> = selection
+        .packages()
+        .map(|p| DebJob {
+            url: format!("{uri}/{}", p.filename),
+            sha256: p.sha256,
+            size: p.size,
+        })
+        .collect();
+    let reporter = printer.reporter();
+    let fetched = cache.fill(&archive.fetcher, &jobs, DOWNLOAD_THREADS, reporter.as_ref())?;
+    drop(reporter);
+    printer.detail(&format!(
+        "downloaded {} packages ({} MiB), {} from the cache {}",
+        fetched.downloaded,
+        fetched.bytes >> 20,
+        fetched.cached,
+        cache.dir.display()
+    ));
+    t.since("download", &mut clock);
+
+    // 4. The essential set unpacked into a private tree, as dpkg will find it.
+    let work = store.begin()?;
+    let tree = work.tree();
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&tree)
+        .map_err(io_err("create", &tree))?;
+    prepare_tree(&tree, &req.arch)?;
+    for p in &essential {
+        let path = cache.path(&p.sha256);
+        crate::build::deb::Deb::open(&path)?.unpack_data(&tree)?;
+    }
+    t.since("unpack", &mut clock);
+
+    // 5. Configure inside a container writing into the tree.
+    configure(store, &tree, req, &cache, &essential, &rest, printer)?;
+    t.since("configure", &mut clock);
+
+    // 6. Clean, point apt at the mirror, digest, publish.
+    let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?;
+    finish_tree(&tree, &uri, &req.suite, &components, &keyring)?;
+    if let Some(epoch) = epoch {
+        clamp_mtimes(&tree, epoch).map_err(io_err("clamp mtimes in", &tree))?;
+    }
+    // The image is named by the sha256 of its canonical tar (what `locker export` writes).
+    let digest = export::tree_digest(&tree, epoch)?;
+    store.publish(work, &digest, &req.name, &req.aliases, &source)?;
+    t.since("finish", &mut clock);
+    printer.detail(&format!(
+        "{}; verify {:.2}s (summed over threads) within download",
+        t.line(),
+        fetched.verify.as_secs_f64()
+    ));
+    Ok(Installed {
+        name: req.name.clone(),
+        digest,
+        fetched: true,
+    })
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// dpkg's database as mmdebstrap leaves it before the essential step: empty status
+/// and available, the native architecture.
+fn prepare_tree(tree: &Path, arch: &str) -> Result<(), BuildError> {
+    let dpkg = tree.join("var/lib/dpkg");
+    for d in [
+        dpkg.join("info"),
+        dpkg.join("updates"),
+        tree.join("etc/apt/apt.conf.d"),
+        tree.join("etc/apt/sources.list.d"),
+        tree.join("etc/apt/preferences.d"),
+        tree.join("var/lib/apt/lists/partial"),
+        tree.join("var/cache/apt/archives/partial"),
+        tree.join("var/log/apt"),
+        tree.join("tmp"),
+    ] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&d)
+            .map_err(io_err("create", &d))?;
+    }
+    fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))
+        .map_err(io_err("chmod", &tree.join("tmp")))?;
+    for (name, content) in [
+        ("status", String::new()),
+        ("available", String::new()),
+        ("arch", format!("{arch}\n")),
+    ] {
+        let p = dpkg.join(name);
+        fs::write(&p, content).map_err(io_err("write", &p))?;
+    }
+    Ok(())
+}
+
+/// `dpkg --install` the essential set, then the rest, each in configure order, in a
+/// container with no network, services blocked (policy-rc.d) and no questions asked.
+fn configure(
+    store: &Store,
+    tree: &Path,
+    req: &Request,
+    cache: &Cache,
+    essential: &[&crate::build::resolve::Package<'_>],
+    rest: &[&crate::build::resolve::Package<'_>],
+    printer: &Printer,
+) -> Result<(), BuildError> {
+    // invoke-rc.d(8): 101 means "action not allowed"; no daemon starts in the build.
+    let policy = tree.join("usr/sbin/policy-rc.d");
+    if let Some(dir) = policy.parent() {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    }
+    fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io_err("write", &policy))?;
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
+        .map_err(io_err("chmod", &policy))?;
+    let debs = |ps: &[&crate::build::resolve::Package<'_>]| -> String {
+        ps.iter()
+            .map(|p| format!("{DEBS_IN_CONTAINER}/{}.deb", p.sha256.hex()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let log = "/tmp/locker-build.log";
+    let output = if printer.is_verbose() {
+        "exec 1>&2".to_string()
+    } else {
+        format!("exec >{log} 2>&1")
+    };
+    // --force-depends: dpkg does not order by Pre-Depends across one call, and the
+    // essential set is already unpacked (mmdebstrap, run_essential).
+    // --force-unsafe-io: no fsync per file; the tree is synced as a whole or lost.
+    let dpkg = "dpkg --force-depends --force-unsafe-io --install";
+    let mut script = format!("set -e\n{output}\n{dpkg} {}\n", debs(essential));
+    if !rest.is_empty() {
+        script.push_str(&format!("{dpkg} {}\n", debs(rest)));
+    }
+    script.push_str("dpkg --configure --pending --force-unsafe-io\n");
+    let mut env = vec![
+        "DEBIAN_FRONTEND=noninteractive".to_string(),
+        "DEBCONF_NONINTERACTIVE_SEEN=true".to_string(),
+        "LC_ALL=C".to_string(),
+        "LANGUAGE=C".to_string(),
+        "LANG=C".to_string(),
+    ];
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        env.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+    }
+    let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
+    let binds = vec![(cache.dir.clone(), DEBS_IN_CONTAINER.to_string(), true)];
+    let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &binds)
+        .map_err(BuildError::Container)?;
+    let host_log = tree.join(log.trim_start_matches('/'));
+    if code != 0 {
+        let text = fs::read_to_string(&host_log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        for line in tail.iter().rev() {
+            printer.info(&format!("  dpkg: {line}"));
+        }
+        return Err(BuildError::Configure {
+            code,
+            log: if tail.is_empty() {
+                String::new()
+            } else {
+                "; its last lines are above".to_string()
+            },
+        });
+    }
+    let _ = fs::remove_file(&host_log);
+    let _ = fs::remove_file(&policy);
+    let _ = fs::remove_dir(tree.join(DEBS_IN_CONTAINER.trim_start_matches('/')));
+    Ok(())
+}
+
+/// Points apt at the mirror used, trusting the keyring used, and removes what makes
+/// two builds differ (mmdebstrap's cleanup/reproducible and cleanup/run).
+fn finish_tree(
+    tree: &Path,
+    uri: &str,
+    suite: &str,
+    components: &[String],
+    keyring: &Path,
+) -> Result<(), BuildError> {
+    let host_key = fs::read(keyring).map_err(io_err("read", keyring))?;
+    let in_tree = tree.join(keyring.strip_prefix("/").unwrap_or(keyring));
+    // The image's own keyring package usually ships the same file at the same path.
+    let signed_by = if fs::read(&in_tree).is_ok_and(|k| k == host_key) {
+        keyring.to_path_buf()
+    } else {
+        let name = keyring
+            .file_name()
+            .map_or("archive.gpg".into(), |n| n.to_string_lossy().into_owned());
+        let dir = tree.join("etc/apt/keyrings");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let p = dir.join(&name);
+        fs::write(&p, &host_key).map_err(io_err("write", &p))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &p))?;
+        PathBuf::from("/etc/apt/keyrings").join(name)
+    };
+    let list = tree.join("etc/apt/sources.list");
+    let mut f = fs::File::create(&list).map_err(io_err("write", &list))?;
+    writeln!(
+        f,
+        "deb [signed-by={}] {uri} {suite} {}",
+        signed_by.display(),
+        components.join(" ")
+    )
+    .map_err(io_err("write", &list))?;
+
+    for rel in [
+        "var/log/dpkg.log",
+        "var/log/apt/history.log",
+        "var/log/apt/term.log",
+        "var/log/alternatives.log",
+        "var/cache/ldconfig/aux-cache",
+        "var/log/apt/eipp.log.xz",
+        "var/lib/dbus/machine-id",
+        "var/cache/apt/pkgcache.bin",
+        "var/cache/apt/srcpkgcache.bin",
+    ] {
+        let _ = fs::remove_file(tree.join(rel));
+    }
+    // machine-id(5): an empty file in a generic image.
+    let mid = tree.join("etc/machine-id");
+    if mid.exists() {
+        fs::write(&mid, "").map_err(io_err("write", &mid))?;
+    }
+    for dir in ["tmp", "run", "var/cache/apt/archives", "var/lib/apt/lists"] {
+        let d = tree.join(dir);
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            // /var/lock links to /run/lock (Debian policy 9.1.4); partial/ is apt's.
+            if name == "lock" || name == "partial" {
+                continue;
+            }
+            let p = e.path();
+            let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(io_err("remove", &p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Clamps every mtime in `tree` newer than `epoch` to it (SOURCE_DATE_EPOCH), as
+/// the canonical tar does, so the tree on disk and `locker export` agree. Symlinks
+/// are changed themselves, never followed.
+fn clamp_mtimes(dir: &Path, epoch: u64) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.file_type().is_dir() {
+            clamp_mtimes(&path, epoch)?;
+        }
+        if meta.mtime() > epoch as i64 {
+            set_mtime(&path, epoch)?;
+        }
+    }
+    // Children first: clamping them does not touch the directory's own mtime.
+    if fs::symlink_metadata(dir)?.mtime() > epoch as i64 {
+        set_mtime(dir, epoch)?;
+    }
+    Ok(())
+}
+
+fn set_mtime(path: &Path, epoch: u64) -> io::Result<()> {
+    let ts = nix::sys::time::TimeSpec::new(epoch as i64, 0);
+    nix::sys::stat::utimensat(
+        None,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_suites_default_to_debians_keyring() {
+        for s in ["bookworm", "trixie", "bookworm-updates", "sid", "stable"] {
+            assert!(is_debian_suite(s), "{s}");
+        }
+        for s in ["jammy", "noble", "focal-updates"] {
+            assert!(!is_debian_suite(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn clamps_newer_mtimes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        fs::create_dir(t.join("etc")).unwrap();
+        fs::write(t.join("etc/a"), "x").unwrap();
+        std::os::unix::fs::symlink("a", t.join("etc/l")).unwrap();
+        set_mtime(&t.join("etc/a"), 500).unwrap();
+        clamp_mtimes(t, 1_000).unwrap();
+        let mtime = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mtime();
+        assert_eq!(mtime("etc/a"), 500, "older mtimes stay");
+        assert_eq!(mtime("etc/l"), 1_000);
+        assert_eq!(mtime("etc"), 1_000);
+        assert_eq!(mtime(""), 1_000);
+    }
+}

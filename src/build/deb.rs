@@ -1,0 +1,297 @@
+//! A `.deb` file: an ar(5) archive holding `debian-binary`, `control.tar[.gz|.xz|.zst]`
+//! and `data.tar[.gz|.xz|.zst]` (deb(5)).
+//!
+//! Owns finding those members (pure, over a byte slice or a file) and unpacking the
+//! data member beneath a tree with `crate::unpack` (compression detected by magic,
+//! paths kept inside the tree). Invariants: member offsets and sizes are checked
+//! against the file's length before use; only format version 2.x is accepted.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::unpack::{self, UnpackError};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DebError {
+    #[error("{path}: not a .deb (no ar magic)")]
+    NotAr { path: PathBuf },
+    #[error("{path}: bad ar member header at byte {offset}")]
+    BadHeader { path: PathBuf, offset: u64 },
+    #[error("{path}: ar member {name} runs past the end of the file")]
+    Truncated { path: PathBuf, name: String },
+    #[error("{path}: unsupported .deb format {version:?} (want 2.x)")]
+    Version { path: PathBuf, version: String },
+    #[error("{path}: no {member} member")]
+    Missing { path: PathBuf, member: &'static str },
+    #[error("read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unpack {path}")]
+    Unpack {
+        path: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
+}
+
+const MAGIC: &[u8; 8] = b"!<arch>\n";
+const HEADER: usize = 60;
+
+/// One ar member: name and where its data lies in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+/// The members of an ar archive, from its bytes (or a prefix long enough to hold
+/// every header: `read_at` gives the bytes at an offset). `len` is the file's length.
+fn members_with(
+    path: &Path,
+    len: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
+) -> Result<Vec<Member>, DebError> {
+    let mut magic = [0u8; 8];
+    read_at(0, &mut magic).map_err(|_| DebError::NotAr { path: path.into() })?;
+    if &magic != MAGIC {
+        return Err(DebError::NotAr { path: path.into() });
+    }
+    let mut out = Vec::new();
+    let mut offset = 8u64;
+    while offset < len {
+        let bad = || DebError::BadHeader {
+            path: path.into(),
+            offset,
+        };
+        let mut h = [0u8; HEADER];
+        if offset + HEADER as u64 > len {
+            return Err(bad());
+        }
+        read_at(offset, &mut h).map_err(|_| bad())?;
+        if &h[58..60] != b"`\n" {
+            return Err(bad());
+        }
+        let name = std::str::from_utf8(&h[0..16])
+            .map_err(|_| bad())?
+            .trim_end();
+        // GNU ar ends names with '/'; dpkg-deb writes them without.
+        let name = name.strip_suffix('/').unwrap_or(name).to_string();
+        let size: u64 = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(bad)?;
+        let data = offset + HEADER as u64;
+        if data.checked_add(size).is_none_or(|end| end > len) {
+            return Err(DebError::Truncated {
+                path: path.into(),
+                name,
+            });
+        }
+        out.push(Member {
+            name,
+            offset: data,
+            size,
+        });
+        // Members are aligned to an even offset.
+        offset = data + size + (size & 1);
+    }
+    Ok(out)
+}
+
+/// The members of an ar archive held in `bytes`.
+#[cfg(test)]
+pub(crate) fn members(path: &Path, bytes: &[u8]) -> Result<Vec<Member>, DebError> {
+    members_with(path, bytes.len() as u64, &mut |off, buf| {
+        let off = off as usize;
+        let src = bytes
+            .get(off..off + buf.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    })
+}
+
+/// A .deb opened for reading its members.
+pub(crate) struct Deb {
+    path: PathBuf,
+    file: File,
+    members: Vec<Member>,
+}
+
+impl Deb {
+    pub(crate) fn open(path: &Path) -> Result<Deb, DebError> {
+        let io_err = |source| DebError::Io {
+            path: path.into(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut f = &file;
+        let members = members_with(path, len, &mut |off, buf| {
+            f.seek(SeekFrom::Start(off))?;
+            f.read_exact(buf)
+        })?;
+        let deb = Deb {
+            path: path.into(),
+            file,
+            members,
+        };
+        let version = deb.read_member("debian-binary")?;
+        let version = String::from_utf8_lossy(&version).trim().to_string();
+        if !version.starts_with("2.") {
+            return Err(DebError::Version {
+                path: path.into(),
+                version,
+            });
+        }
+        Ok(deb)
+    }
+
+    fn find(&self, prefix: &'static str) -> Result<&Member, DebError> {
+        self.members
+            .iter()
+            .find(|m| m.name == prefix || m.name.starts_with(&format!("{prefix}.")))
+            .ok_or(DebError::Missing {
+                path: self.path.clone(),
+                member: prefix,
+            })
+    }
+
+    fn reader(&self, m: &Member) -> Result<impl Read + Send + '_, DebError> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(m.offset))
+            .map_err(|source| DebError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(io::BufReader::with_capacity(256 << 10, f.take(m.size)))
+    }
+
+    fn read_member(&self, name: &'static str) -> Result<Vec<u8>, DebError> {
+        let m = self.find(name)?;
+        let mut out = Vec::with_capacity(m.size as usize);
+        self.reader(m)?
+            .read_to_end(&mut out)
+            .map_err(|source| DebError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(out)
+    }
+
+    /// Unpacks the data member beneath `tree` (existing directories are merged).
+    pub(crate) fn unpack_data(&self, tree: &Path) -> Result<unpack::Stats, DebError> {
+        let m = self.find("data.tar")?;
+        unpack::unpack(self.reader(m)?, tree).map_err(|source| DebError::Unpack {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An ar archive of `members` as dpkg-deb writes it.
+    pub(crate) fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for (name, data) in members {
+            let header = format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            );
+            assert_eq!(header.len(), HEADER);
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parses_members_with_padding() {
+        let bytes = ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", b"abc"),
+            ("data.tar.zst/", b"defg"),
+        ]);
+        let ms = members(Path::new("x.deb"), &bytes).unwrap();
+        let names: Vec<_> = ms.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["debian-binary", "control.tar.xz", "data.tar.zst"]);
+        let d = &ms[2];
+        assert_eq!(
+            &bytes[d.offset as usize..(d.offset + d.size) as usize],
+            b"defg"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_archives() {
+        let p = Path::new("x.deb");
+        assert!(matches!(members(p, b"!<arch"), Err(DebError::NotAr { .. })));
+        assert!(matches!(
+            members(p, b"not an ar archive"),
+            Err(DebError::NotAr { .. })
+        ));
+        let mut bytes = ar(&[("debian-binary", b"2.0\n")]);
+        bytes.truncate(bytes.len() - 2);
+        assert!(matches!(
+            members(p, &bytes),
+            Err(DebError::Truncated { .. })
+        ));
+        let mut bytes = ar(&[("debian-binary", b"2.0\n")]);
+        bytes[8 + 58] = b'X';
+        assert!(matches!(
+            members(p, &bytes),
+            Err(DebError::BadHeader { .. })
+        ));
+        let mut bytes = ar(&[("debian-binary", b"2.0\n")]);
+        bytes[8 + 48..8 + 58].copy_from_slice(b"99999999999"[..10].as_ref());
+        assert!(matches!(
+            members(p, &bytes),
+            Err(DebError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn unpacks_data_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "./usr/share/x", &b"hello"[..])
+            .unwrap();
+        let data = tar.into_inner().unwrap();
+        let deb = dir.path().join("p.deb");
+        std::fs::write(
+            &deb,
+            ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("control.tar", b""),
+                ("data.tar", &data),
+            ]),
+        )
+        .unwrap();
+        let tree = dir.path().join("tree");
+        Deb::open(&deb).unwrap().unpack_data(&tree).unwrap();
+        assert_eq!(std::fs::read(tree.join("usr/share/x")).unwrap(), b"hello");
+
+        std::fs::write(&deb, ar(&[("debian-binary", b"3.0\n")])).unwrap();
+        assert!(matches!(Deb::open(&deb), Err(DebError::Version { .. })));
+    }
+}
