@@ -586,24 +586,16 @@ fn pax_record_bytes(pax: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     pax.push(b'\n');
 }
 
-/// All xattrs of one inode, sorted by name, through `list` (l/flistxattr) and `get`
-/// (l/fgetxattr). A filesystem without xattr support has none.
-fn read_xattrs(
-    list: impl Fn(*mut libc::c_char, usize) -> isize,
-    get: impl Fn(&CStr, *mut libc::c_void, usize) -> isize,
-) -> io::Result<Vec<(CString, Vec<u8>)>> {
-    // Sized by asking first; ERANGE means it grew in between: ask again.
-    let names = loop {
-        let len = list(std::ptr::null_mut(), 0);
+/// The bytes a size-then-fill call returns (the xattr list or one value): sized by
+/// asking first; ERANGE means it grew in between, so ask again.
+fn sized(call: impl Fn(*mut libc::c_void, usize) -> isize) -> io::Result<Vec<u8>> {
+    loop {
+        let len = call(std::ptr::null_mut(), 0);
         if len < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOTSUP) {
-                return Ok(Vec::new());
-            }
-            return Err(e);
+            return Err(io::Error::last_os_error());
         }
         let mut buf = vec![0u8; len as usize];
-        let got = list(buf.as_mut_ptr().cast(), buf.len());
+        let got = call(buf.as_mut_ptr().cast(), buf.len());
         if got < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ERANGE) {
@@ -612,28 +604,24 @@ fn read_xattrs(
             return Err(e);
         }
         buf.truncate(got as usize);
-        break buf;
+        return Ok(buf);
+    }
+}
+
+/// All xattrs of one inode, sorted by name, through `list` (l/flistxattr) and `get`
+/// (l/fgetxattr). A filesystem without xattr support has none.
+fn read_xattrs(
+    list: impl Fn(*mut libc::c_char, usize) -> isize,
+    get: impl Fn(&CStr, *mut libc::c_void, usize) -> isize,
+) -> io::Result<Vec<(CString, Vec<u8>)>> {
+    let names = match sized(|buf, len| list(buf.cast(), len)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        other => other?,
     };
     let mut out = Vec::new();
     for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
         let key = CString::new(key).expect("split at NUL");
-        let value = loop {
-            let len = get(&key, std::ptr::null_mut(), 0);
-            if len < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut buf = vec![0u8; len as usize];
-            let got = get(&key, buf.as_mut_ptr().cast(), buf.len());
-            if got < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ERANGE) {
-                    continue;
-                }
-                return Err(e);
-            }
-            buf.truncate(got as usize);
-            break buf;
-        };
+        let value = sized(|buf, len| get(&key, buf, len))?;
         out.push((key, value));
     }
     out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
