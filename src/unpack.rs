@@ -75,7 +75,35 @@ pub(crate) struct Stats {
 ///
 /// Decompression runs on its own thread, feeding the extractor through a bounded pipe,
 /// as `xz -dc | tar -x` runs two processes: on a multi-core machine the two overlap.
-pub(crate) fn unpack(mut reader: impl Read + Send, dest: &Path) -> Result<Stats, UnpackError> {
+pub(crate) fn unpack(reader: impl Read + Send, dest: &Path) -> Result<Stats, UnpackError> {
+    unpack_with(reader, dest, Options::default()).map(|(stats, _)| stats)
+}
+
+/// How `unpack_with` treats what it finds and what it reports.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Options {
+    /// A directory entry over a symlink that resolves (inside the tree) to a directory
+    /// keeps the symlink, as dpkg does (and GNU tar's --keep-directory-symlink): a
+    /// .deb shipping `./bin/` must not undo a merged /usr's `bin -> usr/bin`.
+    pub keep_directory_symlinks: bool,
+    /// Return every entry's path in archive order (dpkg's `.list` of a package).
+    pub list: bool,
+}
+
+/// One archive entry as `Options::list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// Relative to the tree, no leading `/` or `./`; empty for the tree's root.
+    pub path: PathBuf,
+    pub dir: bool,
+}
+
+/// `unpack` with options; the listing is empty unless `options.list`.
+pub(crate) fn unpack_with(
+    mut reader: impl Read + Send,
+    dest: &Path,
+    options: Options,
+) -> Result<(Stats, Vec<Listed>), UnpackError> {
     let root = open_dest(dest)?;
     let mut unpacker = Unpacker {
         root,
@@ -83,6 +111,8 @@ pub(crate) fn unpack(mut reader: impl Read + Send, dest: &Path) -> Result<Stats,
         dirs: Vec::new(),
         stats: Stats::default(),
         same_owner: nix::unistd::geteuid().is_root(),
+        options,
+        listing: Vec::new(),
     };
     std::thread::scope(|scope| {
         let (tx, rx) = pipe::pipe();
@@ -111,7 +141,7 @@ pub(crate) fn unpack(mut reader: impl Read + Send, dest: &Path) -> Result<Stats,
         extracted
     })?;
     unpacker.finish()?;
-    Ok(unpacker.stats)
+    Ok((unpacker.stats, unpacker.listing))
 }
 
 const BLOCK: usize = 512;
@@ -147,7 +177,7 @@ fn read_head(r: &mut dyn Read, want: usize) -> io::Result<Vec<u8>> {
 
 /// Detects the compression, then checks that what it yields starts with a tar header
 /// block; returns the decompressed tar stream.
-fn open_tar<'a>(raw: &'a mut dyn Read) -> Result<Box<dyn Read + 'a>, UnpackError> {
+pub(crate) fn open_tar<'a>(raw: &'a mut dyn Read) -> Result<Box<dyn Read + 'a>, UnpackError> {
     let head = read_head(raw, BLOCK).map_err(UnpackError::Read)?;
     let compression = detect(&head);
     let stream = Cursor::new(head).chain(raw);
@@ -252,6 +282,8 @@ struct Unpacker {
     /// As root, owners come from the archive; otherwise chown would fail (GNU tar
     /// likewise only restores owners for root).
     same_owner: bool,
+    options: Options,
+    listing: Vec<Listed>,
 }
 
 impl Unpacker {
@@ -271,6 +303,12 @@ impl Unpacker {
         // v7 tars mark directories only by a trailing slash.
         if matches!(kind, tar::EntryType::Regular) && raw.ends_with(b"/") {
             kind = tar::EntryType::Directory;
+        }
+        if self.options.list {
+            self.listing.push(Listed {
+                path: rel.clone(),
+                dir: matches!(kind, tar::EntryType::Directory),
+            });
         }
         if rel.as_os_str().is_empty() {
             // "./" or "/": the image root itself.
@@ -395,25 +433,48 @@ impl Unpacker {
         // Created owner-writable; the archive's mode is applied in `finish`.
         // SAFETY: valid fd and C string.
         let made = cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) });
+        let mut through_symlink = false;
         if let Err(e) = made {
             if e.raw_os_error() != Some(libc::EEXIST) {
                 return Err(entry_err(entry, "create directory")(e));
             }
-            if !make_room(&parent, &name, true)
-                .map_err(entry_err(entry, "replace existing entry"))?
+            through_symlink = self.options.keep_directory_symlinks
+                && fstatat(&parent, &name)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+                && self.resolves_to_directory(rel);
+            if !through_symlink
+                && !make_room(&parent, &name, true)
+                    .map_err(entry_err(entry, "replace existing entry"))?
             {
                 // SAFETY: valid fd and C string.
                 cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) })
                     .map_err(entry_err(entry, "create directory"))?;
             }
         }
-        let fd = openat(
-            &parent,
-            &name,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        )
-        .map_err(entry_err(entry, "open directory"))?;
+        let fd = if through_symlink {
+            // The kept symlink's target takes the entry's metadata, as dpkg applies
+            // it through the link.
+            let path = cstring(rel.as_os_str().as_bytes(), entry)?;
+            self.resolve(&path, libc::O_RDONLY | libc::O_DIRECTORY)
+                .map_err(|e| e.into_unpack(entry, "open directory"))?
+        } else {
+            openat(
+                &parent,
+                &name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            )
+            .map_err(entry_err(entry, "open directory"))?
+        };
         self.directory_meta(fd, rel.to_path_buf(), meta, entry)
+    }
+
+    /// Whether `rel` is a symlink that resolves, inside the tree, to a directory.
+    fn resolves_to_directory(&self, rel: &Path) -> bool {
+        let Ok(path) = CString::new(rel.as_os_str().as_bytes()) else {
+            return false;
+        };
+        self.resolve(&path, libc::O_PATH | libc::O_DIRECTORY)
+            .is_ok()
     }
 
     fn directory_meta(

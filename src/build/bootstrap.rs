@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::build::archive::{Archive, Cache, DebJob};
+use crate::build::dpkg_db::{self, Unpacked, ADMIN_DIR, STAGED_CONTROL};
 use crate::build::release::{Release, UnixTime};
 use crate::build::resolve::{Universe, Variant};
 use crate::build::sources;
-use crate::build::BuildError;
+use crate::build::{io_err, BuildError};
 use crate::catalog::{BuildSpec, Entry};
 use crate::export;
 use crate::fetch::Fetcher;
@@ -34,9 +35,6 @@ pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyr
 
 /// Parallel downloads: enough to hide per-request latency, few enough to be polite.
 const DOWNLOAD_THREADS: usize = 6;
-
-/// Where the package cache is bound inside the build container.
-const DEBS_IN_CONTAINER: &str = "/var/lib/locker-debs";
 
 /// Everything a build needs to know, from the command line or a catalog entry.
 #[derive(Debug, Clone)]
@@ -283,22 +281,39 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     ));
     t.since("download", &mut clock);
 
-    // 4. The essential set unpacked into a private tree, as dpkg will find it.
+    // 4. Every package unpacked into a private tree and recorded in dpkg's database
+    // as `dpkg --unpack` leaves it: the essential set first, then the rest.
     let work = store.begin()?;
     let tree = work.tree();
     fs::DirBuilder::new()
         .mode(0o755)
         .create(&tree)
         .map_err(io_err("create", &tree))?;
-    prepare_tree(&tree, &req.arch)?;
-    for p in &essential {
-        let path = cache.path(&p.sha256);
-        crate::build::deb::Deb::open(&path)?.unpack_data(&tree)?;
+    prepare_tree(&tree)?;
+    dpkg_db::create(&tree, &req.arch)?;
+    let mut unpacked = Vec::with_capacity(essential.len() + rest.len());
+    for p in essential.iter().chain(&rest) {
+        unpacked.push(Unpacked::unpack(&cache.path(&p.sha256), &tree, p)?);
     }
+    for (path, earlier, later) in dpkg_db::disown_overwritten(&mut unpacked) {
+        printer.detail(&format!(
+            "/{} is in {earlier} and {later}: {later}'s copy is installed",
+            path.display()
+        ));
+    }
+    dpkg_db::register(&tree, &unpacked)?;
+    // As apt leaves it after mmdebstrap's `apt-get install` of the non-essential
+    // packages: those only pulled in as dependencies are marked automatic.
+    let auto: Vec<&Unpacked> = unpacked[essential.len()..]
+        .iter()
+        .filter(|p| !selection.requested(&p.name))
+        .collect();
+    write_extended_states(&tree, &auto)?;
     t.since("unpack", &mut clock);
 
     // 5. Configure inside a container writing into the tree.
-    configure(store, &tree, req, &cache, &essential, &rest, printer)?;
+    let (essential, rest) = unpacked.split_at(essential.len());
+    configure(store, &tree, req, essential, rest, printer)?;
     t.since("configure", &mut clock);
 
     // 6. Clean, point apt at the mirror, digest, publish.
@@ -323,30 +338,18 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     })
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BuildError {
-    let path = path.to_path_buf();
-    move |source| BuildError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-/// dpkg's database as mmdebstrap leaves it before the essential step: empty status
-/// and available, the native architecture.
-fn prepare_tree(tree: &Path, arch: &str) -> Result<(), BuildError> {
-    let dpkg = tree.join("var/lib/dpkg");
+/// The directories apt and dpkg expect before the first package (mmdebstrap's setup).
+fn prepare_tree(tree: &Path) -> Result<(), BuildError> {
     for d in [
-        dpkg.join("info"),
-        dpkg.join("updates"),
-        tree.join("etc/apt/apt.conf.d"),
-        tree.join("etc/apt/sources.list.d"),
-        tree.join("etc/apt/preferences.d"),
-        tree.join("var/lib/apt/lists/partial"),
-        tree.join("var/cache/apt/archives/partial"),
-        tree.join("var/log/apt"),
-        tree.join("tmp"),
+        "etc/apt/apt.conf.d",
+        "etc/apt/sources.list.d",
+        "etc/apt/preferences.d",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "var/log/apt",
+        "tmp",
     ] {
+        let d = tree.join(d);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -354,27 +357,36 @@ fn prepare_tree(tree: &Path, arch: &str) -> Result<(), BuildError> {
             .map_err(io_err("create", &d))?;
     }
     fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))
-        .map_err(io_err("chmod", &tree.join("tmp")))?;
-    for (name, content) in [
-        ("status", String::new()),
-        ("available", String::new()),
-        ("arch", format!("{arch}\n")),
-    ] {
-        let p = dpkg.join(name);
-        fs::write(&p, content).map_err(io_err("write", &p))?;
-    }
-    Ok(())
+        .map_err(io_err("chmod", &tree.join("tmp")))
 }
 
-/// `dpkg --install` the essential set, then the rest, each in configure order, in a
-/// container with no network, services blocked (policy-rc.d) and no questions asked.
+/// apt's record of automatically installed packages (`apt-mark showauto`).
+fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildError> {
+    if auto.is_empty() {
+        return Ok(());
+    }
+    let text: String = auto
+        .iter()
+        .map(|p| {
+            format!(
+                "Package: {}\nArchitecture: {}\nAuto-Installed: 1\n\n",
+                p.name, p.arch
+            )
+        })
+        .collect();
+    let path = tree.join("var/lib/apt/extended_states");
+    fs::write(&path, text).map_err(io_err("write", &path))
+}
+
+/// Runs the preinst scripts and `dpkg --configure`, the essential set first, then the
+/// rest, in a container with no network, services blocked (policy-rc.d) and no
+/// questions asked.
 fn configure(
     store: &Store,
     tree: &Path,
     req: &Request,
-    cache: &Cache,
-    essential: &[&crate::build::resolve::Package<'_>],
-    rest: &[&crate::build::resolve::Package<'_>],
+    essential: &[Unpacked],
+    rest: &[Unpacked],
     printer: &Printer,
 ) -> Result<(), BuildError> {
     // invoke-rc.d(8): 101 means "action not allowed"; no daemon starts in the build.
@@ -385,27 +397,18 @@ fn configure(
     fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io_err("write", &policy))?;
     fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
         .map_err(io_err("chmod", &policy))?;
-    let debs = |ps: &[&crate::build::resolve::Package<'_>]| -> String {
-        ps.iter()
-            .map(|p| format!("{DEBS_IN_CONTAINER}/{}.deb", p.sha256.hex()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let log = "/tmp/locker-build.log";
     let output = if printer.is_verbose() {
         "exec 1>&2".to_string()
     } else {
         format!("exec >{log} 2>&1")
     };
-    // --force-depends: dpkg does not order by Pre-Depends across one call, and the
-    // essential set is already unpacked (mmdebstrap, run_essential).
-    // --force-unsafe-io: no fsync per file; the tree is synced as a whole or lost.
-    let dpkg = "dpkg --force-depends --force-unsafe-io --install";
-    let mut script = format!("set -e\n{output}\n{dpkg} {}\n", debs(essential));
-    if !rest.is_empty() {
-        script.push_str(&format!("{dpkg} {}\n", debs(rest)));
-    }
-    script.push_str("dpkg --configure --pending --force-unsafe-io\n");
+    let dpkg_version = essential
+        .iter()
+        .chain(rest)
+        .find(|p| p.name == "dpkg")
+        .map_or("", |p| p.version.as_str());
+    let script = configure_script(&output, dpkg_version, &[essential, rest]);
     let mut env = vec![
         "DEBIAN_FRONTEND=noninteractive".to_string(),
         "DEBCONF_NONINTERACTIVE_SEEN=true".to_string(),
@@ -417,8 +420,7 @@ fn configure(
         env.push(format!("SOURCE_DATE_EPOCH={epoch}"));
     }
     let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
-    let binds = vec![(cache.dir.clone(), DEBS_IN_CONTAINER.to_string(), true)];
-    let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &binds)
+    let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &[])
         .map_err(BuildError::Container)?;
     let host_log = tree.join(log.trim_start_matches('/'));
     if code != 0 {
@@ -438,8 +440,46 @@ fn configure(
     }
     let _ = fs::remove_file(&host_log);
     let _ = fs::remove_file(&policy);
-    let _ = fs::remove_dir(tree.join(DEBS_IN_CONTAINER.trim_start_matches('/')));
+    let staged = tree.join(STAGED_CONTROL);
+    fs::remove_dir_all(&staged)
+        .or_else(|e| match e.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(io_err("remove", &staged))?;
     Ok(())
+}
+
+/// The build container's script: for each group in turn, every preinst as dpkg
+/// calls it for a new install (`preinst install`, dpkg's environment, cwd /), then
+/// `dpkg --configure` of the group in order; last, whatever triggers are pending.
+/// dpkg checks each package's dependencies before configuring it and breaks cycles
+/// itself. Names were checked to be plain words (`Unpacked::unpack`).
+fn configure_script(output: &str, dpkg_version: &str, groups: &[&[Unpacked]]) -> String {
+    // --force-unsafe-io: no fsync per file; the tree is synced as a whole or lost.
+    let dpkg = "dpkg --force-unsafe-io";
+    let mut s = format!(
+        "set -e\n{output}\ncd /\n\
+         export DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= DPKG_RUNNING_VERSION='{dpkg_version}' \
+         DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_MAINTSCRIPT_DEBUG=0 DPKG_MAINTSCRIPT_NAME=preinst\n"
+    );
+    for group in groups.iter().filter(|g| !g.is_empty()) {
+        for p in group.iter().filter(|p| p.has("preinst")) {
+            let ci = format!("/{ADMIN_DIR}/tmp.ci");
+            s.push_str(&format!(
+                "rm -rf {ci}\nmv /{STAGED_CONTROL}/{} {ci}\n\
+                 PERL_DL_NONLAZY=1 DPKG_MAINTSCRIPT_PACKAGE={} DPKG_MAINTSCRIPT_ARCH={} {ci}/preinst install\n\
+                 rm -rf {ci}\n",
+                p.db_name(),
+                p.name,
+                p.arch,
+            ));
+        }
+        let names: Vec<String> = group.iter().map(Unpacked::db_name).collect();
+        s.push_str(&format!("{dpkg} --configure {}\n", names.join(" ")));
+    }
+    s.push_str(&format!("{dpkg} --configure --pending\n"));
+    s
 }
 
 /// Points apt at the mirror used, trusting the keyring used, and removes what makes

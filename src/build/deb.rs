@@ -30,6 +30,8 @@ pub(crate) enum DebError {
         #[source]
         source: io::Error,
     },
+    #[error("{path}: control member: {what}")]
+    Control { path: PathBuf, what: String },
     #[error("unpack {path}")]
     Unpack {
         path: PathBuf,
@@ -184,14 +186,74 @@ impl Deb {
         Ok(out)
     }
 
-    /// Unpacks the data member beneath `tree` (existing directories are merged).
-    pub(crate) fn unpack_data(&self, tree: &Path) -> Result<unpack::Stats, DebError> {
+    /// Unpacks the data member beneath `tree` as dpkg does (existing directories and
+    /// symlinks to directories are kept); returns its entries in archive order.
+    pub(crate) fn unpack_data(&self, tree: &Path) -> Result<Vec<unpack::Listed>, DebError> {
         let m = self.find("data.tar")?;
-        unpack::unpack(self.reader(m)?, tree).map_err(|source| DebError::Unpack {
-            path: self.path.clone(),
-            source,
-        })
+        let options = unpack::Options {
+            keep_directory_symlinks: true,
+            list: true,
+        };
+        unpack::unpack_with(self.reader(m)?, tree, options)
+            .map(|(_, listing)| listing)
+            .map_err(|source| DebError::Unpack {
+                path: self.path.clone(),
+                source,
+            })
     }
+
+    /// The regular files of the control member (`control`, maintainer scripts,
+    /// `conffiles`, `md5sums`, `triggers`...), by name, in archive order.
+    pub(crate) fn control_files(&self) -> Result<Vec<ControlFile>, DebError> {
+        let m = self.find("control.tar")?;
+        let bad = |what: String| DebError::Control {
+            path: self.path.clone(),
+            what,
+        };
+        let mut raw = self.reader(m)?;
+        let tar = unpack::open_tar(&mut raw).map_err(|e| bad(e.to_string()))?;
+        // A control member is a few KiB; a bomb stops here, not in memory.
+        let mut tar = tar::Archive::new(tar.take(CONTROL_LIMIT));
+        let mut out = Vec::new();
+        for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+            let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+            let path = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&path);
+            let name = name.trim_start_matches("./");
+            match entry.header().entry_type() {
+                tar::EntryType::Directory if name.is_empty() || name == "." => continue,
+                tar::EntryType::Regular => {}
+                _ => return Err(bad(format!("{name}: not a regular file"))),
+            }
+            // dpkg keeps control files flat in its info directory.
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(bad(format!("{name:?}: not a control file name")));
+            }
+            let mode = entry.header().mode().map_err(|e| bad(e.to_string()))?;
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| bad(e.to_string()))?;
+            out.push(ControlFile {
+                name: name.to_string(),
+                executable: mode & 0o111 != 0,
+                data,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Ceiling on a control member's unpacked size.
+const CONTROL_LIMIT: u64 = 64 << 20;
+
+/// One file of a package's control member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControlFile {
+    pub(crate) name: String,
+    /// Maintainer scripts are; dpkg installs them 0755, the rest 0644.
+    pub(crate) executable: bool,
+    pub(crate) data: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -288,7 +350,9 @@ pub(crate) mod tests {
         )
         .unwrap();
         let tree = dir.path().join("tree");
-        Deb::open(&deb).unwrap().unpack_data(&tree).unwrap();
+        let listing = Deb::open(&deb).unwrap().unpack_data(&tree).unwrap();
+        let paths: Vec<_> = listing.iter().map(|l| l.path.to_str().unwrap()).collect();
+        assert_eq!(paths, ["usr/share/x"]);
         assert_eq!(std::fs::read(tree.join("usr/share/x")).unwrap(), b"hello");
 
         std::fs::write(&deb, ar(&[("debian-binary", b"3.0\n")])).unwrap();

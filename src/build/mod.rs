@@ -11,6 +11,7 @@ pub(crate) mod archive;
 pub(crate) mod bootstrap;
 pub(crate) mod deb;
 pub(crate) mod deb822;
+pub(crate) mod dpkg_db;
 pub(crate) mod release;
 pub(crate) mod resolve;
 pub(crate) mod sources;
@@ -34,6 +35,8 @@ pub(crate) enum BuildError {
     },
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Deb(#[from] deb::DebError),
     #[error("{what}: {reason}")]
     Malformed { what: String, reason: String },
     #[error("{action} {path}")]
@@ -49,6 +52,19 @@ pub(crate) enum BuildError {
     Container(#[source] crate::run::RunError),
     #[error("configure the packages (dpkg exited with {code}){log}")]
     Configure { code: u8, log: String },
+}
+
+/// Maps an io error on `path` to `BuildError::Io`.
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 impl BuildError {

@@ -421,6 +421,7 @@ impl<'a> Universe<'a> {
             select(&mut selected, &mut queue, i);
         }
 
+        let requested = selected.clone();
         let mut unmet = Vec::new();
         while let Some(i) = queue.pop_front() {
             let p = &self.packages[i];
@@ -448,6 +449,7 @@ impl<'a> Universe<'a> {
         Ok(Selection {
             universe: self,
             chosen,
+            requested,
         })
     }
 }
@@ -539,6 +541,8 @@ fn package_from<'a>(para: &Paragraph<'a>, arch: &str) -> Result<Option<Package<'
 pub(crate) struct Selection<'u, 'a> {
     universe: &'u Universe<'a>,
     chosen: Vec<usize>,
+    /// What the variant and `--include` asked for, before dependencies.
+    requested: Vec<bool>,
 }
 
 /// A dependency edge the configure order could not honour because of a cycle.
@@ -569,6 +573,14 @@ impl<'u, 'a> Selection<'u, 'a> {
 
     pub(crate) fn len(&self) -> usize {
         self.chosen.len()
+    }
+
+    /// Whether `name` was asked for (by the variant or `--include`) rather than
+    /// pulled in as a dependency: apt marks the others automatically installed.
+    pub(crate) fn requested(&self, name: &str) -> bool {
+        self.chosen
+            .iter()
+            .any(|&i| self.requested[i] && self.universe.packages[i].name == name)
     }
 
     /// Total download size in bytes.
@@ -919,6 +931,21 @@ mod tests {
         assert!(!standard.contains(&"vim".into()) && !standard.contains(&"gawk".into()));
 
         assert_eq!(names(&u, Variant::Custom, &["less"]), ["less"]);
+    }
+
+    #[test]
+    fn requested_is_what_the_variant_and_include_named() {
+        let text = archive();
+        let u = universe(&text);
+        let sel = u.resolve(Variant::Required, &["less"]).unwrap();
+        for name in ["apt", "login", "less", "mawk", "dpkg"] {
+            assert!(sel.requested(name), "{name} was asked for");
+        }
+        // Pulled in only as dependencies: apt marks these automatically installed.
+        for name in ["libapt-pkg6.0", "gpgv", "libc6"] {
+            assert!(!sel.requested(name), "{name} is a dependency");
+        }
+        assert!(!sel.requested("vim"), "not selected at all");
     }
 
     #[test]

@@ -1,0 +1,389 @@
+//! dpkg's database for packages locker unpacked itself, as `dpkg --unpack` leaves it,
+//! so that `dpkg --configure` can take over without unpacking every package a second
+//! time (mmdebstrap and debootstrap extract the essential set, then let dpkg extract
+//! it again).
+//!
+//! For each package (var/lib/dpkg/ of the tree): `info/NAME.list` (the data member's
+//! paths, in archive order), every control file but `control` as `info/NAME.FILE`,
+//! a status stanza of the control fields with `Status: install ok unpacked` and each
+//! conffile hashed `newconffile`, its conffiles moved aside to `.dpkg-new` (dpkg's
+//! configure installs them and records their md5), and its trigger interests in
+//! `triggers/File` and `triggers/NAME`. NAME is `pkg:arch` for `Multi-Arch: same`.
+//!
+//! Invariants: a package's identity (name, version, architecture) in its control
+//! file matches the signed index it was chosen from; every path written is resolved
+//! beneath the tree (openat2 RESOLVE_IN_ROOT for conffiles, plain names for info
+//! files); names that reach the container's shell script are checked first.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::build::deb::{ControlFile, Deb};
+use crate::build::deb822::{self, Syntax};
+use crate::build::resolve::{MultiArch, Package};
+use crate::build::{io_err, BuildError};
+use crate::unpack::Listed;
+
+/// dpkg's administrative directory, inside the tree.
+pub(crate) const ADMIN_DIR: &str = "var/lib/dpkg";
+
+/// Where the whole control member of each package with a preinst waits, one
+/// directory per package, for the build script to move it to `ADMIN_DIR/tmp.ci`:
+/// dpkg runs a preinst from there, and debconf takes the package name and templates
+/// from that directory.
+pub(crate) const STAGED_CONTROL: &str = "var/lib/locker-ci";
+
+/// A package whose data member is in the tree, with what dpkg needs to know of it.
+#[derive(Debug)]
+pub(crate) struct Unpacked {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) arch: String,
+    multi_arch_same: bool,
+    /// The `control` file's text.
+    control: String,
+    /// The other control files: maintainer scripts, conffiles, md5sums, triggers...
+    files: Vec<ControlFile>,
+    /// The data member's paths, in archive order, less those a later package
+    /// overwrote (`disown_overwritten`).
+    listing: Vec<Listed>,
+}
+
+impl Unpacked {
+    /// Unpacks `deb` into `tree` and reads its control member; `expect` is the index
+    /// entry it was verified against.
+    pub(crate) fn unpack(
+        deb: &Path,
+        tree: &Path,
+        expect: &Package<'_>,
+    ) -> Result<Self, BuildError> {
+        let malformed = |reason: String| BuildError::Malformed {
+            what: format!("package {} ({})", expect.name, deb.display()),
+            reason,
+        };
+        let deb = Deb::open(deb)?;
+        let mut files = deb.control_files()?;
+        let control = match files.iter().position(|f| f.name == "control") {
+            Some(i) => files.remove(i),
+            None => return Err(malformed("no control file".into())),
+        };
+        let control = String::from_utf8(control.data)
+            .map_err(|_| malformed("control file is not UTF-8".into()))?;
+        let paragraphs = deb822::parse(&control, Syntax::Control)
+            .map_err(|e| malformed(format!("control file: {e}")))?;
+        let [fields] = paragraphs.as_slice() else {
+            return Err(malformed("control file is not one paragraph".into()));
+        };
+        let field = |name: &str| fields.get(name).unwrap_or_default().to_string();
+        let (name, version, arch) = (field("Package"), field("Version"), field("Architecture"));
+        if name != expect.name || version != expect.version.to_string() || arch != expect.arch {
+            return Err(malformed(format!(
+                "its control file says {name} {version} {arch}, the signed index {} {} {}",
+                expect.name, expect.version, expect.arch
+            )));
+        }
+        for f in &files {
+            // These name files in the container's shell script and info directory.
+            if !is_plain_name(&f.name) {
+                return Err(malformed(format!("control file name {:?}", f.name)));
+            }
+        }
+        if !is_plain_name(&name) || !is_plain_name(&arch) {
+            return Err(malformed(format!(
+                "package name {name:?} or architecture {arch:?}"
+            )));
+        }
+        let listing = deb.unpack_data(tree)?;
+        Ok(Unpacked {
+            multi_arch_same: expect.multi_arch == MultiArch::Same,
+            name,
+            version,
+            arch,
+            control,
+            files,
+            listing,
+        })
+    }
+
+    /// The name dpkg files this package under: `pkg:arch` for `Multi-Arch: same`.
+    pub(crate) fn db_name(&self) -> String {
+        if self.multi_arch_same {
+            format!("{}:{}", self.name, self.arch)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    pub(crate) fn has(&self, control_file: &str) -> bool {
+        self.files.iter().any(|f| f.name == control_file)
+    }
+
+    fn file(&self, name: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| std::str::from_utf8(&f.data).ok())
+    }
+
+    /// Absolute conffile paths (deb-conffiles(5)); `remove-on-upgrade` entries name
+    /// files the package no longer ships and are left out.
+    fn conffiles(&self) -> Vec<&str> {
+        let Some(text) = self.file("conffiles") else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let (path, flags) = words.split_last()?;
+                (path.starts_with('/') && !flags.contains(&"remove-on-upgrade")).then_some(*path)
+            })
+            .collect()
+    }
+
+    /// The status stanza `dpkg --unpack` writes: the control fields, `Status` after
+    /// `Package`, and the conffiles awaiting configuration.
+    fn stanza(&self) -> String {
+        let mut out = String::with_capacity(self.control.len() + 64);
+        for line in self.control.trim_end().lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.starts_with("Package:") {
+                out.push_str("Status: install ok unpacked\n");
+            }
+        }
+        let conffiles = self.conffiles();
+        if !conffiles.is_empty() {
+            out.push_str("Conffiles:\n");
+            for c in conffiles {
+                out.push_str(&format!(" {c} newconffile\n"));
+            }
+        }
+        out.push('\n');
+        out
+    }
+
+    /// `.list` text: `/.` for the root, then each path with a leading `/`.
+    fn list_text(&self) -> String {
+        let mut out = String::new();
+        for l in &self.listing {
+            if l.path.as_os_str().is_empty() {
+                out.push_str("/.\n");
+            } else {
+                out.push('/');
+                out.push_str(&l.path.to_string_lossy());
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Trigger interests from the `triggers` control file (deb-triggers(5)):
+    /// (trigger, await). File triggers start with `/`.
+    fn interests(&self) -> Result<Vec<(&str, bool)>, BuildError> {
+        let Some(text) = self.file("triggers") else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            let mut words = line.split_whitespace();
+            let (Some(directive), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let wait = match directive {
+                "interest" | "interest-await" => true,
+                "interest-noawait" => false,
+                "activate" | "activate-await" | "activate-noawait" => continue,
+                _ => {
+                    return Err(BuildError::Malformed {
+                        what: format!("triggers of {}", self.name),
+                        reason: format!("unknown directive {directive:?}"),
+                    })
+                }
+            };
+            // dpkg's rule: printable ASCII; explicit names also without `/` (each is
+            // a file in triggers/); file triggers are absolute paths.
+            let legal = name.bytes().all(|b| b.is_ascii_graphic())
+                && (name.starts_with('/') || !name.contains('/'))
+                && name != "."
+                && name != ".."
+                && !name.starts_with("/..")
+                && !name.contains("/../");
+            if !legal {
+                return Err(BuildError::Malformed {
+                    what: format!("triggers of {}", self.name),
+                    reason: format!("illegal trigger name {name:?}"),
+                });
+            }
+            out.push((name, wait));
+        }
+        Ok(out)
+    }
+}
+
+/// Package and file names that are safe as one shell word and one file name.
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-._~".contains(&b))
+}
+
+/// Where two packages ship the same non-directory path, the later one's copy is on
+/// disk (as with dpkg and `Replaces`), so only its `.list` keeps the path. Returns
+/// (path, earlier package, later package) for each such path.
+pub(crate) fn disown_overwritten(pkgs: &mut [Unpacked]) -> Vec<(PathBuf, String, String)> {
+    let mut owner: HashMap<PathBuf, usize> = HashMap::new();
+    let mut moved = Vec::new();
+    for (i, p) in pkgs.iter().enumerate() {
+        for l in p.listing.iter().filter(|l| !l.dir) {
+            if let Some(prev) = owner.insert(l.path.clone(), i) {
+                moved.push((l.path.clone(), prev, i));
+            }
+        }
+    }
+    let mut report = Vec::new();
+    for (path, prev, later) in moved {
+        pkgs[prev].listing.retain(|l| l.dir || l.path != path);
+        report.push((path, pkgs[prev].name.clone(), pkgs[later].name.clone()));
+    }
+    report
+}
+
+/// dpkg's database before any package: an empty status, the native architecture,
+/// the info format dpkg would write (1: multiarch names).
+pub(crate) fn create(tree: &Path, arch: &str) -> Result<(), BuildError> {
+    let admin = tree.join(ADMIN_DIR);
+    for d in ["info", "updates", "triggers"] {
+        let dir = admin.join(d);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    }
+    for (name, content) in [
+        ("status", String::new()),
+        ("arch", format!("{arch}\n")),
+        ("info/format", "1\n".to_string()),
+    ] {
+        let p = admin.join(name);
+        fs::write(&p, content).map_err(io_err("write", &p))?;
+    }
+    Ok(())
+}
+
+/// Records `pkgs` in the tree's dpkg database as unpacked, in order.
+pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError> {
+    let admin = tree.join(ADMIN_DIR);
+    let info = admin.join("info");
+    let root = fs::File::open(tree).map_err(io_err("open", tree))?;
+    let mut status = String::new();
+    let mut file_interests = String::new();
+    let mut explicit: Vec<(String, String)> = Vec::new();
+    for p in pkgs {
+        let db_name = p.db_name();
+        let list = info.join(format!("{db_name}.list"));
+        fs::write(&list, p.list_text()).map_err(io_err("write", &list))?;
+        write_control_files(&p.files, |name| info.join(format!("{db_name}.{name}")))?;
+        if p.has("preinst") {
+            let dir = tree.join(STAGED_CONTROL).join(&db_name);
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            let control = dir.join("control");
+            fs::write(&control, &p.control).map_err(io_err("write", &control))?;
+            write_control_files(&p.files, |name| dir.join(name))?;
+        }
+        for c in p.conffiles() {
+            move_aside(&root, c).map_err(io_err("move aside conffile", &tree.join(&c[1..])))?;
+        }
+        for (trigger, wait) in p.interests()? {
+            let who = if wait {
+                db_name.clone()
+            } else {
+                format!("{db_name}/noawait")
+            };
+            if trigger.starts_with('/') {
+                file_interests.push_str(&format!("{trigger} {who}\n"));
+            } else {
+                explicit.push((trigger.to_string(), who));
+            }
+        }
+        status.push_str(&p.stanza());
+    }
+    append(&admin.join("status"), &status)?;
+    if !file_interests.is_empty() {
+        append(&admin.join("triggers/File"), &file_interests)?;
+    }
+    for (trigger, who) in explicit {
+        append(&admin.join("triggers").join(trigger), &format!("{who}\n"))?;
+    }
+    Ok(())
+}
+
+/// Writes control files where `path_of` says, scripts 0755, the rest 0644.
+fn write_control_files(
+    files: &[ControlFile],
+    path_of: impl Fn(&str) -> PathBuf,
+) -> Result<(), BuildError> {
+    for f in files {
+        let path = path_of(&f.name);
+        fs::write(&path, &f.data).map_err(io_err("write", &path))?;
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &path))?;
+    }
+    Ok(())
+}
+
+fn append(path: &Path, text: &str) -> Result<(), BuildError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    f.write_all(text.as_bytes()).map_err(io_err("write", path))
+}
+
+/// Renames the conffile `abs` (absolute inside the tree) to `abs.dpkg-new`, its
+/// parent resolved as inside the container. A conffile the package did not ship is
+/// left for dpkg to notice.
+fn move_aside(root: &fs::File, abs: &str) -> std::io::Result<()> {
+    let rel = Path::new(abs.trim_start_matches('/'));
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    let parent = CString::new(parent.as_os_str().as_bytes())?;
+    let parent = if parent.as_bytes().is_empty() {
+        root.try_clone()?.into()
+    } else {
+        let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        match crate::openat2::openat2(
+            root.as_raw_fd(),
+            &parent,
+            libc::O_PATH | libc::O_DIRECTORY,
+            in_root,
+        ) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => return Ok(()),
+            Err(errno) => return Err(std::io::Error::from_raw_os_error(errno)),
+        }
+    };
+    let from = CString::new(name.as_bytes())?;
+    let mut to = name.as_bytes().to_vec();
+    to.extend_from_slice(b".dpkg-new");
+    let to = CString::new(to)?;
+    let dir: std::os::fd::OwnedFd = parent;
+    // SAFETY: valid fd and C strings.
+    let r = unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return Ok(());
+    }
+    Err(e)
+}
