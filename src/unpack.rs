@@ -1309,6 +1309,57 @@ mod tests {
     }
 
     #[test]
+    fn directory_symlinks_kept_only_when_asked_and_listing_in_order() {
+        let data = build(|b| {
+            dir(b, "./", 0o755);
+            dir(b, "./bin/", 0o755);
+            file(b, "./bin/sh", b"#!", 0o755);
+            dir(b, "./lib/", 0o700);
+        });
+        let prepare = |dest: &Path| {
+            fs::create_dir_all(dest.join("usr/bin")).unwrap();
+            std::os::unix::fs::symlink("usr/bin", dest.join("bin")).unwrap();
+            // Resolves inside the tree to nothing: not a directory, so replaced.
+            std::os::unix::fs::symlink("/nowhere", dest.join("lib")).unwrap();
+        };
+        let (_tmp, dest) = scratch();
+        prepare(&dest);
+        let options = Options {
+            keep_directory_symlinks: true,
+            list: true,
+        };
+        let (_, listing) = unpack_with(&data[..], &dest, options).unwrap();
+        // dpkg's rule: a merged /usr's bin -> usr/bin survives a package's ./bin/.
+        assert_eq!(
+            fs::read_link(dest.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
+        assert_eq!(fs::read(dest.join("usr/bin/sh")).unwrap(), b"#!");
+        assert!(fs::symlink_metadata(dest.join("lib")).unwrap().is_dir());
+        let shown: Vec<(String, bool)> = listing
+            .iter()
+            .map(|l| (l.path.display().to_string(), l.dir))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (String::new(), true),
+                ("bin".into(), true),
+                ("bin/sh".into(), false),
+                ("lib".into(), true)
+            ]
+        );
+
+        // A root tarball's semantics (GNU tar's default): the entry's directory wins.
+        let (_tmp, dest) = scratch();
+        prepare(&dest);
+        let (_, listing) = unpack_with(&data[..], &dest, Options::default()).unwrap();
+        assert!(listing.is_empty(), "listing only when asked");
+        assert!(fs::symlink_metadata(dest.join("bin")).unwrap().is_dir());
+        assert!(!dest.join("usr/bin/sh").exists());
+    }
+
+    #[test]
     fn unpack_preserves_mtimes_of_files_dirs_and_symlinks() {
         let tar = build(|b| {
             let mut h = header(tar::EntryType::Directory, b"d/", 0o755, 0);

@@ -1,8 +1,10 @@
 //! The build pipeline, step by step: pick mirror and keyring → verified Release →
 //! verified Packages → resolve → fill the package cache (parallel, verified) →
-//! unpack the essential set into a private work tree → `dpkg --install` inside a
-//! locker container that writes into the tree (mmdebstrap's essential step, then the
-//! rest) → clean for reproducibility → digest → publish.
+//! unpack every package once into a private work tree and record it in dpkg's
+//! database as `dpkg --unpack` would (`dpkg_db`) → preinst scripts and
+//! `dpkg --configure` inside a locker container that writes into the tree (the
+//! essential set, then the rest, as mmdebstrap orders them) → clean for
+//! reproducibility → digest → publish.
 //!
 //! Invariants: the tree lives in a `Store::begin` work directory until the one
 //! publishing rename, so an interrupted or failed build leaves nothing visible (and
@@ -604,6 +606,68 @@ mod tests {
         for s in ["jammy", "noble", "focal-updates"] {
             assert!(!is_debian_suite(s), "{s}");
         }
+    }
+
+    #[test]
+    fn configure_script_runs_preinsts_from_tmp_ci_then_configures_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        dpkg_db::create(tree, "amd64").unwrap();
+        let essential = test_packages(tree, &[("libc6", true), ("dpkg", false)]);
+        let rest = test_packages(tree, &[("apt", true)]);
+        let s = configure_script("exec >/log 2>&1", "1.21.23", &[&essential, &rest, &[]]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[..3], ["set -e", "exec >/log 2>&1", "cd /"]);
+        assert!(lines[3].contains("DPKG_RUNNING_VERSION='1.21.23'"), "{s}");
+        let at = |needle: &str| {
+            s.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} not in\n{s}"))
+        };
+        // Each preinst runs from tmp.ci, as dpkg runs it, before its group's configure.
+        assert!(
+            at("mv /var/lib/locker-ci/libc6 /var/lib/dpkg/tmp.ci") < at("--configure libc6 dpkg")
+        );
+        assert!(s.contains(
+            "DPKG_MAINTSCRIPT_PACKAGE=libc6 DPKG_MAINTSCRIPT_ARCH=amd64 /var/lib/dpkg/tmp.ci/preinst install"
+        ));
+        assert!(!s.contains("locker-ci/dpkg"), "dpkg has no preinst");
+        assert!(at("--configure libc6 dpkg") < at("locker-ci/apt "));
+        assert!(at("locker-ci/apt ") < at("--configure apt\n"));
+        assert!(
+            s.ends_with("dpkg --force-unsafe-io --configure --pending\n"),
+            "{s}"
+        );
+    }
+
+    /// Packages as `Unpacked::unpack` returns them, from .debs written for the test.
+    fn test_packages(tree: &Path, specs: &[(&str, bool)]) -> Vec<Unpacked> {
+        use crate::build::resolve::Universe;
+        let index: String = specs
+            .iter()
+            .map(|(name, _)| {
+                format!(
+                    "Package: {name}\nVersion: 1.0\nArchitecture: amd64\nFilename: {name}.deb\n\
+                     Size: 1\nSHA256: {}\n\n",
+                    "0".repeat(64)
+                )
+            })
+            .collect();
+        let universe = Universe::from_indices(&[&index], "amd64").unwrap();
+        specs
+            .iter()
+            .map(|(name, preinst)| {
+                let deb = tree.join(format!("{name}.deb"));
+                let mut control = vec![(
+                    "control".to_string(),
+                    format!("Package: {name}\nVersion: 1.0\nArchitecture: amd64\n"),
+                )];
+                if *preinst {
+                    control.push(("preinst".to_string(), "#!/bin/sh\n".to_string()));
+                }
+                fs::write(&deb, crate::build::deb::tests::deb_of(&control, &[])).unwrap();
+                Unpacked::unpack(&deb, tree, universe.get(name).unwrap()).unwrap()
+            })
+            .collect()
     }
 
     #[test]

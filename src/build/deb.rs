@@ -283,6 +283,80 @@ pub(crate) mod tests {
         out
     }
 
+    /// A .deb with `control` files in a gzip control.tar.gz (scripts 0755) and `data`
+    /// files in an uncompressed data.tar.
+    pub(crate) fn deb_of(control: &[(String, String)], data: &[(&str, &[u8])]) -> Vec<u8> {
+        let tar_of = |files: Vec<(&str, &[u8], u32)>| {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_cksum();
+            tar.append_data(&mut h, "./", &[][..]).unwrap();
+            for (name, bytes, mode) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(bytes.len() as u64);
+                h.set_mode(mode);
+                h.set_cksum();
+                tar.append_data(&mut h, format!("./{name}"), bytes).unwrap();
+            }
+            tar.into_inner().unwrap()
+        };
+        let control = tar_of(
+            control
+                .iter()
+                .map(|(n, t)| {
+                    let mode = if n.ends_with("inst") || n.ends_with("rm") {
+                        0o755
+                    } else {
+                        0o644
+                    };
+                    (n.as_str(), t.as_bytes(), mode)
+                })
+                .collect(),
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &control).unwrap();
+        let control = gz.finish().unwrap();
+        let data = tar_of(data.iter().map(|(n, b)| (*n, *b, 0o644)).collect());
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", &control),
+            ("data.tar", &data),
+        ])
+    }
+
+    #[test]
+    fn reads_control_files_flat_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("p.deb");
+        let control = [
+            ("control".to_string(), "Package: p\n".to_string()),
+            ("postinst".to_string(), "#!/bin/sh\n".to_string()),
+            ("md5sums".to_string(), "x  usr/x\n".to_string()),
+        ];
+        std::fs::write(&deb, deb_of(&control, &[("usr/x", b"x")])).unwrap();
+        let files = Deb::open(&deb).unwrap().control_files().unwrap();
+        let got: Vec<(&str, bool, &[u8])> = files
+            .iter()
+            .map(|f| (f.name.as_str(), f.executable, f.data.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("control", false, &b"Package: p\n"[..]),
+                ("postinst", true, &b"#!/bin/sh\n"[..]),
+                ("md5sums", false, &b"x  usr/x\n"[..]),
+            ]
+        );
+        // A control file in a subdirectory would land outside dpkg's info directory.
+        let nested = [("sub/evil".to_string(), "x".to_string())];
+        std::fs::write(&deb, deb_of(&nested, &[])).unwrap();
+        let e = Deb::open(&deb).unwrap().control_files().unwrap_err();
+        assert!(matches!(e, DebError::Control { .. }), "{e}");
+    }
+
     #[test]
     fn parses_members_with_padding() {
         let bytes = ar(&[

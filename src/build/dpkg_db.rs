@@ -387,3 +387,226 @@ fn move_aside(root: &fs::File, abs: &str) -> std::io::Result<()> {
     }
     Err(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn listed(paths: &[&str]) -> Vec<Listed> {
+        paths
+            .iter()
+            .map(|p| Listed {
+                path: PathBuf::from(p.trim_end_matches('/')),
+                dir: p.ends_with('/') || p.is_empty(),
+            })
+            .collect()
+    }
+
+    fn file(name: &str, data: &str, executable: bool) -> ControlFile {
+        ControlFile {
+            name: name.into(),
+            executable,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    fn pkg(name: &str, same: bool, files: Vec<ControlFile>, paths: &[&str]) -> Unpacked {
+        Unpacked {
+            name: name.into(),
+            version: "1.0-1".into(),
+            arch: "amd64".into(),
+            multi_arch_same: same,
+            control: format!(
+                "Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\nDescription: x\n long\n\n"
+            ),
+            files,
+            listing: listed(paths),
+        }
+    }
+
+    #[test]
+    fn stanza_is_control_with_status_and_new_conffiles() {
+        let p = pkg(
+            "foo",
+            false,
+            vec![file(
+                "conffiles",
+                "/etc/foo.conf\nremove-on-upgrade /etc/old.conf\n\n/etc/foo.d/a\n",
+                false,
+            )],
+            &[],
+        );
+        assert_eq!(
+            p.stanza(),
+            "Package: foo\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n\
+             Description: x\n long\nConffiles:\n /etc/foo.conf newconffile\n \
+             /etc/foo.d/a newconffile\n\n"
+        );
+        let plain = pkg("bar", false, vec![], &[]);
+        assert!(!plain.stanza().contains("Conffiles"));
+    }
+
+    #[test]
+    fn db_names_qualify_multi_arch_same() {
+        assert_eq!(pkg("libc6", true, vec![], &[]).db_name(), "libc6:amd64");
+        assert_eq!(pkg("dpkg", false, vec![], &[]).db_name(), "dpkg");
+    }
+
+    #[test]
+    fn list_starts_with_root_and_drops_slashes() {
+        let p = pkg(
+            "foo",
+            false,
+            vec![],
+            &["", "usr/", "usr/bin/", "usr/bin/foo"],
+        );
+        assert_eq!(p.list_text(), "/.\n/usr\n/usr/bin\n/usr/bin/foo\n");
+    }
+
+    #[test]
+    fn trigger_interests_and_illegal_names() {
+        let p = pkg(
+            "libc-bin",
+            false,
+            vec![file(
+                "triggers",
+                "# comment\ninterest-await ldconfig\ninterest-noawait /usr/share/x # why\n\
+                 activate-noawait ldconfig\ninterest man-db\n",
+                false,
+            )],
+            &[],
+        );
+        assert_eq!(
+            p.interests().unwrap(),
+            [
+                ("ldconfig", true),
+                ("/usr/share/x", false),
+                ("man-db", true)
+            ]
+        );
+        for bad in [
+            "interest ../../etc/passwd",
+            "interest a/b",
+            "interest /usr/../etc",
+            "frobnicate x",
+        ] {
+            let p = pkg("p", false, vec![file("triggers", bad, false)], &[]);
+            assert!(p.interests().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_names_only() {
+        for ok in [
+            "libc6",
+            "libstdc++6",
+            "perl-modules-5.36",
+            "amd64",
+            "preinst",
+        ] {
+            assert!(is_plain_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "-rf", "a b", "a;b", "a/b", "$(x)", "ä"] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn later_package_owns_a_shared_file() {
+        let mut pkgs = vec![
+            pkg("a", false, vec![], &["", "etc/", "etc/shared", "etc/a"]),
+            pkg("b", false, vec![], &["", "etc/", "etc/shared"]),
+        ];
+        let moved = disown_overwritten(&mut pkgs);
+        assert_eq!(
+            moved,
+            [(
+                PathBuf::from("etc/shared"),
+                "a".to_string(),
+                "b".to_string()
+            )]
+        );
+        assert_eq!(
+            pkgs[0].list_text(),
+            "/.\n/etc\n/etc/a\n",
+            "directories stay shared"
+        );
+        assert_eq!(pkgs[1].list_text(), "/.\n/etc\n/etc/shared\n");
+    }
+
+    #[test]
+    fn register_writes_what_dpkg_unpack_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        create(tree, "amd64").unwrap();
+        // /etc is a symlink inside the tree: the conffile is found through it, inside.
+        fs::create_dir_all(tree.join("real-etc")).unwrap();
+        std::os::unix::fs::symlink("/real-etc", tree.join("etc")).unwrap();
+        fs::write(tree.join("real-etc/foo.conf"), "x=1\n").unwrap();
+        let pkgs = [
+            pkg(
+                "foo",
+                true,
+                vec![
+                    file("conffiles", "/etc/foo.conf\n/etc/missing.conf\n", false),
+                    file("preinst", "#!/bin/sh\nexit 0\n", true),
+                    file("md5sums", "abc  etc/foo.conf\n", false),
+                    file("triggers", "interest-noawait /usr/share/foo\n", false),
+                ],
+                &["", "etc/", "etc/foo.conf"],
+            ),
+            pkg(
+                "bar",
+                false,
+                vec![file("triggers", "interest-await ldconfig\n", false)],
+                &[""],
+            ),
+        ];
+        register(tree, &pkgs).unwrap();
+        let admin = tree.join(ADMIN_DIR);
+        let read = |p: &str| fs::read_to_string(admin.join(p)).unwrap();
+        assert_eq!(read("info/format"), "1\n");
+        assert_eq!(read("arch"), "amd64\n");
+        assert_eq!(read("info/foo:amd64.list"), "/.\n/etc\n/etc/foo.conf\n");
+        assert_eq!(read("info/foo:amd64.md5sums"), "abc  etc/foo.conf\n");
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&admin.join("info/foo:amd64.preinst")), 0o755);
+        assert_eq!(mode(&admin.join("info/foo:amd64.md5sums")), 0o644);
+        assert!(read("status").starts_with("Package: foo\nStatus: install ok unpacked\n"));
+        assert!(read("status").contains("\n\nPackage: bar\nStatus: install ok unpacked\n"));
+        assert_eq!(read("triggers/File"), "/usr/share/foo foo:amd64/noawait\n");
+        assert_eq!(read("triggers/ldconfig"), "bar\n");
+        // The conffile waits as .dpkg-new for dpkg --configure; the missing one is
+        // left for dpkg to notice.
+        assert!(!tree.join("real-etc/foo.conf").exists());
+        assert_eq!(
+            fs::read_to_string(tree.join("real-etc/foo.conf.dpkg-new")).unwrap(),
+            "x=1\n"
+        );
+        // The preinst's package has its whole control member staged for tmp.ci.
+        let staged = tree.join(STAGED_CONTROL).join("foo:amd64");
+        assert!(fs::read_to_string(staged.join("control"))
+            .unwrap()
+            .starts_with("Package: foo\n"));
+        assert_eq!(mode(&staged.join("preinst")), 0o755);
+        assert!(!tree.join(STAGED_CONTROL).join("bar").exists());
+    }
+
+    #[test]
+    fn conffile_moves_stay_inside_the_tree() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("victim.conf"), "host").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        // An absolute symlink to a host directory resolves beneath the tree.
+        std::os::unix::fs::symlink(outside.path(), tree.join("etc")).unwrap();
+        let root = fs::File::open(tree).unwrap();
+        move_aside(&root, "/etc/victim.conf").unwrap();
+        assert!(
+            outside.path().join("victim.conf").exists(),
+            "host file untouched"
+        );
+        assert!(!outside.path().join("victim.conf.dpkg-new").exists());
+    }
+}

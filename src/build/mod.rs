@@ -1,7 +1,8 @@
 //! `locker build`: bootstrap a Debian/Ubuntu root filesystem from an apt archive, as
 //! debootstrap and mmdebstrap do, verified end to end:
-//! sources → signed InRelease → Release → Packages → resolve → fetch → unpack →
-//! configure (dpkg inside a locker container, writing into the tree) → image.
+//! sources → signed InRelease → Release → Packages → resolve → fetch → unpack and
+//! record in dpkg's database → configure (dpkg inside a locker container, writing
+//! into the tree) → image.
 //!
 //! The pure foundations (deb822, versions, Release, resolver, sources) are unit
 //! tested; `bootstrap` composes them with the network, the package cache, the store
