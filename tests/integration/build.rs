@@ -175,24 +175,60 @@ fn built_image_runs_apt_and_dpkg_is_clean() {
 /// mode, owner, content or link target), as `mmdebstrap --variant=minbase` of the
 /// same mirror with the same SOURCE_DATE_EPOCH: locker writes dpkg's database itself
 /// instead of letting dpkg unpack every package again, and this proves the result is
-/// what dpkg would have left. mmdebstrap's side is cached per package set (name and
-/// version), so it runs again only when the archive changed.
+/// what dpkg would have left.
 #[test]
 fn built_tree_matches_mmdebstrap() {
     let b = built();
-    let ours = b.locker.root().join("rootfs").join(&b.digest);
+    assert_same_tree_as_mmdebstrap(&b.locker, &b.digest, "bookworm");
+}
+
+/// Trixie (dpkg 1.22, base-files shipping the merged-/usr links itself, file
+/// triggers): builds through its catalog entry, runs, and matches mmdebstrap too.
+#[test]
+fn trixie_builds_and_matches_mmdebstrap() {
+    let locker = Locker::new();
+    let r = build(&locker, &["build", "trixie"]);
+    let digest = digest_of(&r);
+    let r = run_in(
+        &locker,
+        &[
+            "run",
+            "--net",
+            "none",
+            "trixie",
+            "sh",
+            "-c",
+            "dpkg --audit && apt-get --version | head -n 1",
+        ],
+    );
+    assert!(r.stdout.starts_with("apt "), "{}", r.dump());
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "dpkg --audit found problems\n{}",
+        r.dump()
+    );
+    assert_same_tree_as_mmdebstrap(&locker, &digest, "trixie");
+}
+
+/// mmdebstrap's side is cached per package set (name and version), so it runs again
+/// only when the archive changed.
+fn assert_same_tree_as_mmdebstrap(locker: &Locker, digest: &str, suite: &str) {
+    let ours = locker.root().join("rootfs").join(digest);
     let our_packages = packages(&ours);
     let key = sha256_hex(our_packages.as_bytes());
-    let cached = Path::new(CACHE).join(format!("mmdebstrap-bookworm-minbase-{}.txt", &key[..16]));
+    let cached = Path::new(CACHE).join(format!("mmdebstrap-{suite}-minbase-{}.txt", &key[..16]));
     if !cached.exists() {
-        let mirror = host_mirror("bookworm").expect("the host's apt sources serve bookworm");
+        let mirror = host_mirror(suite)
+            .or_else(|| host_mirror("bookworm"))
+            .expect("the host's apt sources serve Debian");
         let tmp = tempfile::Builder::new()
             .prefix("locker-mmdebstrap-")
             .tempdir_in("/var/tmp")
             .unwrap();
         let tree = tmp.path().join("tree");
         let mut cmd = Command::new("mmdebstrap");
-        cmd.args(["--variant=minbase", "--quiet", "bookworm"])
+        cmd.args(["--variant=minbase", "--quiet", suite])
             .arg(&tree)
             .arg(&mirror)
             .env("SOURCE_DATE_EPOCH", EPOCH);
@@ -213,13 +249,13 @@ fn built_tree_matches_mmdebstrap() {
     let (their_packages, their_manifest) = theirs.split_once(MANIFEST_MARK).unwrap();
     assert_eq!(
         our_packages, their_packages,
-        "package sets differ (left: locker, right: mmdebstrap)"
+        "{suite}: package sets differ (left: locker, right: mmdebstrap)"
     );
     let our_manifest = manifest(&ours);
     let (ours_only, theirs_only) = differences(&our_manifest, their_manifest);
     assert!(
         ours_only.is_empty() && theirs_only.is_empty(),
-        "trees differ\n--- only in locker's:\n{}\n--- only in mmdebstrap's:\n{}",
+        "{suite}: trees differ\n--- only in locker's:\n{}\n--- only in mmdebstrap's:\n{}",
         ours_only.join("\n"),
         theirs_only.join("\n")
     );
@@ -269,8 +305,9 @@ const NOT_COMPARED: &[&str] = &[
 ];
 
 /// One line per path: type, mode, owner and content digest or link target; backups
-/// (`*-old`) left out (they record each tool's history, not the result) and apt's
-/// extended_states as the sorted set of packages it marks automatic.
+/// (`*-old`) left out (they record each tool's history, not the result); files that
+/// are sets, in whatever order each tool wrote them, as their sorted lines (apt's
+/// extended_states: the packages it marks automatic; dpkg's trigger interests).
 fn manifest(tree: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let mut out = String::new();
@@ -308,6 +345,11 @@ fn manifest(tree: &Path) -> String {
                     .collect();
                 auto.sort();
                 format!("{head} auto {}", auto.join(","))
+            } else if shown.starts_with("var/lib/dpkg/triggers/") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let mut lines: Vec<&str> = text.lines().collect();
+                lines.sort();
+                format!("{head} lines {}", lines.join(","))
             } else {
                 format!("{head} {}", sha256_hex(&std::fs::read(&path).unwrap()))
             };
