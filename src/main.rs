@@ -113,6 +113,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 /// The next step for errors whose message does not already say it. The innermost
 /// system error decides first (a full disk is a full disk, whichever step hit it).
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    // Found before anything was fetched, and its message names the fix.
+    let keyring_missing = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<verify::VerifyError>(),
+            Some(verify::VerifyError::KeyringMissing { .. })
+        )
+    });
+    if keyring_missing {
+        return None;
+    }
     for cause in e.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.raw_os_error() {

@@ -36,7 +36,7 @@ pub(crate) enum VerifyError {
         actual: Digest,
     },
     #[error(
-        "keyring {path} not found; install the package that ships it (Ubuntu's: ubuntu-keyring) or set `keyring` in the catalog"
+        "keyring {path} not found; install the package that ships it (Debian's: debian-archive-keyring; Ubuntu's: ubuntu-keyring, in trixie and bookworm-backports) or name another (`keyring` in the catalog, or `locker build --keyring`)"
     )]
     KeyringMissing { path: PathBuf },
     #[error("keyring {path}: {reason}")]
@@ -637,7 +637,10 @@ pub(crate) mod tests {
         let missing = signer.home().join("nope.gpg");
         let err = check_signature(&data, &sig, &missing).unwrap_err();
         assert!(matches!(err, VerifyError::KeyringMissing { .. }), "{err}");
-        assert!(err.to_string().contains("nope.gpg") && err.to_string().contains("set `keyring`"));
+        assert!(
+            err.to_string().contains("nope.gpg")
+                && err.to_string().contains("`keyring` in the catalog")
+        );
 
         let armored = signer.keyring(true);
         check_signature(&data, &sig, &armored).expect("armored keyring is dearmored");

@@ -31,9 +31,13 @@ use crate::fetch::Fetcher;
 use crate::progress::Printer;
 use crate::pull::Installed;
 use crate::store::Store;
+use crate::verify::VerifyError;
 
 /// Debian's archive keyring (debian-archive-keyring), the default for Debian suites.
 pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Ubuntu's archive keyring (ubuntu-keyring), the default for Ubuntu suites.
+pub(crate) const UBUNTU_KEYRING: &str = "/usr/share/keyrings/ubuntu-archive-keyring.gpg";
 
 /// Parallel downloads: enough to hide per-request latency, few enough to be polite.
 const DOWNLOAD_THREADS: usize = 6;
@@ -79,6 +83,28 @@ pub(crate) fn deb_cache(store: &Store) -> PathBuf {
     std::env::var_os("LOCKER_DEB_CACHE")
         .filter(|v| !v.is_empty())
         .map_or_else(|| store.deb_cache(), PathBuf::from)
+}
+
+/// The keyring a suite's archive is signed with, when locker knows it: Debian's and
+/// Ubuntu's codenames and Debian's suite names.
+fn default_keyring(suite: &str) -> Option<&'static str> {
+    if is_debian_suite(suite) {
+        Some(DEBIAN_KEYRING)
+    } else if is_ubuntu_suite(suite) {
+        Some(UBUNTU_KEYRING)
+    } else {
+        None
+    }
+}
+
+/// Ubuntu's codenames since 14.04 (pockets such as `noble-updates` included).
+fn is_ubuntu_suite(suite: &str) -> bool {
+    let base = suite.split('-').next().unwrap_or(suite);
+    [
+        "trusty", "xenial", "bionic", "focal", "jammy", "kinetic", "lunar", "mantic", "noble",
+        "oracular", "plucky", "questing",
+    ]
+    .contains(&base)
 }
 
 /// Debian's suite names and codenames; these default to Debian's keyring.
@@ -142,17 +168,25 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
         ))
         .into());
     }
-    let keyring = match &req.keyring {
-        Some(k) => k.clone(),
-        None if is_debian_suite(&req.suite) => PathBuf::from(DEBIAN_KEYRING),
-        None => {
+    let keyring = match (&req.keyring, default_keyring(&req.suite)) {
+        (Some(k), _) => k.clone(),
+        (None, Some(k)) => PathBuf::from(k),
+        (None, None) => {
             return Err(BuildError::Usage(format!(
-            "suite {} is not a Debian suite: pass --keyring FILE with the archive's signing keys",
-            req.suite
-        ))
+                "suite {} is neither Debian's nor Ubuntu's: pass --keyring FILE with the archive's signing keys",
+                req.suite
+            ))
             .into())
         }
     };
+    // Before any download: a missing keyring fails the same way after it.
+    if !keyring.exists() {
+        return Err(BuildError::Verify {
+            what: format!("the Release of {}", req.suite),
+            source: VerifyError::KeyringMissing { path: keyring },
+        }
+        .into());
+    }
     let (uri, host_components) = match &req.mirror {
         Some(m) => (m.clone(), Vec::new()),
         None => {
@@ -599,12 +633,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debian_suites_default_to_debians_keyring() {
+    fn suites_default_to_their_distributions_keyring() {
         for s in ["bookworm", "trixie", "bookworm-updates", "sid", "stable"] {
-            assert!(is_debian_suite(s), "{s}");
+            assert_eq!(default_keyring(s), Some(DEBIAN_KEYRING), "{s}");
         }
-        for s in ["jammy", "noble", "focal-updates"] {
-            assert!(!is_debian_suite(s), "{s}");
+        for s in ["jammy", "noble", "focal-updates", "noble-security"] {
+            assert_eq!(default_keyring(s), Some(UBUNTU_KEYRING), "{s}");
+        }
+        for s in ["stretchy", "xenial2", "", "kali-rolling"] {
+            assert_eq!(default_keyring(s), None, "{s}");
         }
     }
 

@@ -327,6 +327,41 @@ pub(crate) mod tests {
         ])
     }
 
+    /// Ubuntu (since 21.10) compresses both members with zstd.
+    #[test]
+    fn zstd_members_as_ubuntu_ships_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = deb_of(
+            &[("control".to_string(), "Package: u\n".to_string())],
+            &[("usr/share/u", b"zstd")],
+        );
+        // Re-pack the members of a gzip/plain .deb as .zst.
+        let ms = members(Path::new("x.deb"), &plain).unwrap();
+        let body = |m: &Member| &plain[m.offset as usize..(m.offset + m.size) as usize];
+        let mut control = Vec::new();
+        io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(body(&ms[1])),
+            &mut control,
+        )
+        .unwrap();
+        let zst = |data: &[u8]| zstd::stream::encode_all(data, 3).unwrap();
+        let deb = dir.path().join("u.deb");
+        std::fs::write(
+            &deb,
+            ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("control.tar.zst", &zst(&control)),
+                ("data.tar.zst", &zst(body(&ms[2]))),
+            ]),
+        )
+        .unwrap();
+        let d = Deb::open(&deb).unwrap();
+        assert_eq!(d.control_files().unwrap()[0].data, b"Package: u\n");
+        let tree = dir.path().join("tree");
+        d.unpack_data(&tree).unwrap();
+        assert_eq!(std::fs::read(tree.join("usr/share/u")).unwrap(), b"zstd");
+    }
+
     #[test]
     fn reads_control_files_flat_and_refuses_others() {
         let dir = tempfile::tempdir().unwrap();

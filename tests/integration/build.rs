@@ -482,3 +482,34 @@ fn wrong_keyring_installs_nothing() {
         "{leftovers:?}"
     );
 }
+
+/// A keyring that does not exist is named before anything is fetched.
+#[test]
+fn missing_keyring_is_named_before_any_download() {
+    let locker = Locker::new();
+    let server = crate::server::Server::start();
+    let mirror = server.serve("/ubuntu/dists/noble/InRelease", b"x".to_vec());
+    let mirror = mirror.trim_end_matches("/dists/noble/InRelease");
+    let keyring = locker.path("no-such-keyring.gpg");
+    let r = locker.fails(&[
+        "build",
+        "noble",
+        "--suite",
+        "noble",
+        "--mirror",
+        mirror,
+        "--keyring",
+        keyring.to_str().unwrap(),
+    ]);
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{}", r.dump());
+    assert!(
+        line.starts_with("locker: build noble: ")
+            && line.contains(&keyring.display().to_string())
+            && line.contains("not found"),
+        "{}",
+        r.dump()
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert_eq!(locker.ok(&["images"]).lines().count(), 1, "only the header");
+}
