@@ -566,10 +566,13 @@ fn finish_tree(
     ] {
         let _ = fs::remove_file(tree.join(rel));
     }
-    // machine-id(5): an empty file in a generic image.
+    // machine-id(5): an empty file in a generic image, 0644 as mmdebstrap leaves it
+    // (systemd-machine-id-setup made it 0444).
     let mid = tree.join("etc/machine-id");
     if mid.exists() {
         fs::write(&mid, "").map_err(io_err("write", &mid))?;
+        fs::set_permissions(&mid, fs::Permissions::from_mode(0o644))
+            .map_err(io_err("chmod", &mid))?;
     }
     for dir in ["tmp", "run", "var/cache/apt/archives", "var/lib/apt/lists"] {
         let d = tree.join(dir);
