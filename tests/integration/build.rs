@@ -4,11 +4,14 @@
 //! cache lives in /var/cache/locker-tests/debs across runs, each store is private.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::harness::{run_bounded, Locker, Run};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::harness::{lines_where, run_bounded, wait_child, Locker, Run};
 
 /// Shared across test runs on one machine: verified .debs, keyed by sha256.
 const CACHE: &str = "/var/cache/locker-tests";
@@ -512,4 +515,85 @@ fn missing_keyring_is_named_before_any_download() {
     );
     assert!(server.requests().is_empty(), "{:?}", server.requests());
     assert_eq!(locker.ok(&["images"]).lines().count(), 1, "only the header");
+}
+
+/// Interrupted in the build container (Ctrl-C's SIGINT, then a SIGKILL nothing can
+/// catch): no image appears, no process of the build outlives it, and the next build
+/// takes every package from the cache and leaves no work directory behind.
+#[test]
+fn interrupted_build_leaves_nothing_and_the_rerun_uses_the_cache() {
+    let locker = Locker::new();
+    let args = ["--verbose", "build", "cut", "--suite", "bookworm"];
+    for signal in [Signal::SIGINT, Signal::SIGKILL] {
+        let mut child = build_command(&locker, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // dpkg configuring, inside the container: the last and longest step.
+        let configuring = lines_where(child.stderr.take().unwrap(), |l| {
+            l.starts_with("Setting up ")
+        });
+        configuring
+            .recv_timeout(BUILD_LIMIT)
+            .expect("the build reaches dpkg --configure");
+        let pid1 = container_pid1(&locker);
+        nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = wait_child(&mut child, Duration::from_secs(60));
+        assert!(!status.success(), "{signal}: {status:?}");
+        assert_eq!(
+            locker.ok(&["images"]).lines().count(),
+            1,
+            "{signal}: only the header"
+        );
+        let rootfs: Vec<_> = std::fs::read_dir(locker.root().join("rootfs"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(rootfs.is_empty(), "{signal}: {rootfs:?}");
+        // PID 1 of the build container dies with locker (PR_SET_PDEATHSIG), and the
+        // kernel kills the rest of its PID namespace with it; both are asynchronous,
+        // hence the bounded wait.
+        let alive = || Path::new(&format!("/proc/{pid1}")).exists();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !alive(),
+            "{signal}: the build container's PID 1 outlived locker"
+        );
+    }
+    let r = build(&locker, &args[..]);
+    assert!(
+        r.stderr.contains("downloaded 0 packages"),
+        "the rerun fetched again\n{}",
+        r.dump()
+    );
+    assert!(locker.ok(&["images"]).contains("cut"));
+    locker.ok(&["gc"]);
+    let work: Vec<_> = std::fs::read_dir(locker.root().join("tmp"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("work-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(work.is_empty(), "gc left {work:?}");
+}
+
+/// PID 1 of the one container running in `locker`'s store, from its state file.
+fn container_pid1(locker: &Locker) -> i32 {
+    let states: Vec<PathBuf> = std::fs::read_dir(locker.root().join("run"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(states.len(), 1, "{states:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert!(pid > 1 && Path::new(&format!("/proc/{pid}")).exists());
+    pid
 }

@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Tests need root (namespaces, mounts, cgroups). In CI a missing root is a failure.
 pub fn require_root() {
@@ -224,4 +227,42 @@ pub fn compress(data: &[u8], tool: &str) -> Vec<u8> {
     writer.join().unwrap().unwrap();
     assert!(out.status.success(), "{tool} failed");
     out.stdout
+}
+
+/// Sends each line of `r` that satisfies `wanted` (a reader thread): the caller waits
+/// on the receiver with a bound (`recv_timeout`), never with a sleep.
+pub fn lines_where(
+    r: impl Read + Send + 'static,
+    wanted: impl Fn(&str) -> bool + Send + 'static,
+) -> Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if wanted(&line) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx
+}
+
+/// Lines of `r` equal to `want` (surrounding blanks ignored).
+pub fn wait_line(r: impl Read + Send + 'static, want: &str) -> Receiver<String> {
+    let want = want.to_string();
+    lines_where(r, move |line| line.trim() == want)
+}
+
+/// Waits for `child` to exit, killing it and failing after `limit`.
+pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -5,7 +5,7 @@
 //! `Ctx` guard checks on drop that no mount of the test root and no container cgroup
 //! remains, then removes the parent cgroup it made (even when the test failed).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{run_bounded, Locker, Run};
+use crate::harness::{run_bounded, wait_child, wait_line, Locker, Run};
 use crate::images::install_fixture;
 
 const IMG: &str = "fix";
@@ -143,34 +143,6 @@ impl Drop for Ctx {
         if !std::thread::panicking() {
             assert!(left.is_empty(), "left on the host: {left:#?}");
         }
-    }
-}
-
-/// Reads lines from `r` until one equals `want`, bounded in time.
-fn wait_line(r: impl Read + Send + 'static, want: &str) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let want = want.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if line.trim() == want {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    rx
-}
-
-fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
