@@ -34,17 +34,13 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
 use crate::digest::{Digest, Hasher};
+use crate::path_error::{io_err, PathError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ExportError {
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("write archive")]
     Write(#[source] io::Error),
     #[error("{0} changed while it was read; export again when nothing writes to the image")]
@@ -116,15 +112,14 @@ pub(crate) fn export(
         .resolve(name)?
         .ok_or_else(|| StoreError::NoSuchImage(name.to_string()))?;
     let at_out = |e| match e {
-        ExportError::Write(source) => ExportError::Io {
-            action: "write",
-            path: if to_stdout {
-                PathBuf::from("standard output")
+        ExportError::Write(source) => {
+            let shown = if to_stdout {
+                Path::new("standard output")
             } else {
-                out.to_path_buf()
-            },
-            source,
-        },
+                out
+            };
+            io_err("write", shown)(source).into()
+        }
         other => other,
     };
     if to_stdout {
@@ -556,7 +551,7 @@ impl Walker<'_> {
                 Ok(0) => return Err(ExportError::Changed(path.to_path_buf())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err("read", path)(e)),
+                Err(e) => return Err(io_err("read", path)(e).into()),
             };
             out.write_all(&self.buf[..n]).map_err(ExportError::Write)?;
             left -= n as u64;
@@ -626,15 +621,6 @@ fn read_xattrs(
     }
     out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(out)
-}
-
-fn io_err<E: Into<io::Error>>(action: &'static str, path: &Path) -> impl FnOnce(E) -> ExportError {
-    let path = path.to_path_buf();
-    move |source| ExportError::Io {
-        action,
-        path,
-        source: source.into(),
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod export;
 mod fetch;
 mod images;
 mod openat2;
+mod path_error;
 mod pipe;
 mod progress;
 mod pull;

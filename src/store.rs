@@ -26,16 +26,12 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::path_error::{io_err, PathError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("store index {path} is corrupt; move it away and pull again")]
     CorruptRefs {
         path: PathBuf,
@@ -44,15 +40,6 @@ pub(crate) enum StoreError {
     },
     #[error("no image {0:?} in the store; `locker images` lists them")]
     NoSuchImage(String),
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_path_buf();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// One name in refs.json.
@@ -203,7 +190,7 @@ impl Store {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|source| StoreError::CorruptRefs { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Refs::default()),
-            Err(e) => Err(io_err("read", &path)(e)),
+            Err(e) => Err(io_err("read", &path)(e).into()),
         }
     }
 
@@ -238,7 +225,7 @@ impl Store {
             .write(true)
             .open(path)
             .map_err(io_err("open lock", path))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock", path)(e.into()))
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock", path)(e).into())
     }
 
     /// A fresh private work directory under tmp/.
@@ -333,7 +320,7 @@ impl Store {
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            io_err("write", &path)(e)
+            io_err("write", &path)(e).into()
         })
     }
 
@@ -388,7 +375,7 @@ impl Store {
         private_dir(&tmp).map_err(io_err("create", &tmp))?;
         let trash = tmp.join(format!("trash-{}", unique_id()));
         fs::rename(path, &trash).map_err(io_err("move away", path))?;
-        remove_tree(&trash).map_err(io_err("delete", &trash))
+        Ok(remove_tree(&trash).map_err(io_err("delete", &trash))?)
     }
 
     /// Removes unreferenced trees, stale work directories, interrupted deletes and
@@ -479,11 +466,11 @@ pub(crate) enum RemoveError {
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
     match fs::read_dir(dir) {
-        Ok(it) => it
+        Ok(it) => Ok(it
             .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err("list", dir)),
+            .map_err(io_err("list", dir))?),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err("list", dir)(e)),
+        Err(e) => Err(io_err("list", dir)(e).into()),
     }
 }
 

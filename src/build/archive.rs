@@ -20,6 +20,7 @@ use crate::build::release::{Compression, FileEntry, Release};
 use crate::build::BuildError;
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{FetchError, Fetcher, Reporter};
+use crate::path_error::io_err;
 use crate::verify::{self, VerifyError};
 
 /// InRelease of a large suite is about 150 KiB.
@@ -166,17 +167,12 @@ fn decompress(bytes: &[u8], compression: Compression) -> Result<String, String> 
 fn read_local(path: &str, limit: usize) -> Result<Vec<u8>, BuildError> {
     // file:/srv/repo and file:///srv/repo both name /srv/repo.
     let path = Path::new(path.trim_start_matches("//"));
-    let io_err = |source| BuildError::Io {
-        action: "read",
-        path: path.into(),
-        source,
-    };
     let mut out = Vec::new();
     File::open(path)
-        .map_err(io_err)?
+        .map_err(io_err("read", path))?
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(io_err)?;
+        .map_err(io_err("read", path))?;
     if out.len() > limit {
         return Err(BuildError::Malformed {
             what: path.display().to_string(),
@@ -230,11 +226,7 @@ impl Cache {
         reporter: &dyn Reporter,
     ) -> Result<Fetched, BuildError> {
         let partial_dir = self.dir.join("partial");
-        fs::create_dir_all(&partial_dir).map_err(|source| BuildError::Io {
-            action: "create package cache",
-            path: partial_dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&partial_dir).map_err(io_err("create package cache", &partial_dir))?;
         // Two builds at once would append to the same partial files: one fills at a time
         // (the other then finds its packages present).
         let lock_path = self.dir.join("lock");
@@ -243,17 +235,9 @@ impl Cache {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| BuildError::Io {
-                action: "open",
-                path: lock_path.clone(),
-                source,
-            })?;
+            .map_err(io_err("open", &lock_path))?;
         let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| BuildError::Io {
-                action: "lock",
-                path: lock_path.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|(_, e)| io_err("lock", &lock_path)(e))?;
         let missing: Vec<&DebJob> = jobs
             .iter()
             .filter(|j| fs::metadata(self.path(&j.sha256)).map_or(true, |m| m.len() != j.size))
@@ -338,21 +322,13 @@ impl Cache {
                 fs::copy(path, &partial)?;
                 Ok(())
             };
-            copy().map_err(|source| BuildError::Io {
-                action: "read",
-                path: path.into(),
-                source,
-            })?;
+            copy().map_err(io_err("read", path))?;
             reporter.advance(job.size);
         } else {
             let mut dl = fetcher.download(&job.url, &partial, reporter)?;
             consume(&mut dl).map_err(|e| match FetchError::from_io(e) {
                 Ok(fetch) => BuildError::Fetch(fetch),
-                Err(source) => BuildError::Io {
-                    action: "download to",
-                    path: partial.clone(),
-                    source,
-                },
+                Err(source) => io_err("download to", &partial)(source).into(),
             })?;
         }
         let checked = check_bytes(hasher.finish(), size, job.sha256, job.size, &job.url);
@@ -362,11 +338,7 @@ impl Cache {
             return Err(e);
         }
         let target = self.path(&job.sha256);
-        fs::rename(&partial, &target).map_err(|source| BuildError::Io {
-            action: "add to package cache",
-            path: target,
-            source,
-        })?;
+        fs::rename(&partial, &target).map_err(io_err("add to package cache", &target))?;
         Ok(spent)
     }
 }

@@ -24,10 +24,11 @@ use crate::build::dpkg_db::{self, Unpacked, ADMIN_DIR, STAGED_CONTROL};
 use crate::build::release::{Release, UnixTime};
 use crate::build::resolve::{Universe, Variant};
 use crate::build::sources;
-use crate::build::{io_err, BuildError};
+use crate::build::BuildError;
 use crate::catalog::{BuildSpec, Entry};
 use crate::export;
 use crate::fetch::Fetcher;
+use crate::path_error::io_err;
 use crate::progress::Printer;
 use crate::pull::Installed;
 use crate::store::Store;
@@ -393,7 +394,8 @@ fn prepare_tree(tree: &Path) -> Result<(), BuildError> {
             .map_err(io_err("create", &d))?;
     }
     fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))
-        .map_err(io_err("chmod", &tree.join("tmp")))
+        .map_err(io_err("chmod", &tree.join("tmp")))?;
+    Ok(())
 }
 
 /// apt's record of automatically installed packages (`apt-mark showauto`).
@@ -411,7 +413,8 @@ fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildErr
         })
         .collect();
     let path = tree.join("var/lib/apt/extended_states");
-    fs::write(&path, text).map_err(io_err("write", &path))
+    fs::write(&path, text).map_err(io_err("write", &path))?;
+    Ok(())
 }
 
 /// Runs the preinst scripts and `dpkg --configure`, the essential set first, then the

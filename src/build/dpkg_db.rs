@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use crate::build::deb::{ControlFile, Deb};
 use crate::build::deb822::{self, Syntax};
 use crate::build::resolve::{MultiArch, Package};
-use crate::build::{io_err, BuildError};
+use crate::build::BuildError;
+use crate::path_error::io_err;
 use crate::unpack::Listed;
 
 /// dpkg's administrative directory, inside the tree.
@@ -344,7 +345,9 @@ fn append(path: &Path, text: &str) -> Result<(), BuildError> {
         .mode(0o644)
         .open(path)
         .map_err(io_err("open", path))?;
-    f.write_all(text.as_bytes()).map_err(io_err("write", path))
+    f.write_all(text.as_bytes())
+        .map_err(io_err("write", path))?;
+    Ok(())
 }
 
 /// Renames the conffile `abs` (absolute inside the tree) to `abs.dpkg-new`, its

@@ -19,9 +19,9 @@ pub(crate) mod sources;
 pub(crate) mod version;
 
 use std::io;
-use std::path::PathBuf;
 
 use crate::fetch::FetchError;
+use crate::path_error::PathError;
 use crate::verify::VerifyError;
 
 pub(crate) use bootstrap::{build, deb_cache, Request};
@@ -40,13 +40,8 @@ pub(crate) enum BuildError {
     Deb(#[from] deb::DebError),
     #[error("{what}: {reason}")]
     Malformed { what: String, reason: String },
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("{0}")]
     Usage(String),
     #[error("run dpkg in the build container")]
@@ -55,25 +50,12 @@ pub(crate) enum BuildError {
     Configure { code: u8, log: String },
 }
 
-/// Maps an io error on `path` to `BuildError::Io`.
-pub(crate) fn io_err(
-    action: &'static str,
-    path: &std::path::Path,
-) -> impl FnOnce(io::Error) -> BuildError {
-    let path = path.to_path_buf();
-    move |source| BuildError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 impl BuildError {
     /// A 404 from the archive (an optional file it does not publish).
     pub(crate) fn is_not_found(&self) -> bool {
         match self {
             BuildError::Fetch(FetchError::Status { code, .. }) => *code == 404 || *code == 410,
-            BuildError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            BuildError::Io(e) => e.source.kind() == io::ErrorKind::NotFound,
             _ => false,
         }
     }

@@ -8,6 +8,7 @@
 //! missing, and PARENT/ID), plus the v2 root's `cgroup.subtree_control` for controllers
 //! the root offers; PARENT/ID is removed once empty (`remove`, retried briefly).
 
+use crate::path_error::{io_err, PathError};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,24 +16,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CgroupError {
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("cgroup controller {0} is not available (needed for the requested limit)")]
     Missing(&'static str),
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
-    let path = path.to_path_buf();
-    move |source| CgroupError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// The limits `run` was asked for.
@@ -97,14 +84,15 @@ pub(crate) struct Cgroup {
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    fs::write(path, value).map_err(io_err("write", path))
+    fs::write(path, value).map_err(io_err("write", path))?;
+    Ok(())
 }
 
 fn mkdir(path: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err("create cgroup", path)(e)),
+        Err(e) => Err(io_err("create cgroup", path)(e).into()),
     }
 }
 
@@ -116,14 +104,11 @@ fn check_parent(parent: &str) -> Result<(), CgroupError> {
             .split('/')
             .any(|c| c == ".." || c == "." || c.is_empty())
     {
-        return Err(CgroupError::Io {
-            action: "use cgroup parent",
-            path: parent.into(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "must be a relative path without `..`",
-            ),
-        });
+        let why = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "must be a relative path without `..`",
+        );
+        return Err(io_err("use cgroup parent", Path::new(parent))(why).into());
     }
     Ok(())
 }
@@ -311,7 +296,7 @@ pub(crate) fn remove_dirs(dirs: &[PathBuf], patience: Duration) -> Result<(), Cg
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
-                Err(e) => return Err(io_err("remove cgroup", dir)(e)),
+                Err(e) => return Err(io_err("remove cgroup", dir)(e).into()),
             }
         }
     }

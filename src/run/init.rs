@@ -26,10 +26,25 @@ pub(crate) const FORWARDED: &[c_int] = &[
     libc::SIGWINCH,
 ];
 
-/// Steps that can fail in the child, sent over the error pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Step {
+/// Declares `Step` and the list `from_u32` decodes with from one list of names, so a
+/// new step cannot be left out of the decoding.
+macro_rules! steps {
+    ($first:ident = $value:literal, $($name:ident),+ $(,)?) => {
+        /// Steps that can fail in the child, sent over the error pipe.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub(crate) enum Step {
+            $first = $value,
+            $($name),+
+        }
+
+        impl Step {
+            const ALL: &'static [Step] = &[Step::$first, $(Step::$name),+];
+        }
+    };
+}
+
+steps!(
     Release = 1,
     CgroupNs,
     Hostname,
@@ -47,32 +62,11 @@ pub(crate) enum Step {
     ExecNotFound,
     ExecDenied,
     Seccomp,
-}
+);
 
 impl Step {
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        [
-            Release,
-            CgroupNs,
-            Hostname,
-            Mount,
-            Loopback,
-            Pivot,
-            Workdir,
-            Capabilities,
-            NoNewPrivs,
-            Fork,
-            Stdio,
-            Tty,
-            Credentials,
-            Chdir,
-            ExecNotFound,
-            ExecDenied,
-            Seccomp,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+        Step::ALL.iter().copied().find(|s| *s as u32 == v)
     }
 }
 
@@ -756,6 +750,16 @@ mod tests {
             (Step::Mount, libc::ELOOP, 3, "mount proc on")
         );
         assert!(Report::decode(&[0u8; 16]).is_none());
+    }
+
+    #[test]
+    fn every_step_decodes_to_itself() {
+        assert_eq!(Step::ALL.len(), Step::Seccomp as usize);
+        for &s in Step::ALL {
+            assert_eq!(Step::from_u32(s as u32), Some(s));
+        }
+        assert_eq!(Step::from_u32(0), None);
+        assert_eq!(Step::from_u32(Step::Seccomp as u32 + 1), None);
     }
 
     /// Every failure description in mounts.rs must be in MOUNT_WHATS to cross the pipe.

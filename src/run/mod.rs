@@ -29,6 +29,7 @@ use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
 use crate::containers::{self, NamedMeta, State};
+use crate::path_error::{io_err, PathError};
 use crate::store::Resolved;
 use cgroups::{CgroupError, Limits};
 use init::{Report, Step};
@@ -45,13 +46,8 @@ pub(crate) enum RunError {
         image: String,
         file: &'static str,
     },
-    #[error("{action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error("container {0:?} is in use by a running container (`locker ps` shows it)")]
@@ -84,15 +80,6 @@ impl RunError {
             RunError::NotExecutable { .. } => 126,
             _ => 125,
         }
-    }
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
     }
 }
 
@@ -419,7 +406,7 @@ fn options(args: &RunArgs, image: &Resolved) -> Result<plan::Options, RunError> 
 /// container's upper layer wins over the image.
 fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, RunError> {
     let open_dir = |p: &Path| -> Result<fs::File, RunError> {
-        fs::File::open(p).map_err(io_err("open image", p))
+        Ok(fs::File::open(p).map_err(io_err("open image", p))?)
     };
     let lower = open_dir(rootfs)?;
     let upper = upper.and_then(|u| fs::File::open(u).ok());
@@ -469,11 +456,7 @@ pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
 /// A volume's host path must exist (Docker would create it; locker refuses typos).
 fn check_volume(host: &str) -> Result<CString, RunError> {
     let p = Path::new(host);
-    fs::symlink_metadata(p).map_err(|source| RunError::Io {
-        action: "use volume source (it must exist on the host)",
-        path: p.to_path_buf(),
-        source,
-    })?;
+    fs::symlink_metadata(p).map_err(io_err("use volume source (it must exist on the host)", p))?;
     cstring(p)
 }
 
@@ -634,7 +617,7 @@ impl Guard {
         }
         match fs::remove_dir(&self.base) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("remove", &self.base)(e))
+                return Err(io_err("remove", &self.base)(e).into())
             }
             _ => {}
         }
