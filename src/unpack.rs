@@ -34,6 +34,8 @@ pub(crate) enum UnpackError {
     NotTar,
     #[error("read archive: {0}")]
     Read(#[source] io::Error),
+    #[error("the xz stream needs more than {limit_mib} MiB of memory to decompress; refusing it (no distribution archive does)")]
+    XzMemory { limit_mib: u64 },
     #[error("open destination {path}: {source}")]
     Dest {
         path: PathBuf,
@@ -122,7 +124,7 @@ pub(crate) fn unpack_with(
             // compressor's trailer and checksum too, so corruption is noticed and the
             // caller's hash covers every byte. A hang-up means extraction failed:
             // stop, its error is the one to report.
-            if pipe::feed(&mut tar, &tx, false, |_| {}).map_err(UnpackError::Read)? {
+            if pipe::feed(&mut tar, &tx, false, |_| {}).map_err(read_error)? {
                 drop(tar);
                 io::copy(&mut reader, &mut io::sink()).map_err(UnpackError::Read)?;
             }
@@ -185,16 +187,43 @@ pub(crate) fn open_tar<'a>(raw: &'a mut dyn Read) -> Result<Box<dyn Read + 'a>, 
         Compression::None => Box::new(stream),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
         // pxz and pixz write several concatenated streams.
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(stream)),
+        Compression::Xz => Box::new(xz_decoder(stream, XZ_MEMLIMIT)?),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::new(stream).map_err(UnpackError::Read)?)
         }
     };
-    let block = read_head(&mut decoded, BLOCK).map_err(UnpackError::Read)?;
+    let block = read_head(&mut decoded, BLOCK).map_err(read_error)?;
     if !is_tar_block(&block) {
         return Err(UnpackError::NotTar);
     }
     Ok(Box::new(Cursor::new(block).chain(decoded)))
+}
+
+/// Memory the xz decoder may use. `xz -9` streams need 65 MiB; a header asking for a
+/// multi-GiB dictionary is refused before the allocation, not after (zstd's decoder
+/// caps its window at 128 MiB by default; gzip's is 32 KiB).
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
+/// An xz decoder of concatenated streams (pxz and pixz write several) that uses at
+/// most `memlimit` bytes.
+fn xz_decoder<R: Read>(r: R, memlimit: u64) -> Result<xz2::read::XzDecoder<R>, UnpackError> {
+    let stream = xz2::stream::Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
+        .map_err(|e| UnpackError::Read(io::Error::other(e)))?;
+    Ok(xz2::read::XzDecoder::new_stream(r, stream))
+}
+
+/// A read error, or `XzMemory` when the xz decoder hit `XZ_MEMLIMIT`.
+fn read_error(e: io::Error) -> UnpackError {
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<xz2::stream::Error>());
+    if matches!(inner, Some(xz2::stream::Error::MemLimit)) {
+        UnpackError::XzMemory {
+            limit_mib: XZ_MEMLIMIT >> 20,
+        }
+    } else {
+        UnpackError::Read(e)
+    }
 }
 
 /// A tar header block has a valid checksum (ustar, GNU and v7 alike); an all-zero block
@@ -1306,6 +1335,32 @@ mod tests {
         } else {
             eprintln!("SKIP owner checks: not root");
         }
+    }
+
+    #[test]
+    fn xz_beyond_the_memory_limit_is_refused_by_name() {
+        let tar = sample();
+        // Preset 6: an 8 MiB dictionary, ~9 MiB to decode.
+        let mut xz = Vec::new();
+        xz2::read::XzEncoder::new(&tar[..], 6)
+            .read_to_end(&mut xz)
+            .unwrap();
+        let mut out = Vec::new();
+        let err = xz_decoder(&xz[..], 1 << 20)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(
+            matches!(read_error(err), UnpackError::XzMemory { .. }),
+            "named as the memory limit"
+        );
+        // Within the limit the same stream decodes.
+        out.clear();
+        xz_decoder(&xz[..], XZ_MEMLIMIT)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, tar);
     }
 
     #[test]
