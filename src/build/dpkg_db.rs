@@ -95,9 +95,14 @@ impl Unpacked {
                 return Err(malformed(format!("control file name {:?}", f.name)));
             }
         }
-        if !is_plain_name(&name) || !is_plain_name(&arch) {
+        // deb-version(7)'s characters; the version reaches the script as dpkg's own.
+        let plain_version = !version.is_empty()
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.~:".contains(&b));
+        if !is_plain_name(&name) || !is_plain_name(&arch) || !plain_version {
             return Err(malformed(format!(
-                "package name {name:?} or architecture {arch:?}"
+                "package name {name:?}, architecture {arch:?} or version {version:?}"
             )));
         }
         let listing = deb.unpack_data(tree)?;
@@ -448,6 +453,37 @@ mod tests {
         );
         let plain = pkg("bar", false, vec![], &[]);
         assert!(!plain.stanza().contains("Conffiles"));
+    }
+
+    #[test]
+    fn control_identity_must_match_the_signed_index() {
+        use crate::build::resolve::Universe;
+        let index = format!(
+            "Package: foo\nVersion: 1:2.0-1\nArchitecture: amd64\nFilename: foo.deb\n\
+             Size: 1\nSHA256: {}\n\n",
+            "0".repeat(64)
+        );
+        let universe = Universe::from_indices(&[&index], "amd64").unwrap();
+        let expect = universe.get("foo").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("foo.deb");
+        let unpack_with_control = |control: &str| {
+            let files = [("control".to_string(), control.to_string())];
+            fs::write(&deb, crate::build::deb::tests::deb_of(&files, &[])).unwrap();
+            Unpacked::unpack(&deb, &dir.path().join("tree"), expect)
+        };
+        let ok = unpack_with_control("Package: foo\nVersion: 1:2.0-1\nArchitecture: amd64\n");
+        assert_eq!(ok.unwrap().db_name(), "foo");
+        for bad in [
+            "Package: foo\nVersion: 1:2.0-2\nArchitecture: amd64\n",
+            "Package: bar\nVersion: 1:2.0-1\nArchitecture: amd64\n",
+            "Package: foo\nVersion: 1:2.0-1\nArchitecture: i386\n",
+            "Package: foo\nVersion: 1:2.0-1\n",
+            "Package: foo\nVersion: 1:2.0-1\nArchitecture: amd64\n\nPackage: x\n",
+        ] {
+            let e = unpack_with_control(bad).unwrap_err();
+            assert!(matches!(e, BuildError::Malformed { .. }), "{bad:?}: {e}");
+        }
     }
 
     #[test]
