@@ -12,6 +12,7 @@ mod digest;
 mod export;
 mod fetch;
 mod images;
+mod in_tree;
 mod openat2;
 mod path_error;
 mod pipe;

@@ -12,7 +12,7 @@
 //! verified before it entered the cache; the container has no network.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::build::BuildError;
 use crate::catalog::{BuildSpec, Entry};
 use crate::export;
 use crate::fetch::Fetcher;
+use crate::in_tree::Tree;
 use crate::path_error::io_err;
 use crate::progress::Printer;
 use crate::pull::Installed;
@@ -39,6 +40,12 @@ pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyr
 
 /// Ubuntu's archive keyring (ubuntu-keyring), the default for Ubuntu suites.
 pub(crate) const UBUNTU_KEYRING: &str = "/usr/share/keyrings/ubuntu-archive-keyring.gpg";
+
+/// invoke-rc.d's policy hook, present only while the build container runs.
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+
+/// dpkg's output in the tree unless `--verbose`; shown when configuring fails.
+const BUILD_LOG: &str = "tmp/locker-build.log";
 
 /// Parallel downloads: enough to hide per-request latency, few enough to be polite.
 const DOWNLOAD_THREADS: usize = 6;
@@ -403,6 +410,7 @@ fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildErr
     if auto.is_empty() {
         return Ok(());
     }
+    let t = Tree::open(tree).map_err(io_err("open", tree))?;
     let text: String = auto
         .iter()
         .map(|p| {
@@ -412,8 +420,9 @@ fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildErr
             )
         })
         .collect();
-    let path = tree.join("var/lib/apt/extended_states");
-    fs::write(&path, text).map_err(io_err("write", &path))?;
+    let rel = "var/lib/apt/extended_states";
+    t.write(rel, text.as_bytes(), 0o644)
+        .map_err(io_err("write", &t.shown(rel)))?;
     Ok(())
 }
 
@@ -429,14 +438,13 @@ fn configure(
     printer: &Printer,
 ) -> Result<(), BuildError> {
     // invoke-rc.d(8): 101 means "action not allowed"; no daemon starts in the build.
-    let policy = tree.join("usr/sbin/policy-rc.d");
-    if let Some(dir) = policy.parent() {
-        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    }
-    fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io_err("write", &policy))?;
-    fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
-        .map_err(io_err("chmod", &policy))?;
-    let log = "/tmp/locker-build.log";
+    // The script removes it when done.
+    let t = Tree::open(tree).map_err(io_err("open", tree))?;
+    t.create_dir_all("usr/sbin")
+        .map_err(io_err("create", &t.shown("usr/sbin")))?;
+    t.write(POLICY_RC_D, b"#!/bin/sh\nexit 101\n", 0o755)
+        .map_err(io_err("write", &t.shown(POLICY_RC_D)))?;
+    let log = format!("/{BUILD_LOG}");
     let output = if printer.is_verbose() {
         "exec 1>&2".to_string()
     } else {
@@ -461,9 +469,9 @@ fn configure(
     let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
     let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &[])
         .map_err(BuildError::Container)?;
-    let host_log = tree.join(log.trim_start_matches('/'));
     if code != 0 {
-        let text = fs::read_to_string(&host_log).unwrap_or_default();
+        let text = t.read(BUILD_LOG).ok().flatten().unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         for line in tail.iter().rev() {
             printer.info(&format!("  dpkg: {line}"));
@@ -477,15 +485,6 @@ fn configure(
             },
         });
     }
-    let _ = fs::remove_file(&host_log);
-    let _ = fs::remove_file(&policy);
-    let staged = tree.join(STAGED_CONTROL);
-    fs::remove_dir_all(&staged)
-        .or_else(|e| match e.kind() {
-            io::ErrorKind::NotFound => Ok(()),
-            _ => Err(e),
-        })
-        .map_err(io_err("remove", &staged))?;
     Ok(())
 }
 
@@ -518,6 +517,10 @@ fn configure_script(output: &str, dpkg_version: &str, groups: &[&[Unpacked]]) ->
         s.push_str(&format!("{dpkg} --configure {}\n", names.join(" ")));
     }
     s.push_str(&format!("{dpkg} --configure --pending\n"));
+    // Inside the container, where no symlink a script left can lead to the host.
+    s.push_str(&format!(
+        "rm -rf /{POLICY_RC_D} /{STAGED_CONTROL} /{BUILD_LOG}\n"
+    ));
     s
 }
 
@@ -530,31 +533,34 @@ fn finish_tree(
     components: &[String],
     keyring: &Path,
 ) -> Result<(), BuildError> {
+    // Maintainer scripts ran in this tree: every path goes through `Tree`.
+    let t = Tree::open(tree).map_err(io_err("open", tree))?;
+    let err = |action: &'static str, rel: &str| io_err(action, &t.shown(rel));
     let host_key = fs::read(keyring).map_err(io_err("read", keyring))?;
-    let in_tree = tree.join(keyring.strip_prefix("/").unwrap_or(keyring));
+    let key_rel = keyring.to_string_lossy();
+    let key_rel = key_rel.trim_start_matches('/');
     // The image's own keyring package usually ships the same file at the same path.
-    let signed_by = if fs::read(&in_tree).is_ok_and(|k| k == host_key) {
+    let same_key = t.read(key_rel).map_err(err("read", key_rel))? == Some(host_key.clone());
+    let signed_by = if same_key {
         keyring.to_path_buf()
     } else {
         let name = keyring
             .file_name()
             .map_or("archive.gpg".into(), |n| n.to_string_lossy().into_owned());
-        let dir = tree.join("etc/apt/keyrings");
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let p = dir.join(&name);
-        fs::write(&p, &host_key).map_err(io_err("write", &p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &p))?;
-        PathBuf::from("/etc/apt/keyrings").join(name)
+        t.create_dir_all("etc/apt/keyrings")
+            .map_err(err("create", "etc/apt/keyrings"))?;
+        let rel = format!("etc/apt/keyrings/{name}");
+        t.write(&rel, &host_key, 0o644)
+            .map_err(err("write", &rel))?;
+        PathBuf::from("/").join(rel)
     };
-    let list = tree.join("etc/apt/sources.list");
-    let mut f = fs::File::create(&list).map_err(io_err("write", &list))?;
-    writeln!(
-        f,
-        "deb [signed-by={}] {uri} {suite} {}",
+    let line = format!(
+        "deb [signed-by={}] {uri} {suite} {}\n",
         signed_by.display(),
         components.join(" ")
-    )
-    .map_err(io_err("write", &list))?;
+    );
+    t.write("etc/apt/sources.list", line.as_bytes(), 0o644)
+        .map_err(err("write", "etc/apt/sources.list"))?;
 
     for rel in [
         "var/log/dpkg.log",
@@ -567,35 +573,18 @@ fn finish_tree(
         "var/cache/apt/pkgcache.bin",
         "var/cache/apt/srcpkgcache.bin",
     ] {
-        let _ = fs::remove_file(tree.join(rel));
+        t.remove_file(rel).map_err(err("remove", rel))?;
     }
     // machine-id(5): an empty file in a generic image, 0644 as mmdebstrap leaves it
     // (systemd-machine-id-setup made it 0444).
-    let mid = tree.join("etc/machine-id");
-    if mid.exists() {
-        fs::write(&mid, "").map_err(io_err("write", &mid))?;
-        fs::set_permissions(&mid, fs::Permissions::from_mode(0o644))
-            .map_err(io_err("chmod", &mid))?;
+    let mid = "etc/machine-id";
+    if t.read(mid).map_err(err("read", mid))?.is_some() {
+        t.write(mid, b"", 0o644).map_err(err("write", mid))?;
     }
     for dir in ["tmp", "run", "var/cache/apt/archives", "var/lib/apt/lists"] {
-        let d = tree.join(dir);
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            // /var/lock links to /run/lock (Debian policy 9.1.4); partial/ is apt's.
-            if name == "lock" || name == "partial" {
-                continue;
-            }
-            let p = e.path();
-            let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            r.map_err(io_err("remove", &p))?;
-        }
+        // /var/lock links to /run/lock (Debian policy 9.1.4); partial/ is apt's.
+        t.clear_dir(dir, &["lock", "partial"])
+            .map_err(err("empty", dir))?;
     }
     Ok(())
 }
@@ -676,8 +665,10 @@ mod tests {
         assert!(!s.contains("locker-ci/dpkg"), "dpkg has no preinst");
         assert!(at("--configure libc6 dpkg") < at("locker-ci/apt "));
         assert!(at("locker-ci/apt ") < at("--configure apt\n"));
+        assert!(at("--configure apt\n") < at("--configure --pending\n"));
+        // The build's own files go last, removed from inside the container.
         assert!(
-            s.ends_with("dpkg --force-unsafe-io --configure --pending\n"),
+            s.ends_with("rm -rf /usr/sbin/policy-rc.d /var/lib/locker-ci /tmp/locker-build.log\n"),
             "{s}"
         );
     }
@@ -711,6 +702,65 @@ mod tests {
                 Unpacked::unpack(&deb, tree, universe.get(name).unwrap()).unwrap()
             })
             .collect()
+    }
+
+    /// What packages and maintainer scripts can leave in a tree: links to a host
+    /// directory where locker later writes, reads or empties. Nothing outside changes.
+    #[test]
+    fn finishing_a_hostile_tree_touches_nothing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "host").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        let link = |to: &Path, at: &str| {
+            let at = tree.join(at);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(to, at).unwrap();
+        };
+        for d in ["tmp", "run", "var/lib/apt/lists"] {
+            link(outside.path(), d);
+        }
+        link(&victim, "var/log/dpkg.log");
+        link(&victim, "var/lib/apt/extended_states");
+        let keyring = outside.path().join("archive.gpg");
+        fs::write(&keyring, "key").unwrap();
+        let outside_names = || {
+            let mut names: Vec<_> = fs::read_dir(outside.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+
+        // Links to empty: skipped. A link where a file is removed: the link goes.
+        let finish = || {
+            finish_tree(
+                tree,
+                "http://mirror",
+                "bookworm",
+                &["main".into()],
+                &keyring,
+            )
+        };
+        finish().unwrap();
+        assert!(fs::symlink_metadata(tree.join("var/log/dpkg.log")).is_err());
+        assert!(fs::symlink_metadata(tree.join("tmp")).unwrap().is_symlink());
+        // A link where a file is written: refused.
+        let auto = test_packages(tree, &[("dep", false)]);
+        write_extended_states(tree, &auto.iter().collect::<Vec<_>>()).unwrap_err();
+        // A link on the way to a written file resolves inside the tree: refused.
+        fs::remove_dir_all(tree.join("etc")).unwrap();
+        link(outside.path(), "etc");
+        finish().unwrap_err();
+
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "host");
+        assert_eq!(
+            outside_names(),
+            ["archive.gpg", "victim"],
+            "nothing removed or added"
+        );
     }
 
     #[test]

@@ -16,18 +16,14 @@
 //! files); names that reach the container's shell script are checked first.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::build::deb::{ControlFile, Deb};
 use crate::build::deb822::{self, Syntax};
 use crate::build::resolve::{MultiArch, Package};
 use crate::build::BuildError;
+use crate::in_tree::Tree;
 use crate::path_error::io_err;
 use crate::unpack::Listed;
 
@@ -281,28 +277,34 @@ pub(crate) fn create(tree: &Path, arch: &str) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Records `pkgs` in the tree's dpkg database as unpacked, in order.
+/// Records `pkgs` in the tree's dpkg database as unpacked, in order. The packages
+/// were unpacked into this tree, so every path goes through `Tree`: a package that
+/// shipped `var/lib/dpkg/info -> /etc` writes nothing outside the tree.
 pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError> {
-    let admin = tree.join(ADMIN_DIR);
-    let info = admin.join("info");
-    let root = fs::File::open(tree).map_err(io_err("open", tree))?;
+    let t = Tree::open(tree).map_err(io_err("open", tree))?;
     let mut status = String::new();
     let mut file_interests = String::new();
     let mut explicit: Vec<(String, String)> = Vec::new();
     for p in pkgs {
         let db_name = p.db_name();
-        let list = info.join(format!("{db_name}.list"));
-        fs::write(&list, p.list_text()).map_err(io_err("write", &list))?;
-        write_control_files(&p.files, |name| info.join(format!("{db_name}.{name}")))?;
+        let info = |file: &str| format!("{ADMIN_DIR}/info/{db_name}.{file}");
+        write(&t, &info("list"), p.list_text().as_bytes(), false)?;
+        for f in &p.files {
+            write(&t, &info(&f.name), &f.data, f.executable)?;
+        }
         if p.has("preinst") {
-            let dir = tree.join(STAGED_CONTROL).join(&db_name);
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            let control = dir.join("control");
-            fs::write(&control, &p.control).map_err(io_err("write", &control))?;
-            write_control_files(&p.files, |name| dir.join(name))?;
+            let dir = format!("{STAGED_CONTROL}/{db_name}");
+            t.create_dir_all(&dir)
+                .map_err(io_err("create", &t.shown(&dir)))?;
+            write(&t, &format!("{dir}/control"), p.control.as_bytes(), false)?;
+            for f in &p.files {
+                write(&t, &format!("{dir}/{}", f.name), &f.data, f.executable)?;
+            }
         }
         for c in p.conffiles() {
-            move_aside(&root, c).map_err(io_err("move aside conffile", &tree.join(&c[1..])))?;
+            let rel = c.trim_start_matches('/');
+            t.add_suffix(rel, ".dpkg-new")
+                .map_err(io_err("move aside conffile", &t.shown(rel)))?;
         }
         for (trigger, wait) in p.interests()? {
             let who = if wait {
@@ -318,82 +320,32 @@ pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError>
         }
         status.push_str(&p.stanza());
     }
-    append(&admin.join("status"), &status)?;
+    append(&t, &format!("{ADMIN_DIR}/status"), &status)?;
     if !file_interests.is_empty() {
-        append(&admin.join("triggers/File"), &file_interests)?;
+        append(&t, &format!("{ADMIN_DIR}/triggers/File"), &file_interests)?;
     }
     for (trigger, who) in explicit {
-        append(&admin.join("triggers").join(trigger), &format!("{who}\n"))?;
+        append(
+            &t,
+            &format!("{ADMIN_DIR}/triggers/{trigger}"),
+            &format!("{who}\n"),
+        )?;
     }
     Ok(())
 }
 
-/// Writes control files where `path_of` says, scripts 0755, the rest 0644.
-fn write_control_files(
-    files: &[ControlFile],
-    path_of: impl Fn(&str) -> PathBuf,
-) -> Result<(), BuildError> {
-    for f in files {
-        let path = path_of(&f.name);
-        fs::write(&path, &f.data).map_err(io_err("write", &path))?;
-        let mode = if f.executable { 0o755 } else { 0o644 };
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .map_err(io_err("chmod", &path))?;
-    }
+/// Writes a control file: maintainer scripts 0755, the rest 0644.
+fn write(t: &Tree, rel: &str, data: &[u8], executable: bool) -> Result<(), BuildError> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    t.write(rel, data, mode)
+        .map_err(io_err("write", &t.shown(rel)))?;
     Ok(())
 }
 
-fn append(path: &Path, text: &str) -> Result<(), BuildError> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    f.write_all(text.as_bytes())
-        .map_err(io_err("write", path))?;
+fn append(t: &Tree, rel: &str, text: &str) -> Result<(), BuildError> {
+    t.append(rel, text.as_bytes(), 0o644)
+        .map_err(io_err("write", &t.shown(rel)))?;
     Ok(())
-}
-
-/// Renames the conffile `abs` (absolute inside the tree) to `abs.dpkg-new`, its
-/// parent resolved as inside the container. A conffile the package did not ship is
-/// left for dpkg to notice.
-fn move_aside(root: &fs::File, abs: &str) -> std::io::Result<()> {
-    let rel = Path::new(abs.trim_start_matches('/'));
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-        return Ok(());
-    };
-    let parent = CString::new(parent.as_os_str().as_bytes())?;
-    let parent = if parent.as_bytes().is_empty() {
-        root.try_clone()?.into()
-    } else {
-        let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        match crate::openat2::openat2(
-            root.as_raw_fd(),
-            &parent,
-            libc::O_PATH | libc::O_DIRECTORY,
-            in_root,
-        ) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT) => return Ok(()),
-            Err(errno) => return Err(std::io::Error::from_raw_os_error(errno)),
-        }
-    };
-    let from = CString::new(name.as_bytes())?;
-    let mut to = name.as_bytes().to_vec();
-    to.extend_from_slice(b".dpkg-new");
-    let to = CString::new(to)?;
-    let dir: std::os::fd::OwnedFd = parent;
-    // SAFETY: valid fd and C strings.
-    let r = unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.kind() == std::io::ErrorKind::NotFound {
-        return Ok(());
-    }
-    Err(e)
 }
 
 #[cfg(test)]
@@ -574,6 +526,29 @@ mod tests {
         assert_eq!(pkgs[1].list_text(), "/.\n/etc\n/etc/shared\n");
     }
 
+    /// A package that shipped `var/lib/dpkg/info` and `triggers` as links to a host
+    /// directory: registering writes nothing there.
+    #[test]
+    fn register_never_writes_through_a_planted_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        create(tree, "amd64").unwrap();
+        for d in ["info", "triggers"] {
+            let at = tree.join(ADMIN_DIR).join(d);
+            fs::remove_dir_all(&at).unwrap();
+            std::os::unix::fs::symlink(outside.path(), &at).unwrap();
+        }
+        let p = pkg(
+            "foo",
+            false,
+            vec![file("triggers", "interest-await x\n", false)],
+            &[""],
+        );
+        assert!(register(tree, &[p]).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn register_writes_what_dpkg_unpack_leaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -630,22 +605,5 @@ mod tests {
             .starts_with("Package: foo\n"));
         assert_eq!(mode(&staged.join("preinst")), 0o755);
         assert!(!tree.join(STAGED_CONTROL).join("bar").exists());
-    }
-
-    #[test]
-    fn conffile_moves_stay_inside_the_tree() {
-        let outside = tempfile::tempdir().unwrap();
-        fs::write(outside.path().join("victim.conf"), "host").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path();
-        // An absolute symlink to a host directory resolves beneath the tree.
-        std::os::unix::fs::symlink(outside.path(), tree.join("etc")).unwrap();
-        let root = fs::File::open(tree).unwrap();
-        move_aside(&root, "/etc/victim.conf").unwrap();
-        assert!(
-            outside.path().join("victim.conf").exists(),
-            "host file untouched"
-        );
-        assert!(!outside.path().join("victim.conf.dpkg-new").exists());
     }
 }
