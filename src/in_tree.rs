@@ -4,15 +4,21 @@
 //! `tree/etc/apt/sources.list` would then write the host's file.
 //!
 //! Invariants: every path is resolved as inside the tree (openat2 RESOLVE_IN_ROOT,
-//! the way the container will see it, so no symlink leads out); writes, renames and
-//! removals never follow the final component (O_NOFOLLOW, renameat, unlinkat).
+//! the way the container will see it, so no symlink leads out); a write never opens
+//! what is there (a new file is renamed over it), renames and removals act on the
+//! entry itself (renameat, unlinkat), and only regular files are opened for reading,
+//! so a device node or FIFO left in the tree is never opened on the host.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+
+/// What `Tree::read` reads at most: keyrings, logs and dpkg's small files.
+const READ_LIMIT: u64 = 16 << 20;
 
 pub(crate) struct Tree {
     root: File,
@@ -47,7 +53,13 @@ impl Tree {
                     if r != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
                         return Err(io::Error::last_os_error());
                     }
-                    self.resolve(&prefix, libc::O_PATH | libc::O_DIRECTORY)?
+                    let made = self.resolve(&prefix, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                    // mkdirat's mode went through the process-wide umask.
+                    // SAFETY: a valid fd.
+                    if unsafe { libc::fchmod(made.as_raw_fd(), 0o755) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    made
                 }
                 Err(e) => return Err(e),
             };
@@ -55,49 +67,125 @@ impl Tree {
         Ok(())
     }
 
-    /// Replaces `rel`'s contents with `data`, mode `mode` (created if missing).
+    /// Replaces `rel` with a new regular file holding `data`, mode `mode`. The new
+    /// file is written under a temporary name and renamed over `rel`, so whatever
+    /// `rel` was (a symlink, a FIFO, a device node a script made) is never opened.
     pub(crate) fn write(&self, rel: &str, data: &[u8], mode: u32) -> io::Result<()> {
-        self.write_with(rel, data, mode, libc::O_TRUNC)
-    }
-
-    /// Appends `data` to `rel` (created with `mode` if missing).
-    pub(crate) fn append(&self, rel: &str, data: &[u8], mode: u32) -> io::Result<()> {
-        self.write_with(rel, data, mode, libc::O_APPEND)
-    }
-
-    fn write_with(&self, rel: &str, data: &[u8], mode: u32, flag: libc::c_int) -> io::Result<()> {
         let (parent, name) = self.parent(rel)?;
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | flag;
+        let mut tmp = b".locker-new.".to_vec();
+        tmp.extend_from_slice(name.as_bytes());
+        let tmp = cstring(&tmp)?;
+        let dir = parent.as_raw_fd();
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: a valid fd and C string; the fd returned is ours.
-        let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags, mode) };
+        let mut fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, mode) };
+        if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            // Left by an interrupted write, or planted: remove the entry itself.
+            // SAFETY: a valid fd and C string.
+            unsafe { libc::unlinkat(dir, tmp.as_ptr(), 0) };
+            // SAFETY: as above.
+            fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, mode) };
+        }
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: just opened, owned by nothing else.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        // The umask applied to a new file; an existing one keeps its mode otherwise.
-        // SAFETY: a valid fd.
-        if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
-            return Err(io::Error::last_os_error());
+        let written = (|| {
+            // The umask applied to the new file.
+            // SAFETY: a valid fd.
+            if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            file.write_all(data)?;
+            // SAFETY: a valid fd and C strings.
+            if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, name.as_ptr()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            // SAFETY: a valid fd and C string.
+            unsafe { libc::unlinkat(dir, tmp.as_ptr(), 0) };
         }
-        file.write_all(data)
+        written
     }
 
-    /// `rel`'s contents, or None if it does not exist or is not a regular file.
-    /// Reading may follow symlinks: resolved inside the tree, they stay inside.
+    /// Appends `data` to the regular file `rel` (created with `mode` if missing), by
+    /// writing the whole file anew (see `write`): these are small files.
+    pub(crate) fn append(&self, rel: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        let mut all = match self.entry_kind(rel)? {
+            None => Vec::new(),
+            Some(libc::S_IFREG) => self.read(rel)?.unwrap_or_default(),
+            Some(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{rel} is not a regular file"),
+                ))
+            }
+        };
+        all.extend_from_slice(data);
+        self.write(rel, &all, mode)
+    }
+
+    /// The file type (`S_IFMT` bits) of `rel` itself, not following a final
+    /// symlink; None if it does not exist.
+    fn entry_kind(&self, rel: &str) -> io::Result<Option<libc::mode_t>> {
+        let (parent, name) = match self.parent(rel) {
+            Ok(p) => p,
+            Err(e) if unreachable(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: zeroed stat is valid storage for the kernel to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd, C string and pointer.
+        let r = unsafe {
+            libc::fstatat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENOENT) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(Some(st.st_mode & libc::S_IFMT))
+    }
+
+    /// `rel`'s contents, or None if it does not exist or is not a regular file; at
+    /// most `READ_LIMIT` bytes. Symlinks are followed as resolved inside the tree.
+    /// Only a regular file is ever opened for reading: a device node or FIFO left in
+    /// the tree could block, or act on the host, when opened.
     pub(crate) fn read(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
         let path: PathBuf = components(rel)?.into_iter().collect();
-        let mut file = match self.resolve(&path, libc::O_RDONLY | libc::O_NONBLOCK) {
+        let handle = match self.resolve(&path, libc::O_PATH) {
             Ok(fd) => File::from(fd),
             Err(e) if unreachable(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if !file.metadata()?.is_file() {
-            // A FIFO or device a script left: reading it could block or worse.
+        if !handle.metadata()?.is_file() {
             return Ok(None);
         }
+        // Reopened through the O_PATH handle: the same inode, checked above.
+        let mut file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
         let mut out = Vec::new();
-        file.read_to_end(&mut out)?;
+        (&mut file).take(READ_LIMIT + 1).read_to_end(&mut out)?;
+        if out.len() as u64 > READ_LIMIT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{rel} is larger than {} MiB", READ_LIMIT >> 20),
+            ));
+        }
         Ok(Some(out))
     }
 
@@ -261,10 +349,11 @@ mod tests {
         assert!(tree.append("tmp/victim", b"x", 0o644).is_err());
         assert!(tree.create_dir_all("etc/apt/keyrings").is_err());
         assert!(tree.create_dir_all("tmp/apt").is_err());
-        // A symlink as the final component: never followed by a write; a read
-        // follows it inside the tree, where `/…/victim` does not exist.
-        assert!(tree.write("link", b"x", 0o644).is_err());
+        // A symlink as the final component: a read follows it inside the tree, where
+        // `/…/victim` does not exist; a write replaces the link itself.
         assert_eq!(tree.read("link").unwrap(), None);
+        tree.write("link", b"x", 0o644).unwrap();
+        assert_eq!(tree.read("link").unwrap().unwrap(), b"x");
         assert_eq!(tree.read("etc/victim").unwrap(), None);
         assert_eq!(
             fs::read_to_string(outside.path().join("victim")).unwrap(),
@@ -313,6 +402,31 @@ mod tests {
         assert_eq!(tree.read("run.sh").unwrap().unwrap(), b"");
         assert!(tree.write("../escape", b"x", 0o644).is_err());
         assert!(tree.write("/abs", b"x", 0o644).is_err());
+    }
+
+    #[test]
+    fn device_nodes_and_fifos_are_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(dir.path()).unwrap();
+        let fifo = CString::new(dir.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        // Opening a FIFO for reading or writing would block: none of these may.
+        assert_eq!(tree.read("fifo").unwrap(), None);
+        assert!(tree.append("fifo", b"x", 0o644).is_err());
+        tree.write("fifo", b"now a file", 0o644).unwrap();
+        assert_eq!(tree.read("fifo").unwrap().unwrap(), b"now a file");
+        // A file too large to be one locker reads is refused, not slurped.
+        let big = fs::File::create(dir.path().join("big")).unwrap();
+        big.set_len(READ_LIMIT + 1).unwrap();
+        assert!(tree.read("big").is_err());
+        // No temporary file is left behind.
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["big", "fifo"]);
     }
 
     #[test]

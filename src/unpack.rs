@@ -480,20 +480,17 @@ impl Unpacker {
                     .map_err(entry_err(entry, "create directory"))?;
             }
         }
-        let fd = if through_symlink {
-            // The kept symlink's target takes the entry's metadata, as dpkg applies
-            // it through the link.
-            let path = cstring(rel.as_os_str().as_bytes(), entry)?;
-            self.resolve(&path, libc::O_RDONLY | libc::O_DIRECTORY)
-                .map_err(|e| e.into_unpack(entry, "open directory"))?
-        } else {
-            openat(
-                &parent,
-                &name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            )
-            .map_err(entry_err(entry, "open directory"))?
-        };
+        if through_symlink {
+            // dpkg leaves the directory a kept symlink leads to as it is.
+            self.stats.entries += 1;
+            return Ok(());
+        }
+        let fd = openat(
+            &parent,
+            &name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        )
+        .map_err(entry_err(entry, "open directory"))?;
         self.directory_meta(fd, rel.to_path_buf(), meta, entry)
     }
 

@@ -11,6 +11,7 @@
 //! a killed one only a tmp/work-* that `locker gc` removes); every .deb used was
 //! verified before it entered the cache; the container has no network.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -356,8 +357,20 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     t.since("unpack", &mut clock);
 
     // 5. Configure inside a container writing into the tree.
+    let mut rest_pre_depends = HashMap::new();
+    for p in &rest {
+        rest_pre_depends.insert(p.name, selection.pre_depends(p)?);
+    }
     let (essential, rest) = unpacked.split_at(essential.len());
-    configure(store, &tree, req, essential, rest, printer)?;
+    configure(
+        store,
+        &tree,
+        req,
+        essential,
+        rest,
+        &rest_pre_depends,
+        printer,
+    )?;
     t.since("configure", &mut clock);
 
     // 6. Clean, point apt at the mirror, digest, publish.
@@ -435,6 +448,7 @@ fn configure(
     req: &Request,
     essential: &[Unpacked],
     rest: &[Unpacked],
+    rest_pre_depends: &HashMap<&str, Vec<&str>>,
     printer: &Printer,
 ) -> Result<(), BuildError> {
     // invoke-rc.d(8): 101 means "action not allowed"; no daemon starts in the build.
@@ -455,7 +469,7 @@ fn configure(
         .chain(rest)
         .find(|p| p.name == "dpkg")
         .map_or("", |p| p.version.as_str());
-    let script = configure_script(&output, dpkg_version, &[essential, rest]);
+    let script = configure_script(&output, dpkg_version, essential, rest, rest_pre_depends);
     let mut env = vec![
         "DEBIAN_FRONTEND=noninteractive".to_string(),
         "DEBCONF_NONINTERACTIVE_SEEN=true".to_string(),
@@ -488,34 +502,65 @@ fn configure(
     Ok(())
 }
 
-/// The build container's script: for each group in turn, every preinst as dpkg
-/// calls it for a new install (`preinst install`, dpkg's environment, cwd /), then
-/// `dpkg --configure` of the group in order; last, whatever triggers are pending.
-/// dpkg checks each package's dependencies before configuring it and breaks cycles
-/// itself. Names were checked to be plain words (`Unpacked::unpack`).
-fn configure_script(output: &str, dpkg_version: &str, groups: &[&[Unpacked]]) -> String {
+/// The build container's script, as mmdebstrap orders it: every preinst of the
+/// essential set as dpkg calls it for a new install (`preinst install`, from tmp.ci,
+/// dpkg's environment, cwd /), then `dpkg --configure` of the set; then the rest the
+/// way apt installs it, where a preinst runs only once its Pre-Depends are configured
+/// (a batch is configured before a preinst that needs one of its packages); last,
+/// whatever triggers are pending. dpkg checks each package's dependencies before
+/// configuring it and breaks cycles itself. Names were checked to be plain words
+/// (`Unpacked::unpack`).
+fn configure_script(
+    output: &str,
+    dpkg_version: &str,
+    essential: &[Unpacked],
+    rest: &[Unpacked],
+    rest_pre_depends: &HashMap<&str, Vec<&str>>,
+) -> String {
     // --force-unsafe-io: no fsync per file; the tree is synced as a whole or lost.
     let dpkg = "dpkg --force-unsafe-io";
-    let mut s = format!(
-        "set -e\n{output}\ncd /\n\
-         export DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= DPKG_RUNNING_VERSION='{dpkg_version}' \
-         DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_MAINTSCRIPT_DEBUG=0 DPKG_MAINTSCRIPT_NAME=preinst\n"
-    );
-    for group in groups.iter().filter(|g| !g.is_empty()) {
-        for p in group.iter().filter(|p| p.has("preinst")) {
-            let ci = format!("/{ADMIN_DIR}/tmp.ci");
-            s.push_str(&format!(
-                "rm -rf {ci}\nmv /{STAGED_CONTROL}/{} {ci}\n\
-                 PERL_DL_NONLAZY=1 DPKG_MAINTSCRIPT_PACKAGE={} DPKG_MAINTSCRIPT_ARCH={} {ci}/preinst install\n\
-                 rm -rf {ci}\n",
-                p.db_name(),
-                p.name,
-                p.arch,
-            ));
+    let mut s = format!("set -e\n{output}\ncd /\n");
+    let ci = format!("/{ADMIN_DIR}/tmp.ci");
+    let preinst = |s: &mut String, p: &Unpacked| {
+        s.push_str(&format!(
+            "rm -rf {ci}\nmv /{STAGED_CONTROL}/{} {ci}\n\
+             PERL_DL_NONLAZY=1 DPKG_ADMINDIR=/{ADMIN_DIR} DPKG_ROOT= \
+             DPKG_RUNNING_VERSION='{dpkg_version}' DPKG_MAINTSCRIPT_PACKAGE={} \
+             DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_MAINTSCRIPT_ARCH={} \
+             DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_DEBUG=0 {ci}/preinst install\n\
+             rm -rf {ci}\n",
+            p.db_name(),
+            p.name,
+            p.arch,
+        ));
+    };
+    let configure = |s: &mut String, batch: &mut Vec<&Unpacked>| {
+        if !batch.is_empty() {
+            let names: Vec<String> = batch.iter().map(|p| p.db_name()).collect();
+            s.push_str(&format!("{dpkg} --configure {}\n", names.join(" ")));
+            batch.clear();
         }
-        let names: Vec<String> = group.iter().map(Unpacked::db_name).collect();
-        s.push_str(&format!("{dpkg} --configure {}\n", names.join(" ")));
+    };
+    let mut batch: Vec<&Unpacked> = Vec::new();
+    for p in essential {
+        if p.has("preinst") {
+            preinst(&mut s, p);
+        }
+        batch.push(p);
     }
+    configure(&mut s, &mut batch);
+    for p in rest {
+        if p.has("preinst") {
+            let needs = rest_pre_depends.get(p.name.as_str());
+            let waits = needs.is_some_and(|n| batch.iter().any(|q| n.contains(&q.name.as_str())));
+            if waits {
+                configure(&mut s, &mut batch);
+            }
+            preinst(&mut s, p);
+        }
+        batch.push(p);
+    }
+    configure(&mut s, &mut batch);
     s.push_str(&format!("{dpkg} --configure --pending\n"));
     // Inside the container, where no symlink a script left can lead to the host.
     s.push_str(&format!(
@@ -537,10 +582,11 @@ fn finish_tree(
     let t = Tree::open(tree).map_err(io_err("open", tree))?;
     let err = |action: &'static str, rel: &str| io_err(action, &t.shown(rel));
     let host_key = fs::read(keyring).map_err(io_err("read", keyring))?;
+    // The image's own keyring package usually ships the same file at the same path
+    // (anything unreadable there, or a relative --keyring, is simply not the same).
     let key_rel = keyring.to_string_lossy();
-    let key_rel = key_rel.trim_start_matches('/');
-    // The image's own keyring package usually ships the same file at the same path.
-    let same_key = t.read(key_rel).map_err(err("read", key_rel))? == Some(host_key.clone());
+    let same_key = keyring.is_absolute()
+        && t.read(key_rel.trim_start_matches('/')).ok().flatten() == Some(host_key.clone());
     let signed_by = if same_key {
         keyring.to_path_buf()
     } else {
@@ -646,26 +692,50 @@ mod tests {
         let tree = dir.path();
         dpkg_db::create(tree, "amd64").unwrap();
         let essential = test_packages(tree, &[("libc6", true), ("dpkg", false)]);
-        let rest = test_packages(tree, &[("apt", true)]);
-        let s = configure_script("exec >/log 2>&1", "1.21.23", &[&essential, &rest, &[]]);
+        let rest = test_packages(
+            tree,
+            &[
+                ("libapt", false),
+                ("gpgv", false),
+                ("apt", true),
+                ("adduser", true),
+            ],
+        );
+        // apt Pre-Depends on libapt (a rest package), adduser on nothing of the rest.
+        let pre_depends = HashMap::from([("apt", vec!["libapt", "libc6"])]);
+        let s = configure_script(
+            "exec >/log 2>&1",
+            "1.21.23",
+            &essential,
+            &rest,
+            &pre_depends,
+        );
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[..3], ["set -e", "exec >/log 2>&1", "cd /"]);
-        assert!(lines[3].contains("DPKG_RUNNING_VERSION='1.21.23'"), "{s}");
         let at = |needle: &str| {
             s.find(needle)
                 .unwrap_or_else(|| panic!("{needle:?} not in\n{s}"))
         };
-        // Each preinst runs from tmp.ci, as dpkg runs it, before its group's configure.
-        assert!(
-            at("mv /var/lib/locker-ci/libc6 /var/lib/dpkg/tmp.ci") < at("--configure libc6 dpkg")
-        );
+        // Each preinst runs from tmp.ci with dpkg's environment, as dpkg runs it.
         assert!(s.contains(
-            "DPKG_MAINTSCRIPT_PACKAGE=libc6 DPKG_MAINTSCRIPT_ARCH=amd64 /var/lib/dpkg/tmp.ci/preinst install"
-        ));
+            "DPKG_RUNNING_VERSION='1.21.23' DPKG_MAINTSCRIPT_PACKAGE=libc6 \
+             DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_MAINTSCRIPT_ARCH=amd64 \
+             DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_DEBUG=0 /var/lib/dpkg/tmp.ci/preinst install"
+        ), "{s}");
+        assert!(
+            !s.contains("export"),
+            "dpkg's variables reach the preinsts only"
+        );
         assert!(!s.contains("locker-ci/dpkg"), "dpkg has no preinst");
-        assert!(at("--configure libc6 dpkg") < at("locker-ci/apt "));
-        assert!(at("locker-ci/apt ") < at("--configure apt\n"));
-        assert!(at("--configure apt\n") < at("--configure --pending\n"));
+        // The essential set: every preinst, then one configure (mmdebstrap's step).
+        assert!(at("locker-ci/libc6 ") < at("--configure libc6 dpkg\n"));
+        // The rest: apt's preinst waits until libapt, which it Pre-Depends on, is
+        // configured; adduser's needs nothing from its batch.
+        assert!(at("--configure libc6 dpkg\n") < at("--configure libapt gpgv\n"));
+        assert!(at("--configure libapt gpgv\n") < at("locker-ci/apt "));
+        assert!(at("locker-ci/apt ") < at("locker-ci/adduser "));
+        assert!(at("locker-ci/adduser ") < at("--configure apt adduser\n"));
+        assert!(at("--configure apt adduser\n") < at("--configure --pending\n"));
         // The build's own files go last, removed from inside the container.
         assert!(
             s.ends_with("rm -rf /usr/sbin/policy-rc.d /var/lib/locker-ci /tmp/locker-build.log\n"),
@@ -747,9 +817,11 @@ mod tests {
         finish().unwrap();
         assert!(fs::symlink_metadata(tree.join("var/log/dpkg.log")).is_err());
         assert!(fs::symlink_metadata(tree.join("tmp")).unwrap().is_symlink());
-        // A link where a file is written: refused.
+        // A link where a file is written: the link is replaced, not followed.
         let auto = test_packages(tree, &[("dep", false)]);
-        write_extended_states(tree, &auto.iter().collect::<Vec<_>>()).unwrap_err();
+        write_extended_states(tree, &auto.iter().collect::<Vec<_>>()).unwrap();
+        let states = tree.join("var/lib/apt/extended_states");
+        assert!(fs::symlink_metadata(&states).unwrap().is_file());
         // A link on the way to a written file resolves inside the tree: refused.
         fs::remove_dir_all(tree.join("etc")).unwrap();
         link(outside.path(), "etc");

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::build::deb::{ControlFile, Deb};
@@ -86,8 +87,9 @@ impl Unpacked {
             )));
         }
         for f in &files {
-            // These name files in the container's shell script and info directory.
-            if !is_plain_name(&f.name) {
+            // These name files in the container's shell script and info directory,
+            // where `list` is dpkg's own.
+            if !is_plain_name(&f.name) || f.name == "list" {
                 return Err(malformed(format!("control file name {:?}", f.name)));
             }
         }
@@ -170,16 +172,17 @@ impl Unpacked {
         out
     }
 
-    /// `.list` text: `/.` for the root, then each path with a leading `/`.
-    fn list_text(&self) -> String {
-        let mut out = String::new();
+    /// `.list` text: `/.` for the root, then each path with a leading `/` (as bytes:
+    /// a file name need not be UTF-8).
+    fn list_text(&self) -> Vec<u8> {
+        let mut out = Vec::new();
         for l in &self.listing {
             if l.path.as_os_str().is_empty() {
-                out.push_str("/.\n");
+                out.extend_from_slice(b"/.\n");
             } else {
-                out.push('/');
-                out.push_str(&l.path.to_string_lossy());
-                out.push('\n');
+                out.push(b'/');
+                out.extend_from_slice(l.path.as_os_str().as_bytes());
+                out.push(b'\n');
             }
         }
         out
@@ -231,8 +234,7 @@ impl Unpacked {
 
 /// Package and file names that are safe as one shell word and one file name.
 fn is_plain_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(['.', '-'])
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+-._~".contains(&b))
 }
@@ -288,7 +290,7 @@ pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError>
     for p in pkgs {
         let db_name = p.db_name();
         let info = |file: &str| format!("{ADMIN_DIR}/info/{db_name}.{file}");
-        write(&t, &info("list"), p.list_text().as_bytes(), false)?;
+        write(&t, &info("list"), &p.list_text(), false)?;
         for f in &p.files {
             write(&t, &info(&f.name), &f.data, f.executable)?;
         }
@@ -452,7 +454,7 @@ mod tests {
             vec![],
             &["", "usr/", "usr/bin/", "usr/bin/foo"],
         );
-        assert_eq!(p.list_text(), "/.\n/usr\n/usr/bin\n/usr/bin/foo\n");
+        assert_eq!(p.list_text(), b"/.\n/usr\n/usr/bin\n/usr/bin/foo\n");
     }
 
     #[test]
@@ -498,7 +500,9 @@ mod tests {
         ] {
             assert!(is_plain_name(ok), "{ok}");
         }
-        for bad in ["", ".", "..", "-rf", "a b", "a;b", "a/b", "$(x)", "ä"] {
+        for bad in [
+            "", ".", "..", "-rf", "~x", "+x", "a b", "a;b", "a/b", "$(x)", "ä",
+        ] {
             assert!(!is_plain_name(bad), "{bad}");
         }
     }
@@ -520,10 +524,10 @@ mod tests {
         );
         assert_eq!(
             pkgs[0].list_text(),
-            "/.\n/etc\n/etc/a\n",
+            b"/.\n/etc\n/etc/a\n",
             "directories stay shared"
         );
-        assert_eq!(pkgs[1].list_text(), "/.\n/etc\n/etc/shared\n");
+        assert_eq!(pkgs[1].list_text(), b"/.\n/etc\n/etc/shared\n");
     }
 
     /// A package that shipped `var/lib/dpkg/info` and `triggers` as links to a host

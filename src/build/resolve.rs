@@ -575,6 +575,23 @@ impl<'u, 'a> Selection<'u, 'a> {
         self.chosen.len()
     }
 
+    /// The selected packages that satisfy `p`'s Pre-Depends (the first satisfier of
+    /// each entry, as `configure_order` counts them).
+    pub(crate) fn pre_depends(&self, p: &Package<'a>) -> Result<Vec<&'a str>, ResolveError> {
+        let u = self.universe;
+        let mut out = Vec::new();
+        for group in p.relations("Pre-Depends", p.pre_depends)? {
+            let chosen = group
+                .iter()
+                .filter(|r| r.applies_to(&u.arch))
+                .find_map(|r| u.satisfiers(r).find(|q| self.chosen.contains(q)));
+            if let Some(q) = chosen {
+                out.push(u.packages[q].name);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether `name` was asked for (by the variant or `--include`) rather than
     /// pulled in as a dependency: apt marks the others automatically installed.
     pub(crate) fn requested(&self, name: &str) -> bool {
@@ -931,6 +948,19 @@ mod tests {
         assert!(!standard.contains(&"vim".into()) && !standard.contains(&"gawk".into()));
 
         assert_eq!(names(&u, Variant::Custom, &["less"]), ["less"]);
+    }
+
+    #[test]
+    fn pre_depends_resolve_to_selected_packages() {
+        let text = archive();
+        let u = universe(&text);
+        let sel = u.resolve(Variant::Required, &[]).unwrap();
+        let dpkg = u.get("dpkg").unwrap();
+        assert_eq!(sel.pre_depends(dpkg).unwrap(), ["libc6", "tar"]);
+        // Through Provides: base-files Pre-Depends awk, which mawk provides.
+        let base = u.get("base-files").unwrap();
+        assert_eq!(sel.pre_depends(base).unwrap(), ["mawk"]);
+        assert!(sel.pre_depends(u.get("apt").unwrap()).unwrap().is_empty());
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
     "mkdir",
     "bind image root",
     "remount image root read-only",
+    "remount image root nodev",
     "mount overlay",
     "open root",
     "create",

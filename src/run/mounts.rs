@@ -9,7 +9,7 @@
 //! clone and exec.
 //!
 //! Invariant (devices): every mount the container can create files on is nodev: the
-//! overlay (or read-only) root, the /dev, /dev/shm and --tmpfs tmpfses, mqueue, and
+//! overlay, read-only or (for a build) direct root, the /dev, /dev/shm and --tmpfs tmpfses, mqueue, and
 //! volumes with all their submounts (devpts takes no mknod). The container keeps
 //! CAP_MKNOD, so a node it makes (`mknod /data/kmsg c 1 11`) must be inert. On cgroup
 //! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
@@ -302,15 +302,26 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
         )
         .map_err(fail("mount overlay", NONE))?,
     }
-    if let Layers::ReadOnly = layers {
-        mount(
+    match layers {
+        Layers::ReadOnly => mount(
             None,
             base.root,
             None,
             libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NODEV,
             None,
         )
-        .map_err(fail("remount image root read-only", NONE))?;
+        .map_err(fail("remount image root read-only", NONE))?,
+        // A build's tree, written in place: maintainer scripts run as root with
+        // CAP_MKNOD, so a node they make must be inert here too.
+        Layers::Direct => mount(
+            None,
+            base.root,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NODEV | libc::MS_NOSUID,
+            None,
+        )
+        .map_err(fail("remount image root nodev", NONE))?,
+        _ => {}
     }
     let fd = unsafe {
         libc::open(
