@@ -33,6 +33,11 @@ impl Tree {
         })
     }
 
+    /// The tree's host path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The host path of `rel`, for messages only.
     pub(crate) fn shown(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
@@ -132,10 +137,8 @@ impl Tree {
     /// The file type (`S_IFMT` bits) of `rel` itself, not following a final
     /// symlink; None if it does not exist.
     fn entry_kind(&self, rel: &str) -> io::Result<Option<libc::mode_t>> {
-        let (parent, name) = match self.parent(rel) {
-            Ok(p) => p,
-            Err(e) if unreachable(&e) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some((parent, name)) = self.existing_parent(rel)? else {
+            return Ok(None);
         };
         // SAFETY: zeroed stat is valid storage for the kernel to fill.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -191,10 +194,8 @@ impl Tree {
 
     /// Removes `rel` (a symlink itself, never its target); a missing one is fine.
     pub(crate) fn remove_file(&self, rel: &str) -> io::Result<()> {
-        let (parent, name) = match self.parent(rel) {
-            Ok(p) => p,
-            Err(e) if unreachable(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some((parent, name)) = self.existing_parent(rel)? else {
+            return Ok(());
         };
         // SAFETY: a valid fd and C string.
         if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) } != 0 {
@@ -209,10 +210,8 @@ impl Tree {
     /// Renames `rel` to `rel` + `suffix` in its directory (a symlink is renamed
     /// itself); a missing `rel` is left for the caller's tool to notice.
     pub(crate) fn add_suffix(&self, rel: &str, suffix: &str) -> io::Result<()> {
-        let (parent, name) = match self.parent(rel) {
-            Ok(p) => p,
-            Err(e) if unreachable(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some((parent, name)) = self.existing_parent(rel)? else {
+            return Ok(());
         };
         let mut to = name.as_bytes().to_vec();
         to.extend_from_slice(suffix.as_bytes());
@@ -231,20 +230,15 @@ impl Tree {
     /// Removes everything in the directory `rel` except the names in `keep`. A `rel`
     /// that is a symlink, or missing, is left alone.
     pub(crate) fn clear_dir(&self, rel: &str, keep: &[&str]) -> io::Result<()> {
-        let (parent, name) = match self.parent(rel) {
-            Ok(p) => p,
-            Err(e) if unreachable(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some((parent, name)) = self.existing_parent(rel)? else {
+            return Ok(());
         };
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: a valid fd and C string; the fd returned is ours.
         let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags) };
         if fd < 0 {
             let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR) => Ok(()),
-                _ => Err(e),
-            };
+            return if unreachable(&e) { Ok(()) } else { Err(e) };
         }
         // SAFETY: just opened, owned by nothing else.
         let dir = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -265,6 +259,16 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// `parent`, or None when `rel`'s parent does not resolve to a directory inside
+    /// the tree (then there is nothing there to read, rename or remove).
+    fn existing_parent(&self, rel: &str) -> io::Result<Option<(OwnedFd, CString)>> {
+        match self.parent(rel) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if unreachable(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The parent of `rel` resolved inside the tree, and its last component.

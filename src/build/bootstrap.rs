@@ -346,14 +346,17 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
             path.display()
         ));
     }
-    dpkg_db::register(&tree, &unpacked)?;
+    // From here on the tree holds what packages put there: host-side file work in
+    // it goes through `Tree`.
+    let inside = Tree::open(&tree).map_err(io_err("open", &tree))?;
+    dpkg_db::register(&inside, &unpacked)?;
     // As apt leaves it after mmdebstrap's `apt-get install` of the non-essential
     // packages: those only pulled in as dependencies are marked automatic.
     let auto: Vec<&Unpacked> = unpacked[essential.len()..]
         .iter()
         .filter(|p| !selection.requested(&p.name))
         .collect();
-    write_extended_states(&tree, &auto)?;
+    write_extended_states(&inside, &auto)?;
     t.since("unpack", &mut clock);
 
     // 5. Configure inside a container writing into the tree.
@@ -364,7 +367,7 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     let (essential, rest) = unpacked.split_at(essential.len());
     configure(
         store,
-        &tree,
+        &inside,
         req,
         essential,
         rest,
@@ -375,7 +378,7 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
 
     // 6. Clean, point apt at the mirror, digest, publish.
     let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?;
-    finish_tree(&tree, &uri, &req.suite, &components, &keyring)?;
+    finish_tree(&inside, &uri, &req.suite, &components, &keyring)?;
     if let Some(epoch) = epoch {
         clamp_mtimes(&tree, epoch).map_err(io_err("clamp mtimes in", &tree))?;
     }
@@ -419,11 +422,10 @@ fn prepare_tree(tree: &Path) -> Result<(), BuildError> {
 }
 
 /// apt's record of automatically installed packages (`apt-mark showauto`).
-fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildError> {
+fn write_extended_states(t: &Tree, auto: &[&Unpacked]) -> Result<(), BuildError> {
     if auto.is_empty() {
         return Ok(());
     }
-    let t = Tree::open(tree).map_err(io_err("open", tree))?;
     let text: String = auto
         .iter()
         .map(|p| {
@@ -444,7 +446,7 @@ fn write_extended_states(tree: &Path, auto: &[&Unpacked]) -> Result<(), BuildErr
 /// questions asked.
 fn configure(
     store: &Store,
-    tree: &Path,
+    t: &Tree,
     req: &Request,
     essential: &[Unpacked],
     rest: &[Unpacked],
@@ -453,7 +455,6 @@ fn configure(
 ) -> Result<(), BuildError> {
     // invoke-rc.d(8): 101 means "action not allowed"; no daemon starts in the build.
     // The script removes it when done.
-    let t = Tree::open(tree).map_err(io_err("open", tree))?;
     t.create_dir_all("usr/sbin")
         .map_err(io_err("create", &t.shown("usr/sbin")))?;
     t.write(POLICY_RC_D, b"#!/bin/sh\nexit 101\n", 0o755)
@@ -481,7 +482,7 @@ fn configure(
         env.push(format!("SOURCE_DATE_EPOCH={epoch}"));
     }
     let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
-    let code = crate::run::run_in_tree(store.root(), tree, &req.name, &argv, &env, true, &[])
+    let code = crate::run::run_in_tree(store.root(), t.path(), &req.name, &argv, &env, true, &[])
         .map_err(BuildError::Container)?;
     if code != 0 {
         let text = t.read(BUILD_LOG).ok().flatten().unwrap_or_default();
@@ -572,21 +573,23 @@ fn configure_script(
 /// Points apt at the mirror used, trusting the keyring used, and removes what makes
 /// two builds differ (mmdebstrap's cleanup/reproducible and cleanup/run).
 fn finish_tree(
-    tree: &Path,
+    t: &Tree,
     uri: &str,
     suite: &str,
     components: &[String],
     keyring: &Path,
 ) -> Result<(), BuildError> {
-    // Maintainer scripts ran in this tree: every path goes through `Tree`.
-    let t = Tree::open(tree).map_err(io_err("open", tree))?;
     let err = |action: &'static str, rel: &str| io_err(action, &t.shown(rel));
     let host_key = fs::read(keyring).map_err(io_err("read", keyring))?;
     // The image's own keyring package usually ships the same file at the same path
     // (anything unreadable there, or a relative --keyring, is simply not the same).
     let key_rel = keyring.to_string_lossy();
     let same_key = keyring.is_absolute()
-        && t.read(key_rel.trim_start_matches('/')).ok().flatten() == Some(host_key.clone());
+        && t.read(key_rel.trim_start_matches('/'))
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(&host_key[..]);
     let signed_by = if same_key {
         keyring.to_path_buf()
     } else {
@@ -805,9 +808,10 @@ mod tests {
         };
 
         // Links to empty: skipped. A link where a file is removed: the link goes.
+        let inside = Tree::open(tree).unwrap();
         let finish = || {
             finish_tree(
-                tree,
+                &inside,
                 "http://mirror",
                 "bookworm",
                 &["main".into()],
@@ -819,7 +823,7 @@ mod tests {
         assert!(fs::symlink_metadata(tree.join("tmp")).unwrap().is_symlink());
         // A link where a file is written: the link is replaced, not followed.
         let auto = test_packages(tree, &[("dep", false)]);
-        write_extended_states(tree, &auto.iter().collect::<Vec<_>>()).unwrap();
+        write_extended_states(&inside, &auto.iter().collect::<Vec<_>>()).unwrap();
         let states = tree.join("var/lib/apt/extended_states");
         assert!(fs::symlink_metadata(&states).unwrap().is_file());
         // A link on the way to a written file resolves inside the tree: refused.

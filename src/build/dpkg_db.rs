@@ -282,25 +282,24 @@ pub(crate) fn create(tree: &Path, arch: &str) -> Result<(), BuildError> {
 /// Records `pkgs` in the tree's dpkg database as unpacked, in order. The packages
 /// were unpacked into this tree, so every path goes through `Tree`: a package that
 /// shipped `var/lib/dpkg/info -> /etc` writes nothing outside the tree.
-pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError> {
-    let t = Tree::open(tree).map_err(io_err("open", tree))?;
+pub(crate) fn register(t: &Tree, pkgs: &[Unpacked]) -> Result<(), BuildError> {
     let mut status = String::new();
     let mut file_interests = String::new();
     let mut explicit: Vec<(String, String)> = Vec::new();
     for p in pkgs {
         let db_name = p.db_name();
         let info = |file: &str| format!("{ADMIN_DIR}/info/{db_name}.{file}");
-        write(&t, &info("list"), &p.list_text(), false)?;
+        write(t, &info("list"), &p.list_text(), false)?;
         for f in &p.files {
-            write(&t, &info(&f.name), &f.data, f.executable)?;
+            write(t, &info(&f.name), &f.data, f.executable)?;
         }
         if p.has("preinst") {
             let dir = format!("{STAGED_CONTROL}/{db_name}");
             t.create_dir_all(&dir)
                 .map_err(io_err("create", &t.shown(&dir)))?;
-            write(&t, &format!("{dir}/control"), p.control.as_bytes(), false)?;
+            write(t, &format!("{dir}/control"), p.control.as_bytes(), false)?;
             for f in &p.files {
-                write(&t, &format!("{dir}/{}", f.name), &f.data, f.executable)?;
+                write(t, &format!("{dir}/{}", f.name), &f.data, f.executable)?;
             }
         }
         for c in p.conffiles() {
@@ -322,13 +321,13 @@ pub(crate) fn register(tree: &Path, pkgs: &[Unpacked]) -> Result<(), BuildError>
         }
         status.push_str(&p.stanza());
     }
-    append(&t, &format!("{ADMIN_DIR}/status"), &status)?;
+    append(t, &format!("{ADMIN_DIR}/status"), &status)?;
     if !file_interests.is_empty() {
-        append(&t, &format!("{ADMIN_DIR}/triggers/File"), &file_interests)?;
+        append(t, &format!("{ADMIN_DIR}/triggers/File"), &file_interests)?;
     }
     for (trigger, who) in explicit {
         append(
-            &t,
+            t,
             &format!("{ADMIN_DIR}/triggers/{trigger}"),
             &format!("{who}\n"),
         )?;
@@ -549,7 +548,7 @@ mod tests {
             vec![file("triggers", "interest-await x\n", false)],
             &[""],
         );
-        assert!(register(tree, &[p]).is_err());
+        assert!(register(&Tree::open(tree).unwrap(), &[p]).is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
@@ -581,7 +580,7 @@ mod tests {
                 &[""],
             ),
         ];
-        register(tree, &pkgs).unwrap();
+        register(&Tree::open(tree).unwrap(), &pkgs).unwrap();
         let admin = tree.join(ADMIN_DIR);
         let read = |p: &str| fs::read_to_string(admin.join(p)).unwrap();
         assert_eq!(read("info/format"), "1\n");

@@ -542,6 +542,22 @@ fn pid1(c: &Child, workdir: OwnedFd) -> c_int {
 }
 
 /// The grandchild: stdio, credentials, cwd, fds, then execve over the planned paths.
+/// Every signal back to its default action and none blocked, as a command expects
+/// after exec (Rust ignores SIGPIPE; PID 1 blocked what it forwards).
+fn default_signals() {
+    // SAFETY: plain libc calls on a zeroed, then emptied, signal set.
+    unsafe {
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 fn exec_command(c: &Child, workdir: &OwnedFd) -> ! {
     let fail = |step: Step, errno: i32| -> ! {
         report(c.error_wr, step_err(step)(errno));
@@ -555,17 +571,7 @@ fn exec_command(c: &Child, workdir: &OwnedFd) -> ! {
             })
         }
     };
-    unsafe {
-        // Rust ignores SIGPIPE; the command must get the default back.
-        for s in 1..32 {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+    default_signals();
     unsafe { libc::umask(0o022) };
     if unsafe { libc::setsid() } < 0 {
         fail(Step::Tty, mounts::errno());
@@ -648,17 +654,8 @@ pub(crate) fn exec_joined(
     // resets it).
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     close_fds_except(&[error_wr, tty.unwrap_or(-1)]);
-    unsafe {
-        for s in 1..32 {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::setsid();
-    }
+    default_signals();
+    unsafe { libc::setsid() };
     if let Some(slave) = tty {
         if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
             return fail(Step::Tty, mounts::errno());

@@ -537,7 +537,7 @@ fn interrupted_build_leaves_nothing_and_the_rerun_uses_the_cache() {
         configuring
             .recv_timeout(BUILD_LIMIT)
             .expect("the build reaches dpkg --configure");
-        let pid1 = container_pid1(&locker);
+        let pid1 = locker.container_pid1();
         nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = wait_child(&mut child, Duration::from_secs(60));
         assert!(!status.success(), "{signal}: {status:?}");
@@ -580,20 +580,4 @@ fn interrupted_build_leaves_nothing_and_the_rerun_uses_the_cache() {
         })
         .unwrap_or_default();
     assert!(work.is_empty(), "gc left {work:?}");
-}
-
-/// PID 1 of the one container running in `locker`'s store, from its state file.
-fn container_pid1(locker: &Locker) -> i32 {
-    let states: Vec<PathBuf> = std::fs::read_dir(locker.root().join("run"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(states.len(), 1, "{states:?}");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
-    let pid = state["pid"].as_i64().unwrap() as i32;
-    assert!(pid > 1 && Path::new(&format!("/proc/{pid}")).exists());
-    pid
 }

@@ -66,6 +66,22 @@ impl Locker {
         self.dir.path().join(rel)
     }
 
+    /// PID 1 of the one container running in this store, from its state file.
+    pub fn container_pid1(&self) -> i32 {
+        let states: Vec<PathBuf> = std::fs::read_dir(self.root().join("run"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        assert_eq!(states.len(), 1, "{states:?}");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
+        let pid = state["pid"].as_i64().unwrap() as i32;
+        assert!(pid > 1 && Path::new(&format!("/proc/{pid}")).exists());
+        pid
+    }
+
     /// The binary with this test's `--root`, a clean HOME and no catalog override.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(locker_bin());

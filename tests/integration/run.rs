@@ -682,17 +682,7 @@ fn sigkill_of_locker_leaves_nothing_after_next_run() {
     let rx = wait_line(child.stdout.take().unwrap(), "ready");
     rx.recv_timeout(Duration::from_secs(20))
         .expect("container ready");
-    let states: Vec<PathBuf> = std::fs::read_dir(c.l.root().join("run"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(states.len(), 1);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
-    let pid1 = state["pid"].as_i64().unwrap() as i32;
-    assert!(pid1 > 0);
+    let pid1 = c.l.container_pid1();
     child.kill().unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
