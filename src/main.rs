@@ -5,23 +5,13 @@
 //! 126/127 when the command cannot be run, else the command's own status).
 
 mod build;
-mod catalog;
 mod cli;
-mod containers;
-mod digest;
-mod export;
-mod fetch;
-mod images;
-mod in_tree;
-mod openat2;
-mod path_error;
-mod pipe;
+mod commands;
+mod fs;
+mod image;
 mod progress;
-mod pull;
 mod run;
 mod store;
-mod unpack;
-mod verify;
 
 use std::process::ExitCode;
 
@@ -64,51 +54,51 @@ fn main() -> ExitCode {
 
 /// The image `run` uses: from the store with one read of refs.json; only when it is
 /// missing are the catalog and the network involved (then it is pulled first).
-fn resolve_image(ctx: &images::Context, name: &str) -> anyhow::Result<store::Resolved> {
+fn resolve_image(ctx: &commands::images::Context, name: &str) -> anyhow::Result<store::Resolved> {
     if let Some(resolved) = store::Store::existing(&ctx.root).resolve(name)? {
         return Ok(resolved);
     }
     ctx.printer
         .info(&format!("{name} is not in the store; pulling it"));
-    images::pull(ctx, name)?;
+    commands::images::pull(ctx, name)?;
     store::Store::existing(&ctx.root)
         .resolve(name)?
         .ok_or_else(|| anyhow::anyhow!("pull {name} recorded no image"))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let ctx = images::Context::new(&cli);
+    let ctx = commands::images::Context::new(&cli);
     let root = cli.root.as_path();
-    let in_use = |digest: &str| containers::user_of(root, digest);
+    let in_use = |digest: &str| run::state::user_of(root, digest);
     match cli.command {
-        Command::Pull(a) => images::pull(&ctx, &a.name).map(|_| 0),
+        Command::Pull(a) => commands::images::pull(&ctx, &a.name).map(|_| 0),
         Command::Import(a) => {
-            images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
+            commands::images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
         }
-        Command::Build(a) => images::build(&ctx, &a).map(|_| 0),
-        Command::Images(a) => images::images(&ctx, a.json).map(|_| 0),
-        Command::Rmi(a) => images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
-        Command::Catalog(a) => images::catalog(&ctx, a.json).map(|_| 0),
+        Command::Build(a) => commands::images::build(&ctx, &a).map(|_| 0),
+        Command::Images(a) => commands::images::images(&ctx, a.json).map(|_| 0),
+        Command::Rmi(a) => commands::images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
+        Command::Catalog(a) => commands::images::catalog(&ctx, a.json).map(|_| 0),
         Command::Export(a) => {
-            let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+            let epoch = image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
                 .with_context(|| format!("export {}", a.name))?;
-            export::export(&store::Store::existing(root), &a.name, &a.output, epoch)
+            image::export::export(&store::Store::existing(root), &a.name, &a.output, epoch)
                 .with_context(|| format!("export {}", a.name))
                 .map(|_| 0)
         }
         Command::Gc => {
-            containers::reap_stale(root).context("remove leftovers of killed containers")?;
-            images::gc(&ctx, &in_use).map(|_| 0)
+            run::state::reap_stale(root).context("remove leftovers of killed containers")?;
+            commands::images::gc(&ctx, &in_use).map(|_| 0)
         }
         Command::Run(a) => {
             let image =
                 resolve_image(&ctx, &a.image).with_context(|| format!("run {}", a.image))?;
             run::run(root, &image, &a).with_context(|| format!("run {}", a.image))
         }
-        Command::Ps(a) => containers::ps(root, a.all, a.json).map(|_| 0),
-        Command::Stop(a) => containers::stop(root, &a.names).map(|_| 0),
-        Command::Rm(a) => containers::rm(root, &a.names).map(|_| 0),
-        Command::Exec(a) => containers::exec(root, &a),
+        Command::Ps(a) => run::state::ps(root, a.all, a.json).map(|_| 0),
+        Command::Stop(a) => run::state::stop(root, &a.names).map(|_| 0),
+        Command::Rm(a) => run::state::rm(root, &a.names).map(|_| 0),
+        Command::Exec(a) => run::state::exec(root, &a),
     }
 }
 
@@ -118,8 +108,8 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     // Found before anything was fetched, and its message names the fix.
     let keyring_missing = e.chain().any(|c| {
         matches!(
-            c.downcast_ref::<verify::VerifyError>(),
-            Some(verify::VerifyError::KeyringMissing { .. })
+            c.downcast_ref::<image::verify::VerifyError>(),
+            Some(image::verify::VerifyError::KeyringMissing { .. })
         )
     });
     if keyring_missing {
@@ -139,10 +129,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         }
     }
     for cause in e.chain() {
-        if cause.is::<fetch::FetchError>() {
+        if cause.is::<image::fetch::FetchError>() {
             return Some("nothing was installed; check the URL and the network, then retry (a partial download resumes)");
         }
-        if cause.is::<unpack::UnpackError>() || cause.is::<verify::VerifyError>() {
+        if cause.is::<image::unpack::UnpackError>() || cause.is::<image::verify::VerifyError>() {
             return Some("nothing was installed");
         }
         if cause

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::build::release::{Compression, FileEntry, Release};
 use crate::build::BuildError;
-use crate::digest::{Digest, Hasher};
-use crate::fetch::{FetchError, Fetcher, Reporter};
-use crate::path_error::io_err;
-use crate::verify::{self, VerifyError};
+use crate::store::digest::{Digest, Hasher};
+use crate::image::fetch::{FetchError, Fetcher, Reporter};
+use crate::fs::path_error::io_err;
+use crate::image::verify::{self, VerifyError};
 
 /// InRelease of a large suite is about 150 KiB.
 const RELEASE_LIMIT: usize = 16 << 20;
@@ -362,7 +362,7 @@ impl Reporter for Forward<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::tests::Gpg;
+    use crate::image::verify::tests::Gpg;
 
     const RELEASE: &str = "Origin: Test\nSuite: stable\nCodename: testy\n";
 

@@ -26,15 +26,15 @@ use crate::build::release::{Release, UnixTime};
 use crate::build::resolve::{Universe, Variant};
 use crate::build::sources;
 use crate::build::BuildError;
-use crate::catalog::{BuildSpec, Entry};
-use crate::export;
-use crate::fetch::Fetcher;
-use crate::in_tree::Tree;
-use crate::path_error::io_err;
+use crate::image::catalog::{BuildSpec, Entry};
+use crate::image::export;
+use crate::image::fetch::Fetcher;
+use crate::fs::tree::Tree;
+use crate::fs::path_error::io_err;
 use crate::progress::Printer;
-use crate::pull::Installed;
+use crate::image::pull::Installed;
 use crate::store::Store;
-use crate::verify::VerifyError;
+use crate::image::verify::VerifyError;
 
 /// Debian's archive keyring (debian-archive-keyring), the default for Debian suites.
 pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -168,12 +168,12 @@ pub(crate) fn build(store: &Store, req: &Request, printer: &Printer) -> anyhow::
     let mut t = Timings::default();
     let mut clock = Instant::now();
     let variant: Variant = req.variant.parse()?;
-    if req.arch != crate::catalog::host_arch() {
+    if req.arch != crate::image::catalog::host_arch() {
         // Maintainer scripts run in the build container, natively.
         return Err(BuildError::Usage(format!(
             "cannot build for {} on this {} machine: maintainer scripts run natively",
             req.arch,
-            crate::catalog::host_arch()
+            crate::image::catalog::host_arch()
         ))
         .into());
     }

@@ -2,7 +2,7 @@
 //! and `data.tar[.gz|.xz|.zst]` (deb(5)).
 //!
 //! Owns finding those members (pure, over a byte slice or a file) and unpacking the
-//! data member beneath a tree with `crate::unpack` (compression detected by magic,
+//! data member beneath a tree with `crate::image::unpack` (compression detected by magic,
 //! paths kept inside the tree). Invariants: member offsets and sizes are checked
 //! against the file's length before use; only format version 2.x is accepted.
 
@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::unpack::{self, UnpackError};
+use crate::image::unpack::{self, UnpackError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DebError {

@@ -24,9 +24,9 @@ use crate::build::deb::{ControlFile, Deb};
 use crate::build::deb822::{self, Syntax};
 use crate::build::resolve::{MultiArch, Package};
 use crate::build::BuildError;
-use crate::in_tree::Tree;
-use crate::path_error::io_err;
-use crate::unpack::Listed;
+use crate::fs::tree::Tree;
+use crate::fs::path_error::io_err;
+use crate::image::unpack::Listed;
 
 /// dpkg's administrative directory, inside the tree.
 pub(crate) const ADMIN_DIR: &str = "var/lib/dpkg";

@@ -20,9 +20,9 @@ pub(crate) mod version;
 
 use std::io;
 
-use crate::fetch::FetchError;
-use crate::path_error::PathError;
-use crate::verify::VerifyError;
+use crate::image::fetch::FetchError;
+use crate::fs::path_error::PathError;
+use crate::image::verify::VerifyError;
 
 pub(crate) use bootstrap::{build, deb_cache, Request};
 

@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::build::deb822::{self, Deb822Error, Syntax};
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReleaseError {

@@ -27,7 +27,7 @@ use crate::build::version::{
     parse_provides, parse_relations, Alternatives, ArchQualifier, Relation, RelationError, Version,
     VersionError,
 };
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ResolveError {
@@ -520,7 +520,7 @@ fn package_from<'a>(para: &Paragraph<'a>, arch: &str) -> Result<Option<Package<'
         .map_err(|_| bad("Size", format!("{size_text:?} is not a number")))?;
     let sha256 = required("SHA256")?
         .parse()
-        .map_err(|e: crate::digest::BadDigest| bad("SHA256", e.to_string()))?;
+        .map_err(|e: crate::store::digest::BadDigest| bad("SHA256", e.to_string()))?;
     Ok(Some(Package {
         name,
         version,

@@ -8,7 +8,7 @@
 //! missing, and PARENT/ID), plus the v2 root's `cgroup.subtree_control` for controllers
 //! the root offers; PARENT/ID is removed once empty (`remove`, retried briefly).
 
-use crate::path_error::{io_err, PathError};
+use crate::fs::path_error::{io_err, PathError};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

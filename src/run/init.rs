@@ -686,7 +686,7 @@ pub(crate) fn exec_joined(
         .unwrap_or(c".");
     let rel = if rel.is_empty() { c"." } else { rel };
     let dir =
-        match crate::openat2::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+        match crate::fs::openat2::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .and_then(|root| mounts::open_in_root(root.as_raw_fd(), rel, libc::O_DIRECTORY))
         {
             Ok(d) => d,

@@ -12,6 +12,7 @@ pub(crate) mod cgroups;
 pub(crate) mod init;
 pub(crate) mod mounts;
 pub(crate) mod plan;
+pub(crate) mod state;
 pub(crate) mod tty;
 
 use std::ffi::CString;
@@ -28,8 +29,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
-use crate::containers::{self, NamedMeta, State};
-use crate::path_error::{io_err, PathError};
+use state::{NamedMeta, State};
+use crate::fs::path_error::{io_err, PathError};
 use crate::store::Resolved;
 use cgroups::{CgroupError, Limits};
 use init::{Report, Step};
@@ -141,7 +142,7 @@ pub(crate) fn run_in_tree(
 
 fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Result<u8, RunError> {
     // 1. Leftovers of containers whose `locker run` was killed.
-    let _ = containers::reap_stale(root);
+    let _ = state::reap_stale(root);
 
     // 2. The plan: pure, from options and what the image says.
     let opts = options(args, image)?;
@@ -176,7 +177,7 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
         .map(|v| check_volume(&v.host))
         .collect::<Result<Vec<_>, _>>()?;
     let id = new_id()?;
-    let run_dir = containers::run_dir(root);
+    let run_dir = state::run_dir(root);
     crate::store::private_dir(root).map_err(io_err("create", root))?;
     crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
     let base = run_dir.join(&id);
@@ -205,16 +206,16 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         locker_pid: std::process::id() as i32,
-        locker_start: containers::start_time(std::process::id() as i32).unwrap_or(0),
+        locker_start: state::start_time(std::process::id() as i32).unwrap_or(0),
         pid: 0,
         pid_start: 0,
-        started: containers::now(),
+        started: state::now(),
         cgroup_v2: cgroup.v2,
         cgroups: cgroup.dirs.clone(),
         base: base.clone(),
     };
-    containers::write_state(root, &state)
-        .map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    state::write_state(root, &state)
+        .map_err(io_err("write state", &state::state_path(root, &id)))?;
     guard.state = true;
 
     let layers = match &named {
@@ -335,9 +336,9 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
     // 6. Record the pid (first: if we die from here on, reap_stale knows whom to
     // kill), into the cgroup (v1), release the child.
     state.pid = pid.as_raw();
-    state.pid_start = containers::start_time(pid.as_raw()).unwrap_or(0);
-    containers::write_state(root, &state)
-        .map_err(io_err("write state", &containers::state_path(root, &id)))?;
+    state.pid_start = state::start_time(pid.as_raw()).unwrap_or(0);
+    state::write_state(root, &state)
+        .map_err(io_err("write state", &state::state_path(root, &id)))?;
     let pty = pty.map(|p| {
         drop(p.slave);
         p.master
@@ -434,7 +435,7 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
 /// None when there is no such file; empty when it is not a readable regular file.
 pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
     const LIMIT: u64 = 4 << 20;
-    let fd = match crate::openat2::openat2(
+    let fd = match crate::fs::openat2::openat2(
         dir,
         rel,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
@@ -622,7 +623,7 @@ impl Guard {
             _ => {}
         }
         if std::mem::take(&mut self.state) {
-            let p = containers::state_path(&self.root, &self.id);
+            let p = state::state_path(&self.root, &self.id);
             fs::remove_file(&p).map_err(io_err("remove state", &p))?;
         }
         Ok(())
@@ -671,9 +672,9 @@ impl Named {
                 "bad container name {name:?}: use letters, digits, `_`, `.`, `-`"
             )));
         }
-        let dir = containers::containers_dir(root).join(name);
+        let dir = state::containers_dir(root).join(name);
         // upper/ and work/ below keep 0755: upper's mode is the container's `/`.
-        for d in [&containers::containers_dir(root), &dir] {
+        for d in [&state::containers_dir(root), &dir] {
             crate::store::private_dir(d).map_err(io_err("create", d))?;
         }
         let lock_path = dir.join("lock");

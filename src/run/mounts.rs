@@ -15,7 +15,7 @@
 //! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
 //! v1 the devices controller's allow-list (cgroups.rs) refuses the mknod as well.
 
-use crate::openat2::openat2;
+use crate::fs::openat2::openat2;
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 

@@ -15,6 +15,8 @@
 //! process leaves lies under tmp/ and `gc` removes it. `run` resolves a name with one
 //! read of refs.json and no lock.
 
+pub(crate) mod digest;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -25,8 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
-use crate::path_error::{io_err, PathError};
+use crate::store::digest::Digest;
+use crate::fs::path_error::{io_err, PathError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {

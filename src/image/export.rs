@@ -33,8 +33,8 @@ use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
-use crate::digest::{Digest, Hasher};
-use crate::path_error::{io_err, PathError};
+use crate::store::digest::{Digest, Hasher};
+use crate::fs::path_error::{io_err, PathError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -1085,7 +1085,7 @@ mod tests {
         }
         let tar = tar_of(&tree, None);
         let dest = tmp.path().join("copy");
-        crate::unpack::unpack(&tar[..], &dest).unwrap();
+        crate::image::unpack::unpack(&tar[..], &dest).unwrap();
         assert_eq!(tar_of(&dest, None), tar);
         assert_eq!(
             tree_digest(&dest, None).unwrap(),

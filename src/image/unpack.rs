@@ -19,7 +19,7 @@
 //! The `tar` crate only parses (PAX records, GNU long names, GNU sparse); its `unpack`
 //! is not used because it follows symlinks an earlier entry created.
 
-use crate::pipe;
+use crate::image::pipe;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
@@ -943,7 +943,7 @@ impl ResolveError {
 
 fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, ResolveError> {
     let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    crate::openat2::openat2(root, path, flags, in_root).map_err(|errno| match errno {
+    crate::fs::openat2::openat2(root, path, flags, in_root).map_err(|errno| match errno {
         libc::EXDEV => ResolveError::Outside,
         libc::ENOSYS => ResolveError::NoOpenat2,
         _ => ResolveError::Io(io::Error::from_raw_os_error(errno)),

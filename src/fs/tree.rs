@@ -289,7 +289,7 @@ impl Tree {
     fn resolve(&self, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
         let path = cstring(rel.as_os_str().as_bytes())?;
         let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        crate::openat2::openat2(self.root.as_raw_fd(), &path, flags, in_root)
+        crate::fs::openat2::openat2(self.root.as_raw_fd(), &path, flags, in_root)
             .map_err(io::Error::from_raw_os_error)
     }
 }

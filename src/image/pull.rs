@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build;
-use crate::catalog::{self, Catalog, Entry, Source, Verification};
-use crate::digest::{Digest, Hasher};
-use crate::fetch::{FetchError, Fetcher};
-use crate::pipe;
+use crate::image::catalog::{self, Catalog, Entry, Source, Verification};
+use crate::store::digest::{Digest, Hasher};
+use crate::image::fetch::{FetchError, Fetcher};
+use crate::image::pipe;
 use crate::progress::Printer;
 use crate::store::Store;
-use crate::unpack::{self, UnpackError};
-use crate::verify::{self, VerifyError};
+use crate::image::unpack::{self, UnpackError};
+use crate::image::verify::{self, VerifyError};
 
 /// Size limits for the small signed documents: nothing legitimate comes close.
 const CHECKSUMS_LIMIT: usize = 4 << 20;

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 /// The catalog compiled into the binary.
-const DEFAULT_CATALOG: &str = include_str!("../images.toml");
+const DEFAULT_CATALOG: &str = include_str!("../../images.toml");
 const DEFAULT_NAME: &str = "<built-in images.toml>";
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum VerifyError {

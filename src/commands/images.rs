@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::build;
-use crate::catalog::{self, Catalog, Source, Verification};
+use crate::image::catalog::{self, Catalog, Source, Verification};
 use crate::cli::{BuildArgs, Cli};
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 use crate::progress::{Printer, Verbosity};
-use crate::pull::{self, Origin};
+use crate::image::pull::{self, Origin};
 use crate::store::Store;
 
 /// What every command needs from the global options.
