@@ -7,6 +7,7 @@
 mod build;
 mod cli;
 mod commands;
+mod exit;
 mod fs;
 mod image;
 mod progress;
@@ -15,13 +16,10 @@ mod store;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command};
-
-/// Exit code for any failure of locker itself (Docker, podman).
-const EXIT_LOCKER: u8 = 125;
+use cli::Cli;
+use exit::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -29,77 +27,37 @@ fn main() -> ExitCode {
         Err(e) => {
             use clap::error::ErrorKind;
             let _ = e.print();
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_LOCKER),
-            };
+            return ExitCode::from(match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitStatus::Success,
+                _ => ExitStatus::Failure,
+            }
+            .code());
         }
     };
-    match dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
+    let status = match commands::dispatch(cli) {
+        Ok(status) => status,
+        // `locker images | head -1`: the reader is gone, and that is not a failure.
+        Err(e) if closed_stdout(&e) => ExitStatus::Success,
         Err(e) => {
             let mut line = one_line(&e);
             if let Some(hint) = hint(&e) {
                 line = format!("{line}; {hint}");
             }
             eprintln!("locker: {line}");
-            // run's own mapping: 126 not executable, 127 not found, else 125.
-            ExitCode::from(
-                e.downcast_ref::<run::RunError>()
-                    .map_or(EXIT_LOCKER, run::RunError::exit_code),
-            )
+            e.downcast_ref::<run::RunError>()
+                .map_or(ExitStatus::Failure, run::RunError::exit_status)
         }
-    }
+    };
+    ExitCode::from(status.code())
 }
 
-/// The image `run` uses: from the store with one read of refs.json; only when it is
-/// missing are the catalog and the network involved (then it is pulled first).
-fn resolve_image(ctx: &commands::images::Context, name: &str) -> anyhow::Result<store::Resolved> {
-    if let Some(resolved) = store::Store::existing(&ctx.root).resolve(name)? {
-        return Ok(resolved);
-    }
-    ctx.printer
-        .info(&format!("{name} is not in the store; pulling it"));
-    commands::images::pull(ctx, name)?;
-    store::Store::existing(&ctx.root)
-        .resolve(name)?
-        .ok_or_else(|| anyhow::anyhow!("pull {name} recorded no image"))
-}
-
-fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let ctx = commands::images::Context::new(&cli);
-    let root = cli.root.as_path();
-    let in_use = |digest: &str| run::state::user_of(root, digest);
-    match cli.command {
-        Command::Pull(a) => commands::images::pull(&ctx, &a.name).map(|_| 0),
-        Command::Import(a) => {
-            commands::images::import(&ctx, &a.source, &a.name, a.sha256.as_deref()).map(|_| 0)
-        }
-        Command::Build(a) => commands::images::build(&ctx, &a).map(|_| 0),
-        Command::Images(a) => commands::images::images(&ctx, a.json).map(|_| 0),
-        Command::Rmi(a) => commands::images::rmi(&ctx, &a.names, &in_use).map(|_| 0),
-        Command::Catalog(a) => commands::images::catalog(&ctx, a.json).map(|_| 0),
-        Command::Export(a) => {
-            let epoch = image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
-                .with_context(|| format!("export {}", a.name))?;
-            image::export::export(&store::Store::existing(root), &a.name, &a.output, epoch)
-                .with_context(|| format!("export {}", a.name))
-                .map(|_| 0)
-        }
-        Command::Gc => {
-            run::state::reap_stale(root).context("remove leftovers of killed containers")?;
-            commands::images::gc(&ctx, &in_use).map(|_| 0)
-        }
-        Command::Run(a) => {
-            let image =
-                resolve_image(&ctx, &a.image).with_context(|| format!("run {}", a.image))?;
-            run::run(root, &image, &a).with_context(|| format!("run {}", a.image))
-        }
-        Command::Ps(a) => run::state::ps(root, a.all, a.json).map(|_| 0),
-        Command::Stop(a) => run::state::stop(root, &a.names).map(|_| 0),
-        Command::Rm(a) => run::state::rm(root, &a.names).map(|_| 0),
-        Command::Exec(a) => run::state::exec(root, &a),
-    }
+/// A write to stdout failed because its reader closed the pipe (Rust ignores SIGPIPE,
+/// so the write returns EPIPE instead of killing us).
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The next step for errors whose message does not already say it. The innermost

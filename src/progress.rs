@@ -1,4 +1,5 @@
-//! Output policy: -q / -v / TTY, and the indicatif implementation of `fetch::Reporter`.
+//! Output policy: -q / -v / TTY; the `Reporter` trait downloads report progress to,
+//! and its indicatif implementation.
 //!
 //! Everything goes to stderr (stdout is for `--json` and command output). Progress bars
 //! are drawn only when stderr is a terminal and not with -q; without a terminal, -v
@@ -9,7 +10,16 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::image::fetch::Reporter;
+/// Progress callbacks; the fetcher calls them from whatever thread reads the download.
+pub(crate) trait Reporter: Send + Sync {
+    /// A transfer starts: `total` bytes if known, `already` bytes replayed from a partial file.
+    fn begin(&self, what: &str, total: Option<u64>, already: u64);
+    fn advance(&self, bytes: u64);
+    fn finish(&self);
+    /// A one-line remark shown with -v (e.g. "resuming at 12 MiB").
+    fn note(&self, msg: &str);
+}
+
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verbosity {

@@ -26,4 +26,16 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The module graph: no cycle, layers point one way (and the checker catches a cycle).
+python3 .ci/check-layers
+planted=$(mktemp -d)
+trap 'rm -rf "$planted"' EXIT
+mkdir -p "$planted/store" "$planted/fs"
+echo 'use crate::fs::x;' > "$planted/store/mod.rs"
+echo 'use crate::store::y;' > "$planted/fs/mod.rs"
+if python3 .ci/check-layers "$planted" 2>/dev/null; then
+    echo "tests/run.sh: .ci/check-layers missed a planted cycle" >&2
+    exit 1
+fi
+
 cargo test --locked "$@"

@@ -32,8 +32,8 @@ use crate::image::fetch::Fetcher;
 use crate::fs::tree::Tree;
 use crate::fs::path_error::io_err;
 use crate::progress::Printer;
-use crate::image::pull::Installed;
-use crate::store::Store;
+use crate::run;
+use crate::store::{Installed, Resolved, Store};
 use crate::image::verify::VerifyError;
 
 /// Debian's archive keyring (debian-archive-keyring), the default for Debian suites.
@@ -471,18 +471,33 @@ fn configure(
         .find(|p| p.name == "dpkg")
         .map_or("", |p| p.version.as_str());
     let script = configure_script(&output, dpkg_version, essential, rest, rest_pre_depends);
-    let mut env = vec![
-        "DEBIAN_FRONTEND=noninteractive".to_string(),
-        "DEBCONF_NONINTERACTIVE_SEEN=true".to_string(),
-        "LC_ALL=C".to_string(),
-        "LANGUAGE=C".to_string(),
-        "LANG=C".to_string(),
-    ];
+    let mut env: Vec<(String, String)> = [
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+        ("LC_ALL", "C"),
+        ("LANGUAGE", "C"),
+        ("LANG", "C"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        env.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+        env.push(("SOURCE_DATE_EPOCH".into(), epoch));
     }
-    let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script];
-    let code = crate::run::run_in_tree(store.root(), t.path(), &req.name, &argv, &env, true, &[])
+    // The tree itself is the container's root: what dpkg writes stays in it. No
+    // network: everything was downloaded and verified before.
+    let mut spec = run::Spec::new(Resolved {
+        name: req.name.clone(),
+        digest: String::new(),
+        rootfs: t.path().to_path_buf(),
+    });
+    spec.root = run::Root::Direct;
+    spec.net = run::Net::None;
+    spec.process.args = vec!["/bin/sh".to_string(), "-c".to_string(), script];
+    spec.process.env = env;
+    spec.process.cwd = Some("/".into());
+    spec.security.suppress_sync = true;
+    let code = run::run(store.root(), &spec)
         .map_err(BuildError::Container)?;
     if code != 0 {
         let text = t.read(BUILD_LOG).ok().flatten().unwrap_or_default();

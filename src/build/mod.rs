@@ -6,7 +6,7 @@
 //!
 //! The pure foundations (deb822, versions, Release, resolver, sources) are unit
 //! tested; `bootstrap` composes them with the network, the package cache, the store
-//! and `run::run_in_tree`.
+//! and `run::run` with the tree itself as the root (`run::Root::Direct`).
 
 pub(crate) mod archive;
 pub(crate) mod bootstrap;

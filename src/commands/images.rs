@@ -15,7 +15,7 @@ use crate::cli::{BuildArgs, Cli};
 use crate::store::digest::Digest;
 use crate::progress::{Printer, Verbosity};
 use crate::image::pull::{self, Origin};
-use crate::store::Store;
+use crate::store::{Installed, Store};
 
 /// What every command needs from the global options.
 pub(crate) struct Context {
@@ -46,10 +46,32 @@ impl Context {
 pub(crate) fn pull(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let catalog = ctx.catalog()?;
-    let installed =
-        pull::pull(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
+    let installed = pull_entry(&store, &catalog, name, &ctx.printer)
+        .with_context(|| format!("pull {name}"))?;
     report(ctx, &installed);
     Ok(())
+}
+
+/// The catalog entry NAME (or an alias), unless the store has it: downloaded and
+/// verified, or built from its apt archive.
+fn pull_entry(
+    store: &Store,
+    catalog: &Catalog,
+    name: &str,
+    printer: &Printer,
+) -> anyhow::Result<Installed> {
+    let entry = catalog.find(name)?;
+    if let Some(installed) = pull::present(store, entry)? {
+        return Ok(installed);
+    }
+    pull::check_arch(entry)?;
+    match &entry.source {
+        Source::Download { url, verify } => pull::download(store, entry, url, verify, printer),
+        Source::Build(spec) => {
+            let req = build::Request::from_entry(entry, spec, build::deb_cache(store));
+            build::build(store, &req, printer)
+        }
+    }
 }
 
 pub(crate) fn import(
@@ -132,7 +154,7 @@ pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(ctx: &Context, installed: &pull::Installed) {
+fn report(ctx: &Context, installed: &Installed) {
     if installed.fetched {
         println!("{} sha256:{}", installed.name, installed.digest);
     } else {

@@ -1,4 +1,66 @@
 //! The command layer: the only code that reads clap's types or prints results. Each
-//! verb family turns its arguments into the typed requests of the layers below.
+//! verb family turns its arguments into the typed requests of the layers below
+//! (`run::Spec`, `build::Request`, catalog names) and prints what they return.
 
+pub(crate) mod containers;
 pub(crate) mod images;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command};
+use crate::exit::ExitStatus;
+use crate::image::export;
+use crate::run::state;
+use crate::store::{self, Store};
+
+/// Runs the command `cli` names.
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let ctx = images::Context::new(&cli);
+    let root = cli.root.as_path();
+    let in_use = |digest: &str| state::user_of(root, digest);
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitStatus::Success);
+    match cli.command {
+        Command::Pull(a) => done(images::pull(&ctx, &a.name)),
+        Command::Import(a) => done(images::import(&ctx, &a.source, &a.name, a.sha256.as_deref())),
+        Command::Build(a) => done(images::build(&ctx, &a)),
+        Command::Images(a) => done(images::images(&ctx, a.json)),
+        Command::Rmi(a) => done(images::rmi(&ctx, &a.names, &in_use)),
+        Command::Catalog(a) => done(images::catalog(&ctx, a.json)),
+        Command::Export(a) => {
+            let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+                .with_context(|| format!("export {}", a.name))?;
+            done(
+                export::export(&Store::existing(root), &a.name, &a.output, epoch)
+                    .with_context(|| format!("export {}", a.name))
+,
+            )
+        }
+        Command::Gc => {
+            state::reap_stale(root).context("remove leftovers of killed containers")?;
+            done(images::gc(&ctx, &in_use))
+        }
+        Command::Run(a) => {
+            let image =
+                resolve_image(&ctx, &a.image).with_context(|| format!("run {}", a.image))?;
+            containers::run(root, &a, image).map(ExitStatus::Code)
+        }
+        Command::Ps(a) => done(containers::ps(root, a.all, a.json)),
+        Command::Stop(a) => done(containers::stop(root, &a.names)),
+        Command::Rm(a) => done(containers::rm(root, &a.names)),
+        Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
+    }
+}
+
+/// The image `run` uses: from the store with one read of refs.json; only when it is
+/// missing are the catalog and the network involved (then it is pulled first).
+fn resolve_image(ctx: &images::Context, name: &str) -> anyhow::Result<store::Resolved> {
+    if let Some(resolved) = Store::existing(&ctx.root).resolve(name)? {
+        return Ok(resolved);
+    }
+    ctx.printer
+        .info(&format!("{name} is not in the store; pulling it"));
+    images::pull(ctx, name)?;
+    Store::existing(&ctx.root)
+        .resolve(name)?
+        .ok_or_else(|| anyhow::anyhow!("pull {name} recorded no image"))
+}

@@ -12,15 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Progress callbacks; the fetcher calls them from whatever thread reads the download.
-pub(crate) trait Reporter: Send + Sync {
-    /// A transfer starts: `total` bytes if known, `already` bytes replayed from a partial file.
-    fn begin(&self, what: &str, total: Option<u64>, already: u64);
-    fn advance(&self, bytes: u64);
-    fn finish(&self);
-    /// A one-line remark shown with -v (e.g. "resuming at 12 MiB").
-    fn note(&self, msg: &str);
-}
+pub(crate) use crate::progress::Reporter;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest time with no byte received before a read gives up.

@@ -13,13 +13,12 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::build;
-use crate::image::catalog::{self, Catalog, Entry, Source, Verification};
+use crate::image::catalog::{self, Entry, Verification};
 use crate::store::digest::{Digest, Hasher};
 use crate::image::fetch::{FetchError, Fetcher};
 use crate::image::pipe;
 use crate::progress::Printer;
-use crate::store::Store;
+use crate::store::{Installed, Store};
 use crate::image::unpack::{self, UnpackError};
 use crate::image::verify::{self, VerifyError};
 
@@ -93,52 +92,41 @@ impl Origin {
     }
 }
 
-/// What a successful install produced.
-#[derive(Debug)]
-pub(crate) struct Installed {
-    pub name: String,
-    pub digest: Digest,
-    /// False when the store already had it and nothing was downloaded.
-    pub fetched: bool,
-}
-
-/// `locker pull NAME`: the catalog entry for NAME (or an alias), unless the store has it.
-pub(crate) fn pull(
-    store: &Store,
-    catalog: &Catalog,
-    name: &str,
-    printer: &Printer,
-) -> anyhow::Result<Installed> {
-    let entry = catalog.find(name)?;
+/// The store's image for `entry`, when it already has it (then nothing is fetched).
+pub(crate) fn present(store: &Store, entry: &Entry) -> anyhow::Result<Option<Installed>> {
     if let Some((_, r)) = store.refs()?.find(&entry.name) {
         let digest: Digest = r.digest.parse()?;
         if store.rootfs(&digest).is_dir() {
-            return Ok(Installed {
+            return Ok(Some(Installed {
                 name: entry.name.clone(),
                 digest,
                 fetched: false,
-            });
+            }));
         }
     }
-    pull_entry(store, entry, printer)
+    Ok(None)
 }
 
-fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result<Installed> {
+/// An entry for another architecture is refused before anything is fetched or built.
+pub(crate) fn check_arch(entry: &Entry) -> Result<(), PullError> {
     if entry.arch != catalog::host_arch() {
         return Err(PullError::WrongArch {
             name: entry.name.clone(),
             arch: entry.arch.clone(),
             host: catalog::host_arch().into(),
-        }
-        .into());
+        });
     }
-    let (url, verification) = match &entry.source {
-        Source::Download { url, verify } => (url, verify),
-        Source::Build(spec) => {
-            let req = build::Request::from_entry(entry, spec, build::deb_cache(store));
-            return build::build(store, &req, printer);
-        }
-    };
+    Ok(())
+}
+
+/// `locker pull NAME` for an entry with a download source: fetch, verify, unpack.
+pub(crate) fn download(
+    store: &Store,
+    entry: &Entry,
+    url: &str,
+    verification: &Verification,
+    printer: &Printer,
+) -> anyhow::Result<Installed> {
     let fetcher = Fetcher::new();
     let expected = match verification {
         Verification::Pinned { sha256 } => *sha256,
@@ -172,7 +160,7 @@ fn pull_entry(store: &Store, entry: &Entry, printer: &Printer) -> anyhow::Result
     };
     install(
         store,
-        &Origin::Url(url.clone()),
+        &Origin::Url(url.to_string()),
         Some(expected),
         &entry.name,
         &entry.aliases,

@@ -3,17 +3,24 @@
 //! fds, pipes, pty), clone once with every namespace, put the child in its cgroup,
 //! release it, learn whether the exec worked, then relay signals (and the terminal)
 //! until PID 1 exits; a guard removes cgroup, mount point and state on every path.
-//! `run_in_tree` is the same path with the tree itself as a read-write root (no
-//! overlay, sync calls suppressed): `locker build` configures packages with it.
+//! `locker build` takes the same path with the tree itself as a read-write root
+//! (`Root::Direct`: no overlay, sync calls suppressed) to configure packages.
 //!
 //! Single-threaded and allocation-complete before the clone (fork safety).
 
 pub(crate) mod cgroups;
+pub(crate) mod command;
 pub(crate) mod init;
+pub(crate) mod join;
 pub(crate) mod mounts;
 pub(crate) mod plan;
+pub(crate) mod report;
+pub(crate) mod spec;
 pub(crate) mod state;
+pub(crate) mod sys;
 pub(crate) mod tty;
+
+pub(crate) use spec::{Mount, MountKind, Net, Process, Root, Spec};
 
 use std::ffi::CString;
 use std::fs;
@@ -28,13 +35,12 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::cli::RunArgs;
-use state::{NamedMeta, State};
+use crate::exit::ExitStatus;
 use crate::fs::path_error::{io_err, PathError};
 use crate::store::Resolved;
-use cgroups::{CgroupError, Limits};
-use init::{Report, Step};
-use plan::{Layers, MountOp};
+use cgroups::CgroupError;
+use plan::Layers;
+use state::{NamedMeta, State};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RunError {
@@ -53,6 +59,12 @@ pub(crate) enum RunError {
     Cgroup(#[from] CgroupError),
     #[error("container {0:?} is in use by a running container (`locker ps` shows it)")]
     NameInUse(String),
+    #[error("no running container {0:?}; `locker ps` lists them")]
+    NotRunning(String),
+    #[error("container {0:?} is running; `locker stop {0}` first")]
+    Running(String),
+    #[error("no named container {0:?}; `locker ps -a` lists them")]
+    NoContainer(String),
     #[error("container {name:?} was created from image {was}; run it with that image or `locker rm {name}`")]
     OtherImage { name: String, was: String },
     #[error("{0}")]
@@ -75,11 +87,11 @@ pub(crate) enum RunError {
 
 impl RunError {
     /// Docker's convention: 127 not found, 126 not executable, 125 locker's own error.
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::NotFound(_) => 127,
-            RunError::NotExecutable { .. } => 126,
-            _ => 125,
+            RunError::NotFound(_) => ExitStatus::NotFound,
+            RunError::NotExecutable { .. } => ExitStatus::CannotExecute,
+            _ => ExitStatus::Failure,
         }
     }
 }
@@ -89,94 +101,43 @@ fn cstring(p: &Path) -> Result<CString, RunError> {
         .map_err(|_| RunError::Usage(format!("path {p:?} contains a NUL byte")))
 }
 
-/// Runs `args` in `image`; returns the command's exit code (128+N for signal N).
-pub(crate) fn run(root: &Path, image: &Resolved, args: &RunArgs) -> Result<u8, RunError> {
-    run_with(root, image, args, false)
+/// The highest capability this kernel knows (the bounding set is trimmed up to it).
+pub(crate) fn cap_last() -> u32 {
+    fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }
 
-/// Runs `argv` with `tree` itself as the read-write root (no overlay): what the
-/// command changes stays in `tree`. For `locker build`, which configures a tree that
-/// becomes an image. `env` adds K=V pairs; `binds` are (host path, container path,
-/// read-only). No /etc files are bound in, so none are left behind in the tree.
-pub(crate) fn run_in_tree(
-    root: &Path,
-    tree: &Path,
-    hostname: &str,
-    argv: &[String],
-    env: &[String],
-    net_none: bool,
-    binds: &[(PathBuf, String, bool)],
-) -> Result<u8, RunError> {
-    let image = Resolved {
-        name: hostname.to_string(),
-        digest: String::new(),
-        rootfs: tree.to_path_buf(),
-    };
-    let args = RunArgs {
-        name: None,
-        hostname: Some(hostname.to_string()),
-        env: env.to_vec(),
-        env_file: Vec::new(),
-        workdir: Some("/".into()),
-        user: None,
-        volumes: binds
-            .iter()
-            .map(|(host, ctr, ro)| {
-                format!("{}:{ctr}{}", host.display(), if *ro { ":ro" } else { "" })
-            })
-            .collect(),
-        tmpfs: Vec::new(),
-        memory: None,
-        pids: None,
-        cpus: None,
-        cgroup_parent: "locker".into(),
-        net: if net_none { "none" } else { "host" }.into(),
-        tty: false,
-        interactive: false,
-        read_only: false,
-        image: hostname.to_string(),
-        command: argv.to_vec(),
-    };
-    run_with(root, &image, &args, true)
+/// A CLOEXEC pipe (release and error pipes between parent and child).
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Sys("pipe", e))
 }
 
-fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Result<u8, RunError> {
+/// Runs the container `spec` describes, its state under `root`; returns the command's
+/// exit status.
+pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     // 1. Leftovers of containers whose `locker run` was killed.
     let _ = state::reap_stale(root);
 
-    // 2. The plan: pure, from options and what the image says.
-    let opts = options(args, image)?;
-    let limits = Limits {
-        memory: args.memory.as_deref().map(plan::parse_size).transpose()?,
-        pids: args.pids,
-        cpus: match args.cpus {
-            Some(c) if !(c > 0.0 && c.is_finite()) => {
-                return Err(RunError::Usage(format!("bad --cpus {c}: must be > 0")))
-            }
-            c => c,
-        },
-    };
-    let mut named = match &args.name {
+    // 2. The plan: pure, from the spec and what the image says.
+    let image = &spec.image;
+    let limits = spec.resources;
+    let mut named = match &spec.name {
         Some(n) => Some(Named::claim(root, n, image)?),
         None => None,
     };
     let facts = image_facts(&image.rootfs, named.as_ref().map(|n| n.upper.as_path()))?;
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    let (mut plan, resolv) = plan::build(&opts, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
-    if direct {
-        // Bound /etc files would become empty files in the tree once unmounted.
-        plan.mounts
-            .retain(|op| !matches!(op, MountOp::EtcFile { .. }));
-        plan.suppress_sync = true;
-    }
+    let (plan, resolv) = plan::build(spec, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
 
     // 3. Host-side resources, each owned by the guard from the moment it exists.
     let volumes = plan
         .volumes
         .iter()
-        .map(|v| check_volume(&v.host))
+        .map(|v| check_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
-    let id = new_id()?;
+    let id = hex::encode(sys::random_bytes::<6>().map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?);
     let run_dir = state::run_dir(root);
     crate::store::private_dir(root).map_err(io_err("create", root))?;
     crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
@@ -193,11 +154,11 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
         .create(&base)
         .map_err(io_err("create", &base))?;
     let hierarchy = cgroups::detect(&limits);
-    let cgroup = cgroups::create(&hierarchy, &args.cgroup_parent, &id, &limits)?;
+    let cgroup = cgroups::create(&hierarchy, &spec.cgroup_parent, &id, &limits)?;
     guard.cgroup = Some(cgroup.clone());
     let mut state = State {
         id: id.clone(),
-        name: args.name.clone(),
+        name: spec.name.clone(),
         image: image.name.clone(),
         digest: image.digest.clone(),
         command: plan
@@ -219,8 +180,8 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
     guard.state = true;
 
     let layers = match &named {
-        _ if direct => Layers::Direct,
-        _ if args.read_only => Layers::ReadOnly,
+        _ if spec.root == Root::Direct => Layers::Direct,
+        _ if spec.root == Root::ReadOnly => Layers::ReadOnly,
         Some(n) => Layers::Disk {
             upper: cstring(&n.upper)?,
             work: cstring(&n.work)?,
@@ -258,15 +219,13 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
         sub("nodes")?,
         sub("files")?,
     );
-    let argv = init::pointers(&plan.argv);
-    let envp = init::pointers(&plan.env);
-    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    let argv = sys::pointers(&plan.argv);
+    let envp = sys::pointers(&plan.env);
+    let cap_last = cap_last();
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;
-    let parent_pidfd = pidfd_self()?;
+    let parent_pidfd =
+        sys::pidfd_self().map_err(|e| RunError::Sys("pidfd_open", nix::Error::from_raw(e)))?;
     let pty = if plan.tty {
         Some(tty::open_pty()?)
     } else {
@@ -322,7 +281,9 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
         .map_err(|e| RunError::Sys("block signals", e))?;
 
     // 5. Clone once, with every namespace (and into the cgroup on v2).
-    let pid = clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))?;
+    let pid = sys::clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())).map_err(|e| {
+        RunError::Sys("clone the container (needs root)", nix::Error::from_raw(e))
+    })?;
     if pid == 0 {
         init::child_main(&child);
     }
@@ -355,7 +316,7 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
     let _ = error_rd.read_to_end(&mut buf);
     if !buf.is_empty() {
         let _ = guard.wait();
-        return Err(explain(&buf, &plan));
+        return Err(report::explain(&buf, &plan.argv[0], &plan.mounts, &plan.volumes));
     }
 
     // 8. Relay until PID 1 exits; its status is the command's.
@@ -368,38 +329,6 @@ fn run_with(root: &Path, image: &Resolved, args: &RunArgs, direct: bool) -> Resu
     guard.finish()?;
     let _ = signals.thread_unblock();
     Ok(status)
-}
-
-/// Options from the command line plus the files it names.
-fn options(args: &RunArgs, image: &Resolved) -> Result<plan::Options, RunError> {
-    let net_none = match args.net.as_str() {
-        "host" => false,
-        "none" => true,
-        other => {
-            return Err(RunError::Usage(format!(
-                "bad --net {other:?}: use host or none"
-            )))
-        }
-    };
-    let env_files = args
-        .env_file
-        .iter()
-        .map(|f| fs::read_to_string(f).map_err(io_err("read env file", f)))
-        .collect::<Result<_, _>>()?;
-    Ok(plan::Options {
-        image: image.name.clone(),
-        hostname: args.hostname.clone(),
-        env: args.env.clone(),
-        env_files,
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        volumes: args.volumes.clone(),
-        tmpfs: args.tmpfs.clone(),
-        net_none,
-        tty: args.tty,
-        interactive: args.interactive,
-        command: args.command.clone(),
-    })
 }
 
 /// Reads /etc/passwd, /etc/group and whether /bin/bash exists, resolving every path
@@ -455,67 +384,9 @@ pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
 }
 
 /// A volume's host path must exist (Docker would create it; locker refuses typos).
-fn check_volume(host: &str) -> Result<CString, RunError> {
-    let p = Path::new(host);
+fn check_volume(p: &Path) -> Result<CString, RunError> {
     fs::symlink_metadata(p).map_err(io_err("use volume source (it must exist on the host)", p))?;
     cstring(p)
-}
-
-fn new_id() -> Result<String, RunError> {
-    let mut b = [0u8; 6];
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        return Err(RunError::Sys("getrandom", nix::Error::last()));
-    }
-    Ok(hex::encode(b))
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Sys("pipe", e))
-}
-
-/// A pidfd of this process, for the child to tell whether we are still there.
-fn pidfd_self() -> Result<OwnedFd, RunError> {
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    if r < 0 {
-        return Err(RunError::Sys("pidfd_open", nix::Error::last()));
-    }
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(r as RawFd) })
-}
-
-/// clone3 without CLONE_VM: a fork into new namespaces (and, on v2, the cgroup).
-fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, RunError> {
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = ns_flags;
-    if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP | libc::CLONE_NEWCGROUP as u64;
-        args.cgroup = fd as u64;
-    }
-    args.exit_signal = libc::SIGCHLD as u64;
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
-    if r < 0 {
-        return Err(RunError::Sys(
-            "clone the container (needs root)",
-            nix::Error::last(),
-        ));
-    }
-    Ok(r as i32)
-}
-
-/// Maps a wait status to an exit code (128+N for signal N).
-fn exit_code(status: WaitStatus) -> Option<u8> {
-    match status {
-        WaitStatus::Exited(_, c) => Some(c as u8),
-        WaitStatus::Signaled(_, s, _) => Some(128 + s as u8),
-        _ => None,
-    }
 }
 
 /// Without a terminal: forward signals until PID 1 exits.
@@ -528,7 +399,7 @@ pub(crate) fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
                 Ok(st) => {
-                    if let Some(c) = exit_code(st) {
+                    if let Some(c) = ExitStatus::from_wait(st).map(ExitStatus::code) {
                         return Ok(c);
                     }
                 }
@@ -536,53 +407,6 @@ pub(crate) fn supervise(pid: Pid, signals: &SigSet) -> Result<u8, RunError> {
             }
         } else {
             let _ = nix::sys::signal::kill(pid, sig);
-        }
-    }
-}
-
-/// The child's report as an error, naming the step (and the mount target).
-fn explain(buf: &[u8], plan: &plan::Plan) -> RunError {
-    let Some(r) = Report::decode(buf) else {
-        return RunError::Setup {
-            step: "set up the container".into(),
-            source: io::Error::other("garbled report"),
-        };
-    };
-    let source = io::Error::from_raw_os_error(r.errno);
-    let cmd = plan.argv[0].to_string_lossy().into_owned();
-    match r.step {
-        Step::ExecNotFound => RunError::NotFound(cmd),
-        Step::ExecDenied => RunError::NotExecutable { cmd, source },
-        Step::Mount | Step::Pivot => {
-            let target = match plan.mounts.get(r.index as usize) {
-                Some(op) => format!(" {}", describe(op, plan)),
-                None => String::new(),
-            };
-            RunError::Setup {
-                step: format!("{}{target}", r.what),
-                source,
-            }
-        }
-        s => RunError::Setup {
-            step: format!("{s:?}").to_lowercase(),
-            source,
-        },
-    }
-}
-
-fn describe(op: &MountOp, plan: &plan::Plan) -> String {
-    let show = |c: &CString| format!("/{}", c.to_string_lossy());
-    match op {
-        MountOp::Proc => "/proc".into(),
-        MountOp::Sys => "/sys".into(),
-        MountOp::Dev => "/dev".into(),
-        MountOp::Console => "/dev/console".into(),
-        MountOp::EtcFile { name } => format!("/etc/{name}"),
-        MountOp::Bind { index, target, .. } => {
-            format!("{} (volume {})", show(target), plan.volumes[*index].host)
-        }
-        MountOp::Tmpfs { target } | MountOp::Mask { target } | MountOp::ReadOnly { target } => {
-            show(target)
         }
     }
 }

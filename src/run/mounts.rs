@@ -15,80 +15,12 @@
 //! v2 this is the whole guard (no BPF_PROG_TYPE_CGROUP_DEVICE program is loaded); on
 //! v1 the devices controller's allow-list (cgroups.rs) refuses the mknod as well.
 
-use crate::fs::openat2::openat2;
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::plan::{Layers, MountOp};
-
-/// A failed syscall's errno.
-pub(crate) type SysResult<T> = Result<T, i32>;
-
-pub(crate) fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-pub(crate) fn cvt(r: c_int) -> SysResult<c_int> {
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(r)
-    }
-}
-
-fn opt(p: Option<&CStr>) -> *const libc::c_char {
-    p.map_or(std::ptr::null(), CStr::as_ptr)
-}
-
-pub(crate) fn mount(
-    src: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: c_ulong,
-    data: Option<&CStr>,
-) -> SysResult<()> {
-    let r = unsafe {
-        libc::mount(
-            opt(src),
-            target.as_ptr(),
-            opt(fstype),
-            flags,
-            opt(data).cast(),
-        )
-    };
-    cvt(r).map(drop)
-}
-
-/// "/proc/self/fd/N" without allocating.
-pub(crate) struct FdPath([u8; 32]);
-
-impl FdPath {
-    pub(crate) fn new(fd: RawFd) -> FdPath {
-        let mut b = [0u8; 32];
-        let prefix = b"/proc/self/fd/";
-        b[..prefix.len()].copy_from_slice(prefix);
-        let mut digits = [0u8; 12];
-        let mut n = fd as u32;
-        let mut i = 0;
-        loop {
-            digits[i] = b'0' + (n % 10) as u8;
-            i += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for j in 0..i {
-            b[prefix.len() + j] = digits[i - 1 - j];
-        }
-        FdPath(b)
-    }
-    pub(crate) fn as_cstr(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.0).expect("nul")
-    }
-}
+use super::sys::{cvt, errno, mount, FdPath, SysResult};
+use crate::fs::openat2::openat2;
 
 /// Opens `rel` inside `root` as an O_PATH fd; symlinks are followed only inside root.
 pub(crate) fn open_in_root(root: RawFd, rel: &CStr, extra: c_int) -> SysResult<OwnedFd> {
@@ -745,16 +677,23 @@ pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
     Ok(())
 }
 
-/// The workdir after pivot_root, created when missing, as an O_PATH|O_DIRECTORY fd
-/// resolved inside the new root (CVE-2024-21626): an image's `/app ->
-/// /proc/self/fd/N` is a magic link and refused, so no inherited fd can put the
-/// command's cwd on the host. `path` is absolute and normalised (plan).
-pub(crate) fn open_workdir(path: &CStr) -> SysResult<OwnedFd> {
+/// The working directory after pivot_root (or after joining a container's mount
+/// namespace) as an O_PATH|O_DIRECTORY fd resolved inside the root, magic links refused
+/// (CVE-2024-21626): an image's `/app -> /proc/self/fd/N` cannot put the command's cwd
+/// on the host. Created when missing if `create`. `path` is absolute and normalised.
+pub(crate) fn open_workdir(path: &CStr, create: bool) -> SysResult<OwnedFd> {
     let root = openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
     let bytes = path.to_bytes_with_nul();
     let rel = CStr::from_bytes_with_nul(bytes.strip_prefix(b"/").unwrap_or(bytes))
         .map_err(|_| libc::EINVAL)?;
-    mkdir_all_in_root(root.as_raw_fd(), rel)
+    if rel.is_empty() {
+        return open_in_root(root.as_raw_fd(), c".", libc::O_DIRECTORY);
+    }
+    if create {
+        mkdir_all_in_root(root.as_raw_fd(), rel)
+    } else {
+        open_in_root(root.as_raw_fd(), rel, libc::O_DIRECTORY)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Pure planning: run options + what was read from the image -> everything the child
+//! Pure planning: the typed spec + what was read from the image -> everything the child
 //! needs (clone flags, mount operations in order, argv, env, user), as CStrings built
 //! before the clone. No I/O here, so every rule is unit tested.
 //!
@@ -8,54 +8,14 @@
 //! read-only paths: masks need /proc and /dev/null, volumes may cover image dirs).
 
 use std::ffi::CString;
+use std::path::PathBuf;
 
+use super::spec::{MountKind, Net, Process, Root, Spec};
 use super::RunError;
 
 /// Default PATH inside the container (Docker's).
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set, as the 64-bit mask CapEff shows (0xa80425fb).
-pub(crate) const DEFAULT_CAPS: u64 = (1 << 0) // CHOWN
-    | (1 << 1) // DAC_OVERRIDE
-    | (1 << 3) // FOWNER
-    | (1 << 4) // FSETID
-    | (1 << 5) // KILL
-    | (1 << 6) // SETGID
-    | (1 << 7) // SETUID
-    | (1 << 8) // SETPCAP
-    | (1 << 10) // NET_BIND_SERVICE
-    | (1 << 13) // NET_RAW
-    | (1 << 18) // SYS_CHROOT
-    | (1 << 27) // MKNOD
-    | (1 << 29) // AUDIT_WRITE
-    | (1 << 31); // SETFCAP
-
-/// runc's masked paths: files get /dev/null bound over them, directories an empty
-/// read-only tmpfs.
-pub(crate) const MASKED: &[&str] = &[
-    "proc/acpi",
-    "proc/asound",
-    "proc/interrupts",
-    "proc/kcore",
-    "proc/keys",
-    "proc/latency_stats",
-    "proc/timer_list",
-    "proc/timer_stats",
-    "proc/sched_debug",
-    "proc/scsi",
-    "sys/firmware",
-    "sys/devices/virtual/powercap",
-];
-
-/// runc's read-only paths.
-pub(crate) const READ_ONLY: &[&str] = &[
-    "proc/bus",
-    "proc/fs",
-    "proc/irq",
-    "proc/sys",
-    "proc/sysrq-trigger",
-];
 
 /// One step of building the container's file tree, applied in order by the child.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,33 +68,6 @@ pub(crate) struct User {
     pub home: String,
 }
 
-/// A bind mount requested with -v.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Volume {
-    pub host: String,
-    pub target: String,
-    pub readonly: bool,
-}
-
-/// Everything the run options say, in parsed form (from `RunArgs` plus files read).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Options {
-    pub image: String,
-    pub hostname: Option<String>,
-    /// -e values in order, K=V or K.
-    pub env: Vec<String>,
-    /// Contents of --env-file files, in order.
-    pub env_files: Vec<String>,
-    pub workdir: Option<String>,
-    pub user: Option<String>,
-    pub volumes: Vec<String>,
-    pub tmpfs: Vec<String>,
-    pub net_none: bool,
-    pub tty: bool,
-    pub interactive: bool,
-    pub command: Vec<String>,
-}
-
 /// What was read from the image before planning.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ImageFacts {
@@ -150,7 +83,8 @@ pub(crate) struct Plan {
     pub ns_flags: u64,
     pub hostname: CString,
     pub mounts: Vec<MountOp>,
-    pub volumes: Vec<Volume>,
+    /// Host sources of the `Bind` ops, by their `index`.
+    pub volumes: Vec<PathBuf>,
     pub argv: Vec<CString>,
     /// Paths execve tries in order (PATH search done here, not in the child).
     pub exec_paths: Vec<CString>,
@@ -158,6 +92,9 @@ pub(crate) struct Plan {
     pub user: User,
     pub workdir: CString,
     pub net_none: bool,
+    /// Bounding = effective = permitted set.
+    pub capabilities: u64,
+    pub no_new_privileges: bool,
     /// fsync and friends return success without syncing (the build container only).
     pub suppress_sync: bool,
     pub tty: bool,
@@ -166,51 +103,8 @@ pub(crate) struct Plan {
     pub hostname_file: Vec<u8>,
 }
 
-fn cstr(s: &str) -> Result<CString, RunError> {
+pub(crate) fn cstr(s: &str) -> Result<CString, RunError> {
     CString::new(s).map_err(|_| RunError::Usage(format!("{s:?} contains a NUL byte")))
-}
-
-/// A container path as a relative, normalised path ("/a/./b/" -> "a/b"); `..` refused.
-pub(crate) fn container_path(p: &str) -> Result<String, RunError> {
-    if !p.starts_with('/') {
-        return Err(RunError::Usage(format!(
-            "container path {p:?} must be absolute"
-        )));
-    }
-    let mut parts = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                return Err(RunError::Usage(format!(
-                    "container path {p:?} must not contain `..`"
-                )))
-            }
-            c => parts.push(c),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// "512m" -> bytes; k, m, g (and t) suffixes, case-insensitive, optional trailing "b".
-pub(crate) fn parse_size(s: &str) -> Result<u64, RunError> {
-    let bad = || {
-        RunError::Usage(format!(
-            "bad size {s:?}: use a number with an optional k, m or g suffix"
-        ))
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        Some(_) => (t, 1),
-        None => return Err(bad()),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    n.checked_mul(mult).filter(|&v| v > 0).ok_or_else(bad)
 }
 
 /// A passwd line's fields we use.
@@ -341,45 +235,21 @@ pub(crate) fn resolve_user(
     })
 }
 
-/// Parses `HOST:CTR[:ro|rw]`.
-pub(crate) fn parse_volume(spec: &str) -> Result<Volume, RunError> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (host, target, readonly) = match parts.as_slice() {
-        [h, t] => (*h, *t, false),
-        [h, t, "ro"] => (*h, *t, true),
-        [h, t, "rw"] => (*h, *t, false),
-        _ => {
-            return Err(RunError::Usage(format!(
-                "bad volume {spec:?}: use HOST:CTR[:ro]"
-            )))
-        }
-    };
-    if !host.starts_with('/') {
-        return Err(RunError::Usage(format!(
-            "bad volume {spec:?}: the host path must be absolute"
-        )));
-    }
-    Ok(Volume {
-        host: host.to_string(),
-        target: container_path(target)?,
-        readonly,
-    })
-}
-
-/// The environment: defaults, then --env-file lines, then -e (later wins).
+/// The environment: defaults, then the spec's pairs (a later pair replaces an earlier
+/// one of the same name, in its place).
 pub(crate) fn build_env(
-    opts: &Options,
+    process: &Process,
     user: &User,
     hostname: &str,
     host_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, RunError> {
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOME".into(), user.home.clone()),
         ("HOSTNAME".into(), hostname.into()),
         ("container".into(), "locker".into()),
     ];
-    if opts.tty {
+    if process.terminal {
         env.push((
             "TERM".into(),
             host_env("TERM")
@@ -387,110 +257,92 @@ pub(crate) fn build_env(
                 .unwrap_or_else(|| "xterm".into()),
         ));
     }
-    let mut set = |k: &str, v: String| {
-        if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
-            e.1 = v;
-        } else {
-            env.push((k.to_string(), v));
-        }
-    };
-    let mut apply = |item: &str| -> Result<(), RunError> {
-        match item.split_once('=') {
-            Some(("", _)) => Err(RunError::Usage(format!(
-                "bad environment variable {item:?}"
-            ))),
-            Some((k, v)) => {
-                set(k, v.to_string());
-                Ok(())
-            }
-            None => {
-                if let Some(v) = host_env(item) {
-                    set(item, v);
-                }
-                Ok(())
-            }
-        }
-    };
-    for file in &opts.env_files {
-        for line in file.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            apply(line)?;
+    for (k, v) in &process.env {
+        match env.iter_mut().find(|(ek, _)| ek == k) {
+            Some(e) => e.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
         }
     }
-    for item in &opts.env {
-        apply(item)?;
-    }
-    Ok(env)
+    env
 }
 
-/// The PATH search for argv[0], done before the clone.
-fn exec_paths(cmd: &str, path: &str) -> Vec<String> {
+/// The PATH search for argv[0] over the container's PATH, done before the clone or
+/// fork: the paths execve tries in order (an empty PATH element is `.`, as execvp).
+pub(crate) fn exec_paths(cmd: &str, env: &[(String, String)]) -> Result<Vec<CString>, RunError> {
     if cmd.contains('/') {
-        return vec![cmd.to_string()];
+        return Ok(vec![cstr(cmd)?]);
     }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     path.split(':')
         .map(|d| if d.is_empty() { "." } else { d })
-        .map(|d| format!("{}/{cmd}", d.trim_end_matches('/')))
+        .map(|d| cstr(&format!("{}/{cmd}", d.trim_end_matches('/'))))
         .collect()
 }
 
-/// Builds the plan. `host_resolv` is the host's resolv.conf (used with --net host).
+/// Builds the plan. `host_resolv` is the host's resolv.conf (used with --net host);
+/// `host_env` gives TERM for a terminal.
 pub(crate) fn build(
-    opts: &Options,
+    spec: &Spec,
     facts: &ImageFacts,
     host_env: &dyn Fn(&str) -> Option<String>,
     host_resolv: &[u8],
 ) -> Result<(Plan, Vec<u8>), RunError> {
+    let net_none = spec.net == Net::None;
     let ns_flags =
         (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) as u64
-            | if opts.net_none {
+            | if net_none {
                 libc::CLONE_NEWNET as u64
             } else {
                 0
             };
-    let hostname: String = opts.hostname.clone().unwrap_or_else(|| opts.image.clone());
+    let image = &spec.image.name;
+    let hostname: String = spec.hostname.clone().unwrap_or_else(|| image.clone());
     if hostname.is_empty() || hostname.len() > 64 || hostname.contains(['/', '\0']) {
         return Err(RunError::Usage(format!(
             "bad hostname {hostname:?} (1-64 characters); use --hostname"
         )));
     }
-    let user = resolve_user(opts.user.as_deref(), &opts.image, facts)?;
-    let env = build_env(opts, &user, &hostname, host_env)?;
+    let process = &spec.process;
+    let user = resolve_user(process.user.as_deref(), image, facts)?;
+    let env = build_env(process, &user, &hostname, host_env);
 
     let mut mounts = vec![MountOp::Proc, MountOp::Sys, MountOp::Dev];
-    if opts.tty {
+    if process.terminal {
         mounts.push(MountOp::Console);
     }
-    for name in ["hostname", "hosts", "resolv.conf"] {
-        mounts.push(MountOp::EtcFile { name });
+    // Bound /etc files would become empty files in a Direct tree once unmounted.
+    if spec.root != Root::Direct {
+        for name in ["hostname", "hosts", "resolv.conf"] {
+            mounts.push(MountOp::EtcFile { name });
+        }
     }
     let mut volumes = Vec::new();
-    for v in &opts.volumes {
-        let vol = parse_volume(v)?;
-        mounts.push(MountOp::Bind {
-            index: volumes.len(),
-            target: cstr(&vol.target)?,
-            readonly: vol.readonly,
-            dir: true,
-        });
-        volumes.push(vol);
+    for m in &spec.mounts {
+        let target = cstr(&m.destination)?;
+        match &m.kind {
+            MountKind::Bind { source, readonly } => {
+                mounts.push(MountOp::Bind {
+                    index: volumes.len(),
+                    target,
+                    readonly: *readonly,
+                    dir: true,
+                });
+                volumes.push(source.clone());
+            }
+            MountKind::Tmpfs => mounts.push(MountOp::Tmpfs { target }),
+        }
     }
-    for t in &opts.tmpfs {
-        mounts.push(MountOp::Tmpfs {
-            target: cstr(&container_path(t)?)?,
-        });
-    }
-    for m in MASKED {
+    for m in &spec.security.masked_paths {
         mounts.push(MountOp::Mask { target: cstr(m)? });
     }
-    for r in READ_ONLY {
+    for r in &spec.security.readonly_paths {
         mounts.push(MountOp::ReadOnly { target: cstr(r)? });
     }
 
-    let command: Vec<String> = if opts.command.is_empty() {
+    let command: Vec<String> = if process.args.is_empty() {
         vec![if facts.has_bash {
             "/bin/bash"
         } else {
@@ -498,27 +350,16 @@ pub(crate) fn build(
         }
         .to_string()]
     } else {
-        opts.command.clone()
+        process.args.clone()
     };
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(DEFAULT_PATH);
-    let exec_paths = exec_paths(&command[0], path)
-        .iter()
-        .map(|p| cstr(p))
-        .collect::<Result<_, _>>()?;
-    let workdir = match &opts.workdir {
-        Some(w) => format!("/{}", container_path(w)?),
-        None => "/".to_string(),
-    };
-    let hosts = if opts.net_none {
+    let exec_paths = exec_paths(&command[0], &env)?;
+    let workdir = process.cwd.clone().unwrap_or_else(|| "/".to_string());
+    let hosts = if net_none {
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     } else {
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
     };
-    let resolv = if opts.net_none {
+    let resolv = if net_none {
         b"# --net none: no name servers\n".to_vec()
     } else {
         host_resolv.to_vec()
@@ -530,20 +371,24 @@ pub(crate) fn build(
         volumes,
         argv: command.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
         exec_paths,
-        env: env
-            .iter()
-            .map(|(k, v)| cstr(&format!("{k}={v}")))
-            .collect::<Result<_, _>>()?,
+        env: env_cstrings(&env)?,
         user,
         workdir: cstr(&workdir)?,
-        net_none: opts.net_none,
-        suppress_sync: false,
-        tty: opts.tty,
-        stdin: opts.interactive,
+        net_none,
+        capabilities: spec.security.capabilities,
+        no_new_privileges: spec.security.no_new_privileges,
+        suppress_sync: spec.security.suppress_sync,
+        tty: process.terminal,
+        stdin: process.stdin,
         hosts: hosts.into_bytes(),
         hostname_file: format!("{hostname}\n").into_bytes(),
     };
     Ok((plan, resolv))
+}
+
+/// The environment as the K=V strings execve takes.
+pub(crate) fn env_cstrings(env: &[(String, String)]) -> Result<Vec<CString>, RunError> {
+    env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect()
 }
 
 #[cfg(test)]
@@ -560,11 +405,18 @@ mod tests {
         }
     }
 
-    fn opts() -> Options {
-        Options {
-            image: "img".into(),
-            ..Default::default()
-        }
+    fn opts() -> Spec {
+        Spec::new(crate::store::Resolved {
+            name: "img".into(),
+            digest: String::new(),
+            rootfs: "/nonexistent".into(),
+        })
+    }
+
+    fn with(f: impl FnOnce(&mut Spec)) -> Spec {
+        let mut s = opts();
+        f(&mut s);
+        s
     }
 
     fn no_env(_: &str) -> Option<String> {
@@ -577,10 +429,7 @@ mod tests {
         assert_eq!(p.ns_flags & libc::CLONE_NEWNET as u64, 0);
         assert_ne!(p.ns_flags & libc::CLONE_NEWPID as u64, 0);
         let (p, resolv) = build(
-            &Options {
-                net_none: true,
-                ..opts()
-            },
+            &with(|s| s.net = Net::None),
             &facts(),
             &no_env,
             b"nameserver 1.1.1.1\n",
@@ -595,12 +444,16 @@ mod tests {
 
     #[test]
     fn mount_order() {
-        let o = Options {
-            volumes: vec!["/h:/data:ro".into()],
-            tmpfs: vec!["/scratch".into()],
-            tty: true,
-            ..opts()
-        };
+        let o = with(|s| {
+            s.mounts = vec![
+                super::super::spec::parse_volume("/h:/data:ro").unwrap(),
+                super::super::spec::Mount {
+                    destination: "scratch".into(),
+                    kind: MountKind::Tmpfs,
+                },
+            ];
+            s.process.terminal = true;
+        });
         let (p, _) = build(&o, &facts(), &no_env, b"").unwrap();
         let kinds: Vec<&str> = p
             .mounts
@@ -625,14 +478,11 @@ mod tests {
         assert!(kinds[first_mask..]
             .iter()
             .all(|k| *k == "mask" || *k == "ro"));
-        assert_eq!(
-            p.volumes[0],
-            Volume {
-                host: "/h".into(),
-                target: "data".into(),
-                readonly: true
-            }
-        );
+        assert_eq!(p.volumes, [PathBuf::from("/h")]);
+        assert!(matches!(&p.mounts[7], MountOp::Bind { target, readonly: true, .. } if target.as_bytes() == b"data"));
+        // A build's tree gets no /etc files (they would stay behind in it).
+        let (p, _) = build(&with(|s| s.root = Root::Direct), &facts(), &no_env, b"").unwrap();
+        assert!(!p.mounts.iter().any(|m| matches!(m, MountOp::EtcFile { .. })));
     }
 
     #[test]
@@ -646,17 +496,20 @@ mod tests {
                 None
             }
         };
-        let o = Options {
-            env: vec![
-                "A=2".into(),
-                "FROMHOST".into(),
-                "MISSING".into(),
-                "PATH=/x".into(),
-            ],
-            env_files: vec!["# comment\nA=1\nB=file\n\n".into()],
-            tty: true,
-            ..opts()
-        };
+        let o = with(|s| {
+            s.process.env = super::super::spec::parse_env(
+                &["# comment\nA=1\nB=file\n\n".into()],
+                &[
+                    "A=2".into(),
+                    "FROMHOST".into(),
+                    "MISSING".into(),
+                    "PATH=/x".into(),
+                ],
+                &host,
+            )
+            .unwrap();
+            s.process.terminal = true;
+        });
         let (p, _) = build(&o, &facts(), &host, b"").unwrap();
         let env: Vec<String> = p
             .env
@@ -686,10 +539,7 @@ mod tests {
 
     #[test]
     fn path_search_and_default_command() {
-        let o = Options {
-            command: vec!["ls".into(), "-l".into()],
-            ..opts()
-        };
+        let o = with(|s| s.process.args = vec!["ls".into(), "-l".into()]);
         let (p, _) = build(&o, &facts(), &no_env, b"").unwrap();
         assert_eq!(p.exec_paths[0].to_str().unwrap(), "/usr/local/sbin/ls");
         assert_eq!(p.exec_paths.len(), 6);
@@ -766,30 +616,14 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("32m").unwrap(), 32 << 20);
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
-        assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert_eq!(parse_size("2gb").unwrap(), 2 << 30);
-        for bad in ["", "m", "x1", "-1m", "0", "1.5g"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn paths_and_volumes() {
-        assert_eq!(container_path("/a/./b//c/").unwrap(), "a/b/c");
-        assert!(container_path("/a/../b").is_err());
-        assert!(container_path("rel").is_err());
-        assert!(parse_volume("/h:/c:rw").is_ok());
-        assert!(parse_volume("/h").is_err());
-        assert!(parse_volume("h:/c").is_err());
-        assert!(parse_volume("/h:/c:xx").is_err());
-    }
-
-    #[test]
-    fn caps_mask_matches_docker() {
-        assert_eq!(DEFAULT_CAPS, 0xa80425fb);
+    fn path_search_maps_empty_elements_to_dot() {
+        let env = vec![("PATH".to_string(), "/a::/b/".to_string())];
+        let paths: Vec<String> = exec_paths("ls", &env)
+            .unwrap()
+            .iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["/a/ls", "./ls", "/b/ls"]);
+        assert_eq!(exec_paths("./x", &env).unwrap().len(), 1);
     }
 }

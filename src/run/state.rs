@@ -1,4 +1,4 @@
-//! Container state on disk and the commands over it (ps, exec, stop, rm).
+//! Container state on disk and the operations over it (list, stop, rm, reap).
 //!
 //! Layout under ROOT:
 //!   run/ID.json          one running container: pids (+ start times, against pid
@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use super::RunError;
+use crate::fs::path_error::io_err;
 
 /// One container's record in ROOT/run/ID.json.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,7 +204,7 @@ pub(crate) fn user_of(root: &Path, digest: &str) -> Option<String> {
         .next()
 }
 
-fn named_containers(root: &Path) -> Vec<(String, NamedMeta)> {
+pub(crate) fn named_containers(root: &Path) -> Vec<(String, NamedMeta)> {
     let Ok(rd) = fs::read_dir(containers_dir(root)) else {
         return Vec::new();
     };
@@ -216,265 +219,55 @@ fn named_containers(root: &Path) -> Vec<(String, NamedMeta)> {
     v
 }
 
-fn uptime(started: u64) -> String {
-    let s = now().saturating_sub(started);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{}s", s / 60, s % 60),
-        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// `locker ps [-a] [--json]`.
-pub(crate) fn ps(root: &Path, all: bool, json: bool) -> anyhow::Result<()> {
-    let _ = reap_stale(root);
-    let mut running: Vec<State> = read_states(root)
-        .into_iter()
-        .filter(State::running)
-        .collect();
-    running.sort_by_key(|s| s.started);
-    let stopped: Vec<(String, NamedMeta)> = if all {
-        named_containers(root)
-            .into_iter()
-            .filter(|(n, _)| !running.iter().any(|s| s.name.as_deref() == Some(n)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if json {
-        let mut rows: Vec<serde_json::Value> = running
-            .iter()
-            .map(|s| {
-                serde_json::json!({"id": s.id, "name": s.name, "image": s.image, "pid": s.pid, "command": s.command,
-                    "started": s.started, "status": "running"})
-            })
-            .collect();
-        rows.extend(stopped.iter().map(|(n, m)| serde_json::json!({"id": null, "name": n, "image": m.image, "pid": null, "command": null, "started": null, "status": "stopped"})));
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    println!(
-        "{:<16} {:<16} {:>8} {:<10} COMMAND",
-        "NAME", "IMAGE", "PID", "UP"
-    );
-    for s in &running {
-        println!(
-            "{:<16} {:<16} {:>8} {:<10} {}",
-            s.name.as_deref().unwrap_or(&s.id),
-            s.image,
-            s.pid,
-            uptime(s.started),
-            s.command.join(" ")
-        );
-    }
-    for (n, m) in &stopped {
-        println!("{:<16} {:<16} {:>8} {:<10} -", n, m.image, "-", "stopped");
-    }
-    Ok(())
-}
-
-fn find_running(root: &Path, name: &str) -> Option<State> {
+pub(crate) fn find_running(root: &Path, name: &str) -> Option<State> {
     read_states(root)
         .into_iter()
         .filter(State::running)
         .find(|s| s.name.as_deref() == Some(name) || s.id == name)
 }
 
-/// `locker stop NAME..`: SIGTERM to the container's PID 1 (which forwards it to the
-/// command), SIGKILL after 10 s.
-pub(crate) fn stop(root: &Path, names: &[String]) -> anyhow::Result<()> {
+/// Stops the running container `name` (name or id): SIGTERM to its PID 1 (which
+/// forwards it to the command), SIGKILL after `grace`; returns once `locker run` has
+/// removed its state (bounded).
+pub(crate) fn stop(root: &Path, name: &str, grace: Duration) -> Result<(), RunError> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    for name in names {
-        let s = find_running(root, name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "stop {name}: no running container of that name or id; `locker ps` lists them"
-            )
-        })?;
-        let _ = kill(Pid::from_raw(s.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(s.pid, s.pid_start) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if alive(s.pid, s.pid_start) {
-            let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
-        }
-        // `locker run` removes the state once it has reaped PID 1.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while state_path(root, &s.id).exists() && s.running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    let s = find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
+    let _ = kill(Pid::from_raw(s.pid), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while alive(s.pid, s.pid_start) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if alive(s.pid, s.pid_start) {
+        let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
+    }
+    // `locker run` removes the state once it has reaped PID 1.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state_path(root, &s.id).exists() && s.running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
 
-/// `locker rm NAME..`: deletes stopped named containers.
-pub(crate) fn rm(root: &Path, names: &[String]) -> anyhow::Result<()> {
-    for name in names {
-        if find_running(root, name).is_some() {
-            anyhow::bail!("rm {name}: the container is running; `locker stop {name}` first");
-        }
-        let dir = containers_dir(root).join(name);
-        if name.contains('/') || name.starts_with('.') || !dir.join("meta.json").exists() {
-            anyhow::bail!("rm {name}: no named container of that name; `locker ps -a` lists them");
-        }
-        // Take the lock: a run starting right now must not lose its layers under it.
-        let lock = fs::File::options().write(true).open(dir.join("lock"))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| anyhow::anyhow!("rm {name}: the container is in use"))?;
-        crate::store::remove_tree(&dir)
-            .map_err(|e| anyhow::anyhow!("rm {name}: remove {}: {e}", dir.display()))?;
+/// Deletes the stopped named container `name` (its layers and record).
+pub(crate) fn rm(root: &Path, name: &str) -> Result<(), RunError> {
+    if find_running(root, name).is_some() {
+        return Err(RunError::Running(name.into()));
     }
+    let dir = containers_dir(root).join(name);
+    if name.contains('/') || name.starts_with('.') || !dir.join("meta.json").exists() {
+        return Err(RunError::NoContainer(name.into()));
+    }
+    // Take the lock: a run starting right now must not lose its layers under it.
+    let lock_path = dir.join("lock");
+    let lock = fs::File::options()
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| RunError::NameInUse(name.into()))?;
+    crate::store::remove_tree(&dir).map_err(io_err("remove", &dir))?;
     Ok(())
-}
-
-/// `locker exec NAME CMD..`: joins the namespaces and cgroup of the container's PID 1,
-/// then forks; the child takes the same user, env and capability rules as `run` and
-/// execs CMD. Returns its exit code (128+N for signal N; 126/127 as `run`).
-pub(crate) fn exec(root: &Path, a: &crate::cli::ExecArgs) -> anyhow::Result<u8> {
-    use std::ffi::CString;
-    use std::os::fd::AsRawFd;
-
-    use crate::run::{init, plan, read_in_root, RunError};
-    use anyhow::Context;
-
-    let s = find_running(root, &a.name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "exec {}: no running container of that name or id; `locker ps` lists them",
-            a.name
-        )
-    })?;
-    // The container's own /etc, resolved inside its root.
-    let croot =
-        fs::File::open(format!("/proc/{}/root", s.pid)).context("open the container's root")?;
-    let read = |rel: &std::ffi::CStr| -> String {
-        read_in_root(croot.as_raw_fd(), rel).unwrap_or_default()
-    };
-    let facts = plan::ImageFacts {
-        passwd: read(c"etc/passwd"),
-        group: read(c"etc/group"),
-        has_bash: false,
-    };
-    let hostname = read(c"etc/hostname").trim().to_string();
-    let opts = plan::Options {
-        image: s.image.clone(),
-        env: a.env.clone(),
-        tty: a.tty,
-        interactive: a.interactive,
-        ..Default::default()
-    };
-    let ctx = |e: RunError| anyhow::Error::new(e).context(format!("exec {}", a.name));
-    let user = plan::resolve_user(a.user.as_deref(), &s.image, &facts).map_err(ctx)?;
-    let env = plan::build_env(&opts, &user, &hostname, &|k| std::env::var(k).ok()).map_err(ctx)?;
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or(plan::DEFAULT_PATH.to_string(), |(_, v)| v.clone());
-    let cmd = &a.command[0];
-    let candidates: Vec<CString> = if cmd.contains('/') {
-        vec![CString::new(cmd.as_str())?]
-    } else {
-        path.split(':')
-            .map(|d| CString::new(format!("{}/{cmd}", d.trim_end_matches('/'))))
-            .collect::<Result<_, _>>()?
-    };
-    let argv_c: Vec<CString> = a
-        .command
-        .iter()
-        .map(|s| CString::new(s.as_str()))
-        .collect::<Result<_, _>>()?;
-    let env_c: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| CString::new(format!("{k}={v}")))
-        .collect::<Result<_, _>>()?;
-    let argv = init::pointers(&argv_c);
-    let envp = init::pointers(&env_c);
-    let workdir = match &a.workdir {
-        Some(w) => CString::new(format!("/{}", plan::container_path(w).map_err(ctx)?))?,
-        None => CString::new("/")?,
-    };
-    // Read before the fork: the child allocates nothing.
-    let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let mut ns = Vec::new();
-    for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
-        ns.push(
-            fs::File::open(format!("/proc/{}/ns/{n}", s.pid))
-                .with_context(|| format!("open /proc/{}/ns/{n}", s.pid))?,
-        );
-    }
-    if !alive(s.pid, s.pid_start) {
-        anyhow::bail!("exec {}: the container stopped", a.name);
-    }
-    for dir in &s.cgroups {
-        fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-            .with_context(|| format!("join cgroup {}", dir.display()))?;
-    }
-    let pty = if a.tty {
-        Some(crate::run::tty::open_pty()?)
-    } else {
-        None
-    };
-    let mut signals = nix::sys::signal::SigSet::empty();
-    for &sig in init::FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
-        signals.add(nix::sys::signal::Signal::try_from(sig)?);
-    }
-    signals.thread_block()?;
-    let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    for f in &ns {
-        nix::sched::setns(f, nix::sched::CloneFlags::empty())
-            .context("join the container's namespaces")?;
-    }
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        anyhow::bail!("fork: {}", io::Error::last_os_error());
-    }
-    if child == 0 {
-        let slave = pty.as_ref().map(|p| p.slave.as_raw_fd());
-        let code = init::exec_joined(
-            &user,
-            cap_last,
-            &workdir,
-            &candidates,
-            &argv,
-            &envp,
-            slave,
-            a.interactive,
-            err_wr.as_raw_fd(),
-        );
-        unsafe { libc::_exit(code) };
-    }
-    drop(err_wr);
-    let pid = nix::unistd::Pid::from_raw(child);
-    let master = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
-    let mut buf = Vec::new();
-    let _ = io::Read::read_to_end(&mut fs::File::from(err_rd), &mut buf);
-    if let Some(r) = init::Report::decode(&buf) {
-        let _ = nix::sys::wait::waitpid(pid, None);
-        let e = match r.step {
-            init::Step::ExecNotFound => RunError::NotFound(cmd.clone()),
-            init::Step::ExecDenied => RunError::NotExecutable {
-                cmd: cmd.clone(),
-                source: io::Error::from_raw_os_error(r.errno),
-            },
-            st => RunError::Setup {
-                step: format!("{st:?}").to_lowercase(),
-                source: io::Error::from_raw_os_error(r.errno),
-            },
-        };
-        return Err(ctx(e));
-    }
-    let code = match master {
-        Some(m) => crate::run::tty::relay(&m, pid, &signals, a.interactive),
-        None => crate::run::supervise(pid, &signals),
-    }
-    .map_err(ctx)?;
-    Ok(code)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::RunError;
+use crate::exit::ExitStatus;
 
 pub(crate) struct Pty {
     pub master: OwnedFd,
@@ -66,14 +67,6 @@ fn copy_winsize(master: &OwnedFd) {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    }
-}
-
-fn exit_code(status: WaitStatus) -> Option<u8> {
-    match status {
-        WaitStatus::Exited(_, c) => Some(c as u8),
-        WaitStatus::Signaled(_, s, _) => Some(128 + s as u8),
-        _ => None,
     }
 }
 
@@ -133,7 +126,7 @@ pub(crate) fn relay(
                 match sig {
                     Signal::SIGCHLD => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                         Ok(WaitStatus::StillAlive) => {}
-                        Ok(st) => status = exit_code(st).or(status),
+                        Ok(st) => status = ExitStatus::from_wait(st).map(ExitStatus::code).or(status),
                         Err(e) => return Err(RunError::Sys("wait for the container", e)),
                     },
                     Signal::SIGWINCH => copy_winsize(master),
@@ -154,7 +147,7 @@ pub(crate) fn relay(
     );
     while master_open && pump(master.as_fd(), &mut out, &mut buf) {}
     let _ = out.flush();
-    Ok(status.unwrap_or(125))
+    Ok(status.unwrap_or(ExitStatus::Failure.code()))
 }
 
 /// One read from the master to stdout; false at EOF/EIO (all slave ends closed).

@@ -77,6 +77,15 @@ impl Refs {
     }
 }
 
+/// What a successful install (pull, import, build) produced.
+#[derive(Debug)]
+pub(crate) struct Installed {
+    pub name: String,
+    pub digest: Digest,
+    /// False when the store already had it and nothing was downloaded.
+    pub fetched: bool,
+}
+
 /// An image resolved to its tree, as `run` needs it.
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {

@@ -1,0 +1,191 @@
+//! The container commands at the CLI edge: run, ps, exec, stop, rm. Each turns clap's
+//! arguments into the typed run spec (or a name) and prints the result.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::{ExecArgs, RunArgs};
+use crate::run::cgroups::Limits;
+use crate::run::spec::{self, container_path};
+use crate::run::state::{self, NamedMeta, State};
+use crate::run::{self, Mount, MountKind, Net, Process, Root, RunError, Spec};
+use crate::store::Resolved;
+
+/// `locker run`'s flags as a spec for `image`.
+pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError> {
+    let mut spec = Spec::new(image);
+    spec.name = args.name.clone();
+    spec.hostname = args.hostname.clone();
+    spec.process = process(
+        &args.command,
+        &args.env,
+        &args.env_file,
+        args.workdir.as_deref(),
+        args.user.clone(),
+        args.tty,
+        args.interactive,
+    )?;
+    if args.read_only {
+        spec.root = Root::ReadOnly;
+    }
+    spec.mounts = args
+        .volumes
+        .iter()
+        .map(|v| spec::parse_volume(v))
+        .collect::<Result<_, _>>()?;
+    for t in &args.tmpfs {
+        spec.mounts.push(Mount {
+            destination: container_path(t)?,
+            kind: MountKind::Tmpfs,
+        });
+    }
+    spec.net = match args.net.as_str() {
+        "host" => Net::Host,
+        "none" => Net::None,
+        other => {
+            return Err(RunError::Usage(format!(
+                "bad --net {other:?}: use host or none"
+            )))
+        }
+    };
+    spec.resources = Limits {
+        memory: args.memory.as_deref().map(spec::parse_size).transpose()?,
+        pids: args.pids,
+        cpus: match args.cpus {
+            Some(c) if !(c > 0.0 && c.is_finite()) => {
+                return Err(RunError::Usage(format!("bad --cpus {c}: must be > 0")))
+            }
+            c => c,
+        },
+    };
+    spec.cgroup_parent = args.cgroup_parent.clone();
+    Ok(spec)
+}
+
+/// The process section from flags `run` and `exec` share.
+fn process(
+    args: &[String],
+    env: &[String],
+    env_files: &[std::path::PathBuf],
+    workdir: Option<&str>,
+    user: Option<String>,
+    terminal: bool,
+    stdin: bool,
+) -> Result<Process, RunError> {
+    let files = env_files
+        .iter()
+        .map(|f| fs::read_to_string(f).map_err(crate::fs::path_error::io_err("read env file", f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Process {
+        args: args.to_vec(),
+        env: spec::parse_env(&files, env, &|k| std::env::var(k).ok())?,
+        cwd: workdir
+            .map(|w| container_path(w).map(|p| format!("/{p}")))
+            .transpose()?,
+        user,
+        terminal,
+        stdin,
+    })
+}
+
+/// `locker run`: returns the command's exit code.
+pub(crate) fn run(root: &Path, args: &RunArgs, image: Resolved) -> anyhow::Result<u8> {
+    let spec = run_spec(args, image).with_context(|| format!("run {}", args.image))?;
+    run::run(root, &spec).with_context(|| format!("run {}", args.image))
+}
+
+/// `locker exec NAME CMD..`: returns the command's exit code.
+pub(crate) fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<u8> {
+    let ctx = || format!("exec {}", a.name);
+    let process = process(
+        &a.command,
+        &a.env,
+        &[],
+        a.workdir.as_deref(),
+        a.user.clone(),
+        a.tty,
+        a.interactive,
+    )
+    .with_context(ctx)?;
+    run::join::exec(root, &a.name, &process).with_context(ctx)
+}
+
+/// `locker stop NAME..`: SIGTERM, then SIGKILL after 10 s.
+pub(crate) fn stop(root: &Path, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        state::stop(root, name, Duration::from_secs(10)).with_context(|| format!("stop {name}"))?;
+    }
+    Ok(())
+}
+
+/// `locker rm NAME..`: deletes stopped named containers.
+pub(crate) fn rm(root: &Path, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        state::rm(root, name).with_context(|| format!("rm {name}"))?;
+    }
+    Ok(())
+}
+
+fn uptime(started: u64) -> String {
+    let s = state::now().saturating_sub(started);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `locker ps [-a] [--json]`.
+pub(crate) fn ps(root: &Path, all: bool, json: bool) -> anyhow::Result<()> {
+    let _ = state::reap_stale(root);
+    let mut running: Vec<State> = state::read_states(root)
+        .into_iter()
+        .filter(State::running)
+        .collect();
+    running.sort_by_key(|s| s.started);
+    let stopped: Vec<(String, NamedMeta)> = if all {
+        state::named_containers(root)
+            .into_iter()
+            .filter(|(n, _)| !running.iter().any(|s| s.name.as_deref() == Some(n)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut rows: Vec<serde_json::Value> = running
+            .iter()
+            .map(|s| {
+                serde_json::json!({"id": s.id, "name": s.name, "image": s.image, "pid": s.pid, "command": s.command,
+                    "started": s.started, "status": "running"})
+            })
+            .collect();
+        rows.extend(stopped.iter().map(|(n, m)| serde_json::json!({"id": null, "name": n, "image": m.image, "pid": null, "command": null, "started": null, "status": "stopped"})));
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<16} {:>8} {:<10} COMMAND",
+        "NAME", "IMAGE", "PID", "UP"
+    )?;
+    for s in &running {
+        writeln!(
+            out,
+            "{:<16} {:<16} {:>8} {:<10} {}",
+            s.name.as_deref().unwrap_or(&s.id),
+            s.image,
+            s.pid,
+            uptime(s.started),
+            s.command.join(" ")
+        )?;
+    }
+    for (n, m) in &stopped {
+        writeln!(out, "{:<16} {:<16} {:>8} {:<10} -", n, m.image, "-", "stopped")?;
+    }
+    Ok(())
+}

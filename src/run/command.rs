@@ -1,0 +1,172 @@
+//! The exec tail: the last steps before the command runs, one code path for `run`
+//! (PID 1's forked child) and `exec` (the child forked after joining a running
+//! container's namespaces), as youki's init and crun's exec share their step helpers.
+//!
+//! In order: not dumpable (the host binary stays unreachable through /proc/PID/exe
+//! until execve), no descriptor but stdio and the error pipe, default signals, umask
+//! 022, a new session, the terminal or stdin, the working directory resolved inside the
+//! root (before the privilege drop: `run` creates a missing one as root), capabilities,
+//! no_new_privs, credentials, fchdir (checked to be inside the root, CVE-2024-21626),
+//! every other fd close-on-exec, execve over the planned PATH candidates. A failure is
+//! reported on the error pipe as its `Step` (127 not found, 126 not executable, 125 any
+//! other) and the child exits with that code.
+//!
+//! Runs between fork and execve: syscalls only, nothing allocated.
+
+use std::ffi::{c_int, CStr, CString};
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::mounts;
+use super::plan::User;
+use super::report::{report, step_err, Step};
+use super::sys::{self, cvt, errno};
+use crate::exit::ExitStatus;
+
+/// Everything the tail needs, built before the fork.
+pub(crate) struct Command<'a> {
+    pub user: &'a User,
+    /// Absolute, normalised.
+    pub workdir: &'a CStr,
+    /// Create a missing working directory (`run`, as Docker); `exec` needs it to exist.
+    pub create_workdir: bool,
+    /// Paths execve tries in order (the PATH search, done before the fork).
+    pub exec_paths: &'a [CString],
+    pub argv: &'a [*const libc::c_char],
+    pub envp: &'a [*const libc::c_char],
+    /// The pty slave, made the controlling terminal and stdio.
+    pub tty: Option<RawFd>,
+    /// Keep stdin; else it is /dev/null.
+    pub stdin: bool,
+    pub capabilities: u64,
+    pub cap_last: u32,
+    pub no_new_privileges: bool,
+    pub error_wr: RawFd,
+}
+
+/// The exit code a failed step leaves with (the parent reads the report first).
+fn code(step: Step) -> c_int {
+    match step {
+        Step::ExecNotFound => ExitStatus::NotFound,
+        Step::ExecDenied => ExitStatus::CannotExecute,
+        _ => ExitStatus::Failure,
+    }
+    .code() as c_int
+}
+
+/// Runs the tail; never returns.
+pub(crate) fn exec(c: &Command) -> ! {
+    let fail = |step: Step, errno: i32| -> ! {
+        report(c.error_wr, step_err(step)(errno));
+        // SAFETY: _exit ends this forked process without running the parent's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(code(step)) }
+    };
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    sys::close_fds_except(&[c.error_wr, c.tty.unwrap_or(-1)]);
+    sys::default_signals();
+    // SAFETY: umask and setsid take no pointers.
+    unsafe { libc::umask(0o022) };
+    // SAFETY: as above.
+    if unsafe { libc::setsid() } < 0 {
+        fail(Step::Tty, errno());
+    }
+    if let Some(slave) = c.tty {
+        // SAFETY: ioctl TIOCSCTTY on an fd we own, integer argument.
+        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
+            fail(Step::Tty, errno());
+        }
+        for fd in 0..3 {
+            // SAFETY: dup2 between fds this process owns.
+            if unsafe { libc::dup2(slave, fd) } < 0 {
+                fail(Step::Stdio, errno());
+            }
+        }
+    } else if !c.stdin {
+        sys::redirect_null(0).unwrap_or_else(|e| fail(Step::Stdio, e));
+    }
+    let workdir = mounts::open_workdir(c.workdir, c.create_workdir)
+        .unwrap_or_else(|e| fail(Step::Workdir, e));
+    sys::drop_capabilities(c.capabilities, c.cap_last)
+        .unwrap_or_else(|e| fail(Step::Capabilities, e));
+    if c.no_new_privileges {
+        // SAFETY: prctl with integer arguments only.
+        cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+            .unwrap_or_else(|e| fail(Step::NoNewPrivs, e));
+    }
+    let u = c.user;
+    // SAFETY: setgroups reads u.groups.len() gids from a live Vec; setgid and setuid
+    // take integers.
+    if unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) } < 0
+        || unsafe { libc::setgid(u.gid) } < 0
+        || unsafe { libc::setuid(u.uid) } < 0
+    {
+        fail(Step::Credentials, errno());
+    }
+    // SAFETY: fchdir on an fd we own.
+    if unsafe { libc::fchdir(workdir.as_raw_fd()) } < 0 {
+        fail(Step::Chdir, errno());
+    }
+    drop(workdir);
+    sys::check_cwd_inside_root().unwrap_or_else(|e| fail(Step::Chdir, e));
+    // CVE-2024-21626: nothing but 0-2 crosses the exec (the error pipe closes on it).
+    // SAFETY: close_range with integer arguments.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
+    let (step, e) = exec_first(c.exec_paths, c.argv, c.envp);
+    fail(step, e)
+}
+
+/// Tries each candidate; returns only on failure, with how it failed: not found when
+/// every candidate was missing, else not executable (the last denial wins, as execvp).
+fn exec_first(
+    paths: &[CString],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> (Step, i32) {
+    let mut denied = 0;
+    for p in paths {
+        // SAFETY: p, argv and envp are NUL-terminated and outlive the call; argv and
+        // envp end in a null pointer (sys::pointers).
+        unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        match errno() {
+            libc::ENOENT | libc::ENOTDIR => {}
+            e @ (libc::EACCES | libc::EISDIR | libc::ENOEXEC | libc::EPERM) => denied = e,
+            e => return (Step::ExecDenied, e),
+        }
+    }
+    if denied != 0 {
+        (Step::ExecDenied, denied)
+    } else {
+        (Step::ExecNotFound, libc::ENOENT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_docker() {
+        assert_eq!(code(Step::ExecNotFound), 127);
+        assert_eq!(code(Step::ExecDenied), 126);
+        assert_eq!(code(Step::Chdir), 125);
+    }
+
+    #[test]
+    fn exec_first_classifies_failures() {
+        let argv = sys::pointers(&[]);
+        let missing = [c"/nonexistent/a".to_owned(), c"/nonexistent/b".to_owned()];
+        assert_eq!(exec_first(&missing, &argv, &argv), (Step::ExecNotFound, libc::ENOENT));
+        let t = tempfile::tempdir().unwrap();
+        let plain = t.path().join("plain");
+        std::fs::write(&plain, "not a program").unwrap();
+        let plain = CString::new(plain.to_str().unwrap()).unwrap();
+        let dir = CString::new(t.path().to_str().unwrap()).unwrap();
+        // A directory, then a missing one: denied wins over not found.
+        assert_eq!(
+            exec_first(&[dir, missing[0].clone()], &argv, &argv).0,
+            Step::ExecDenied
+        );
+        assert_eq!(exec_first(&[plain], &argv, &argv).0, Step::ExecDenied);
+    }
+}

@@ -1,0 +1,124 @@
+//! `exec`: a command in a running container. Joins the namespaces and cgroups of the
+//! container's PID 1, forks, and the child takes the same exec tail as `run`'s command
+//! (command.rs): the same user, environment, capability and working-directory rules,
+//! the same errors and exit codes. The parent relays signals (and the terminal) as
+//! `run` does.
+//!
+//! The container's /etc files are read on the host through its root, each resolved
+//! inside it and read only when it is a regular file (`read_in_root`).
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use super::command::{self, Command};
+use super::plan::{self, ImageFacts};
+use super::spec::{Process, Security};
+use super::state::{self, alive};
+use super::{cap_last, pipe, read_in_root, report, supervise, sys, tty, RunError};
+
+/// Runs `process` in the running container `name` (its name or id); returns the
+/// command's exit code.
+pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, RunError> {
+    let s = state::find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
+    let proc_path = |p: &str| Path::new("/proc").join(s.pid.to_string()).join(p);
+    let croot_path = proc_path("root");
+    let croot = fs::File::open(&croot_path)
+        .map_err(crate::fs::path_error::io_err("open the container's root", &croot_path))?;
+    let read = |rel: &std::ffi::CStr| read_in_root(croot.as_raw_fd(), rel).unwrap_or_default();
+    let facts = ImageFacts {
+        passwd: read(c"etc/passwd"),
+        group: read(c"etc/group"),
+        has_bash: false,
+    };
+    let hostname = read(c"etc/hostname").trim().to_string();
+    let user = plan::resolve_user(process.user.as_deref(), &s.image, &facts)?;
+    let env = plan::build_env(process, &user, &hostname, &|k| std::env::var(k).ok());
+    let cmd = process
+        .args
+        .first()
+        .ok_or_else(|| RunError::Usage("exec needs a command".into()))?;
+    let exec_paths = plan::exec_paths(cmd, &env)?;
+    let argv_c = process
+        .args
+        .iter()
+        .map(|a| plan::cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_c = plan::env_cstrings(&env)?;
+    let (argv, envp) = (sys::pointers(&argv_c), sys::pointers(&env_c));
+    let workdir = plan::cstr(process.cwd.as_deref().unwrap_or("/"))?;
+    let security = Security::default();
+    let cap_last = cap_last();
+
+    let mut ns = Vec::new();
+    for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
+        let p = proc_path(&format!("ns/{n}"));
+        ns.push(fs::File::open(&p).map_err(crate::fs::path_error::io_err("open", &p))?);
+    }
+    if !alive(s.pid, s.pid_start) {
+        return Err(RunError::NotRunning(name.into()));
+    }
+    for dir in &s.cgroups {
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, std::process::id().to_string())
+            .map_err(crate::fs::path_error::io_err("join cgroup", dir))?;
+    }
+    let pty = if process.terminal {
+        Some(tty::open_pty()?)
+    } else {
+        None
+    };
+    let mut signals = SigSet::empty();
+    for &sig in super::init::FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+        signals.add(Signal::try_from(sig).expect("signal"));
+    }
+    signals
+        .thread_block()
+        .map_err(|e| RunError::Sys("block signals", e))?;
+    let (err_rd, err_wr) = pipe()?;
+    for f in &ns {
+        nix::sched::setns(f, nix::sched::CloneFlags::empty())
+            .map_err(|e| RunError::Sys("join the container's namespaces", e))?;
+    }
+    // SAFETY: fork in a single-threaded process; the child only makes syscalls (the
+    // tail allocates nothing) until execve or _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(RunError::Sys("fork", nix::Error::last()));
+    }
+    if child == 0 {
+        command::exec(&Command {
+            user: &user,
+            workdir: &workdir,
+            create_workdir: false,
+            exec_paths: &exec_paths,
+            argv: &argv,
+            envp: &envp,
+            tty: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+            stdin: process.stdin,
+            capabilities: security.capabilities,
+            cap_last,
+            no_new_privileges: security.no_new_privileges,
+            error_wr: err_wr.as_raw_fd(),
+        });
+    }
+    drop(err_wr);
+    let pid = nix::unistd::Pid::from_raw(child);
+    let master = pty.map(|p| {
+        drop(p.slave);
+        p.master
+    });
+    let mut buf = Vec::new();
+    let _ = fs::File::from(err_rd).read_to_end(&mut buf);
+    if !buf.is_empty() {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(report::explain(&buf, &argv_c[0], &[], &[]));
+    }
+    match master {
+        Some(m) => tty::relay(&m, pid, &signals, process.stdin),
+        None => supervise(pid, &signals),
+    }
+}

@@ -1,0 +1,270 @@
+//! Raw syscalls for the container's setup, in one audited place: no allocation and no
+//! locks, because most of them run in the cloned child or a forked one, between the
+//! clone and execve (fork safety). Errors are the errno, as `SysResult`.
+
+use std::ffi::{c_int, c_ulong, CStr, CString};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// A failed syscall's errno.
+pub(crate) type SysResult<T> = Result<T, i32>;
+
+pub(crate) fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+pub(crate) fn cvt(r: c_int) -> SysResult<c_int> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn opt(p: Option<&CStr>) -> *const libc::c_char {
+    p.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+pub(crate) fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> SysResult<()> {
+    let r = unsafe {
+        libc::mount(
+            opt(src),
+            target.as_ptr(),
+            opt(fstype),
+            flags,
+            opt(data).cast(),
+        )
+    };
+    cvt(r).map(drop)
+}
+
+/// "/proc/self/fd/N" without allocating.
+pub(crate) struct FdPath([u8; 32]);
+
+impl FdPath {
+    pub(crate) fn new(fd: RawFd) -> FdPath {
+        let mut b = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        b[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd as u32;
+        let mut i = 0;
+        loop {
+            digits[i] = b'0' + (n % 10) as u8;
+            i += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for j in 0..i {
+            b[prefix.len() + j] = digits[i - 1 - j];
+        }
+        FdPath(b)
+    }
+    pub(crate) fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.0).expect("nul")
+    }
+}
+
+/// Closes every fd above 2 but `keep` (negative entries ignored; at most 8).
+/// CVE-2024-21626: an fd inherited from whoever started locker, or locker's own v2
+/// cgroup fd, must not be open while the container is set up (a workdir of
+/// /proc/self/fd/N would be on the host), let alone reach the command.
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let mut k = [RawFd::MAX; 8];
+    let mut n = 0;
+    for &fd in keep.iter().filter(|&&fd| fd > 2).take(k.len()) {
+        k[n] = fd;
+        n += 1;
+    }
+    let k = &mut k[..n];
+    k.sort_unstable();
+    let mut next: u32 = 3;
+    for &fd in k.iter() {
+        let fd = fd as u32;
+        if fd > next {
+            unsafe { libc::close_range(next, fd - 1, 0) };
+        }
+        next = next.max(fd + 1);
+    }
+    unsafe { libc::close_range(next, u32::MAX, 0) };
+}
+
+/// runc's hardening after CVE-2024-21626: the cwd must be inside the root. For a cwd
+/// outside it the kernel's getcwd answers "(unreachable)/...", not an absolute path.
+pub(crate) fn check_cwd_inside_root() -> SysResult<()> {
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(errno());
+    }
+    if buf[0] != b'/' {
+        return Err(libc::ENOENT);
+    }
+    Ok(())
+}
+
+/// `lo` up in a new network namespace: SIOCGIFFLAGS / SIOCSIFFLAGS, no `ip` binary.
+pub(crate) fn loopback_up() -> SysResult<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    let r = cvt(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
+        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        cvt(unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS, &req) })
+    });
+    unsafe { libc::close(s) };
+    r.map(drop)
+}
+
+/// Keeps exactly `caps` (bit N = capability N): bounding set trimmed, then effective =
+/// permitted = the set, inheritable and ambient empty (CVE-2022-24769).
+pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
+    for cap in 0..=cap_last {
+        if caps & (1u64 << cap) == 0 {
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r < 0 && errno() != libc::EINVAL {
+                return Err(errno());
+            }
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
+    let lo = caps as u32;
+    let hi = (caps >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo,
+            permitted: lo,
+            inheritable: 0,
+        },
+        Data {
+            effective: hi,
+            permitted: hi,
+            inheritable: 0,
+        },
+    ];
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Every signal back to its default action and none blocked, as a command expects
+/// after exec (Rust ignores SIGPIPE; PID 1 blocked what it forwards).
+pub(crate) fn default_signals() {
+    // SAFETY: plain libc calls on a zeroed, then emptied, signal set.
+    unsafe {
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+pub(crate) fn redirect_null(fd: c_int) -> SysResult<()> {
+    let n = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    cvt(unsafe { libc::dup2(n, fd) })?;
+    unsafe { libc::close(n) };
+    Ok(())
+}
+
+/// argv/envp pointer arrays (NULL-terminated) over CStrings that outlive them.
+pub(crate) fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Random bytes from the kernel (a container id).
+pub(crate) fn random_bytes<const N: usize>() -> SysResult<[u8; N]> {
+    let mut b = [0u8; N];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(errno());
+    }
+    Ok(b)
+}
+
+/// A pidfd of this process, for the child to tell whether we are still there.
+pub(crate) fn pidfd_self() -> SysResult<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if r < 0 {
+        return Err(errno());
+    }
+    // SAFETY: r is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// clone3 without CLONE_VM: a fork into new namespaces (and, on v2, into the cgroup
+/// `cgroup_fd`, with a new cgroup namespace rooted there). Returns 0 in the child.
+pub(crate) fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> SysResult<i32> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // SAFETY: clone_args is plain data; all-zero is its documented default.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = ns_flags;
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP | libc::CLONE_NEWCGROUP as u64;
+        args.cgroup = fd as u64;
+    }
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: without CLONE_VM this is a fork: the child gets its own copy of the
+    // address space and continues from here with r == 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    if r < 0 {
+        return Err(errno());
+    }
+    Ok(r as i32)
+}
