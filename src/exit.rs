@@ -78,6 +78,9 @@ mod tests {
         assert_eq!(ExitStatus::NotFound.code(), 127);
         // A raw status: exit 7 is 7 << 8; killed by SIGTERM is 15.
         assert_eq!(ExitStatus::from_raw_wait(7 << 8), Some(ExitStatus::Code(7)));
-        assert_eq!(ExitStatus::from_raw_wait(15), Some(ExitStatus::Signaled(15)));
+        assert_eq!(
+            ExitStatus::from_raw_wait(15),
+            Some(ExitStatus::Signaled(15))
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! error or chooses an exit code (Docker's convention: 125 for locker's own errors,
 //! 126/127 when the command cannot be run, else the command's own status).
 
+// Every unsafe block says why it is sound (STYLE.md: raw syscalls in audited places).
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod build;
 mod cli;
 mod commands;
@@ -27,11 +30,13 @@ fn main() -> ExitCode {
         Err(e) => {
             use clap::error::ErrorKind;
             let _ = e.print();
-            return ExitCode::from(match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitStatus::Success,
-                _ => ExitStatus::Failure,
-            }
-            .code());
+            return ExitCode::from(
+                match e.kind() {
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitStatus::Success,
+                    _ => ExitStatus::Failure,
+                }
+                .code(),
+            );
         }
     };
     let status = match commands::dispatch(cli) {

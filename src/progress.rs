@@ -20,7 +20,6 @@ pub(crate) trait Reporter: Send + Sync {
     fn note(&self, msg: &str);
 }
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verbosity {
     Quiet,

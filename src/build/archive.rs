@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::build::release::{Compression, FileEntry, Release};
 use crate::build::BuildError;
-use crate::store::digest::{Digest, Hasher};
-use crate::image::fetch::{FetchError, Fetcher, Reporter};
 use crate::fs::path_error::io_err;
+use crate::image::fetch::{FetchError, Fetcher, Reporter};
 use crate::image::verify::{self, VerifyError};
+use crate::store::digest::{Digest, Hasher};
 
 /// InRelease of a large suite is about 150 KiB.
 const RELEASE_LIMIT: usize = 16 << 20;
@@ -152,15 +152,10 @@ fn check_bytes(
 
 fn decompress(bytes: &[u8], compression: Compression) -> Result<String, String> {
     let mut out = Vec::with_capacity(bytes.len() * 5);
-    let r = match compression {
-        Compression::Xz => xz2::read::XzDecoder::new(bytes).read_to_end(&mut out),
-        Compression::Gz => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out),
-        Compression::None => {
-            out.extend_from_slice(bytes);
-            Ok(0)
-        }
-    };
-    r.map_err(|e| format!("decompress: {e}"))?;
+    compression
+        .decoder(bytes)
+        .and_then(|mut d| d.read_to_end(&mut out))
+        .map_err(|e| format!("decompress: {e}"))?;
     String::from_utf8(out).map_err(|_| "not UTF-8".to_string())
 }
 
@@ -465,7 +460,7 @@ mod tests {
         assert_eq!(text, release);
         let parsed = Release::parse(&text).unwrap();
         let index = parsed.packages_index("main", "amd64").unwrap();
-        assert_eq!(index.compression, Compression::Gz);
+        assert_eq!(index.compression, Compression::Gzip);
         assert_eq!(
             archive
                 .packages(&parsed, index.entry, index.compression)

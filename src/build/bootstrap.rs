@@ -26,15 +26,15 @@ use crate::build::release::{Release, UnixTime};
 use crate::build::resolve::{Universe, Variant};
 use crate::build::sources;
 use crate::build::BuildError;
+use crate::fs::path_error::io_err;
+use crate::fs::tree::Tree;
 use crate::image::catalog::{BuildSpec, Entry};
 use crate::image::export;
 use crate::image::fetch::Fetcher;
-use crate::fs::tree::Tree;
-use crate::fs::path_error::io_err;
+use crate::image::verify::VerifyError;
 use crate::progress::Printer;
 use crate::run;
 use crate::store::{Installed, Resolved, Store};
-use crate::image::verify::VerifyError;
 
 /// Debian's archive keyring (debian-archive-keyring), the default for Debian suites.
 pub(crate) const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -497,8 +497,7 @@ fn configure(
     spec.process.env = env;
     spec.process.cwd = Some("/".into());
     spec.security.suppress_sync = true;
-    let code = run::run(store.root(), &spec)
-        .map_err(BuildError::Container)?;
+    let code = run::run(store.root(), &spec).map_err(BuildError::Container)?;
     if code != 0 {
         let text = t.read(BUILD_LOG).ok().flatten().unwrap_or_default();
         let text = String::from_utf8_lossy(&text);

@@ -24,8 +24,8 @@ use crate::build::deb::{ControlFile, Deb};
 use crate::build::deb822::{self, Syntax};
 use crate::build::resolve::{MultiArch, Package};
 use crate::build::BuildError;
-use crate::fs::tree::Tree;
 use crate::fs::path_error::io_err;
+use crate::fs::tree::Tree;
 use crate::image::unpack::Listed;
 
 /// dpkg's administrative directory, inside the tree.

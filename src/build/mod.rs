@@ -20,8 +20,8 @@ pub(crate) mod version;
 
 use std::io;
 
-use crate::image::fetch::FetchError;
 use crate::fs::path_error::PathError;
+use crate::image::fetch::FetchError;
 use crate::image::verify::VerifyError;
 
 pub(crate) use bootstrap::{build, deb_cache, Request};

@@ -16,6 +16,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::build::deb822::{self, Deb822Error, Syntax};
+pub(crate) use crate::image::codec::Compression;
 use crate::store::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,22 +198,12 @@ pub(crate) struct FileEntry<'a> {
     pub(crate) path: &'a str,
 }
 
-/// How an index file is compressed, from its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Compression {
-    Xz,
-    Gz,
-    None,
-}
-
-impl Compression {
-    /// In order of preference: smallest download first.
-    const PREFERRED: [(Compression, &'static str); 3] = [
-        (Compression::Xz, ".xz"),
-        (Compression::Gz, ".gz"),
-        (Compression::None, ""),
-    ];
-}
+/// The index files to look for, in order of preference: smallest download first.
+const PREFERRED: [(Compression, &str); 3] = [
+    (Compression::Xz, ".xz"),
+    (Compression::Gzip, ".gz"),
+    (Compression::None, ""),
+];
 
 /// The Packages index chosen for a component and architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +309,7 @@ impl<'a> Release<'a> {
             });
         }
         let base = format!("{component}/binary-{arch}/Packages");
-        Compression::PREFERRED
+        PREFERRED
             .iter()
             .find_map(|(compression, ext)| {
                 self.file(&format!("{base}{ext}")).map(|entry| Index {
@@ -478,7 +469,7 @@ mod tests {
         assert_eq!(i.entry.size, 7890);
         assert_eq!(i.entry.sha256, Digest::of(b"xz"));
         let i = r.packages_index("contrib", "amd64").unwrap();
-        assert_eq!(i.compression, Compression::Gz);
+        assert_eq!(i.compression, Compression::Gzip);
         let i = r.packages_index("main", "arm64").unwrap();
         assert_eq!(i.compression, Compression::None);
         assert_eq!(i.entry.path, "main/binary-arm64/Packages");

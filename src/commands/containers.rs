@@ -185,7 +185,11 @@ pub(crate) fn ps(root: &Path, all: bool, json: bool) -> anyhow::Result<()> {
         )?;
     }
     for (n, m) in &stopped {
-        writeln!(out, "{:<16} {:<16} {:>8} {:<10} -", n, m.image, "-", "stopped")?;
+        writeln!(
+            out,
+            "{:<16} {:<16} {:>8} {:<10} -",
+            n, m.image, "-", "stopped"
+        )?;
     }
     Ok(())
 }

@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::build;
-use crate::image::catalog::{self, Catalog, Source, Verification};
 use crate::cli::{BuildArgs, Cli};
-use crate::store::digest::Digest;
-use crate::progress::{Printer, Verbosity};
+use crate::image::catalog::{self, Catalog, Source, Verification};
 use crate::image::pull::{self, Origin};
+use crate::progress::{Printer, Verbosity};
+use crate::store::digest::Digest;
 use crate::store::{Installed, Store};
 
 /// What every command needs from the global options.
@@ -46,9 +46,9 @@ impl Context {
 pub(crate) fn pull(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let catalog = ctx.catalog()?;
-    let installed = pull_entry(&store, &catalog, name, &ctx.printer)
-        .with_context(|| format!("pull {name}"))?;
-    report(ctx, &installed);
+    let installed =
+        pull_entry(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
+    report(ctx, &installed)?;
     Ok(())
 }
 
@@ -89,7 +89,7 @@ pub(crate) fn import(
     let store = ctx.store()?;
     let installed = pull::install(&store, &origin, expected, name, &[], &ctx.printer)
         .with_context(|| format!("import {source}"))?;
-    report(ctx, &installed);
+    report(ctx, &installed)?;
     Ok(())
 }
 
@@ -150,21 +150,26 @@ pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
     req.check_valid_until = !args.no_check_valid_until;
     let installed =
         build::build(&store, &req, &ctx.printer).with_context(|| format!("build {}", req.name))?;
-    report(ctx, &installed);
+    report(ctx, &installed)?;
     Ok(())
 }
 
-fn report(ctx: &Context, installed: &Installed) {
-    if installed.fetched {
-        println!("{} sha256:{}", installed.name, installed.digest);
-    } else {
+/// The image's name and digest on stdout (what scripts read); a note on stderr when
+/// nothing had to be fetched.
+fn report(ctx: &Context, installed: &Installed) -> std::io::Result<()> {
+    if !installed.fetched {
         ctx.printer.info(&format!(
             "{} is already present (sha256:{})",
             installed.name,
             installed.digest.short()
         ));
-        println!("{} sha256:{}", installed.name, installed.digest);
     }
+    writeln!(
+        std::io::stdout(),
+        "{} sha256:{}",
+        installed.name,
+        installed.digest
+    )
 }
 
 #[derive(Serialize)]
@@ -234,11 +239,12 @@ pub(crate) fn rmi(
 ) -> anyhow::Result<()> {
     let store = Store::existing(&ctx.root);
     let freed = store.remove_names(names, in_use).context("rmi")?;
+    let mut out = std::io::stdout().lock();
     for name in names {
-        println!("untagged {name}");
+        writeln!(out, "untagged {name}")?;
     }
     for digest in freed {
-        println!("deleted sha256:{digest}");
+        writeln!(out, "deleted sha256:{digest}")?;
     }
     Ok(())
 }
@@ -309,18 +315,19 @@ pub(crate) fn catalog(ctx: &Context, json: bool) -> anyhow::Result<()> {
 }
 
 pub(crate) fn gc(ctx: &Context, in_use: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     if !ctx.root.exists() {
-        println!("nothing to free");
+        writeln!(out, "nothing to free")?;
         return Ok(());
     }
     let report = ctx.store()?.gc(in_use).context("gc")?;
     for item in &report.items {
-        println!("removed {item}");
+        writeln!(out, "removed {item}")?;
     }
     if report.items.is_empty() {
-        println!("nothing to free");
+        writeln!(out, "nothing to free")?;
     } else {
-        println!("freed {}", human_size(report.bytes));
+        writeln!(out, "freed {}", human_size(report.bytes))?;
     }
     Ok(())
 }

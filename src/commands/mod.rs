@@ -21,7 +21,12 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitStatus::Success);
     match cli.command {
         Command::Pull(a) => done(images::pull(&ctx, &a.name)),
-        Command::Import(a) => done(images::import(&ctx, &a.source, &a.name, a.sha256.as_deref())),
+        Command::Import(a) => done(images::import(
+            &ctx,
+            &a.source,
+            &a.name,
+            a.sha256.as_deref(),
+        )),
         Command::Build(a) => done(images::build(&ctx, &a)),
         Command::Images(a) => done(images::images(&ctx, a.json)),
         Command::Rmi(a) => done(images::rmi(&ctx, &a.names, &in_use)),
@@ -31,8 +36,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
                 .with_context(|| format!("export {}", a.name))?;
             done(
                 export::export(&Store::existing(root), &a.name, &a.output, epoch)
-                    .with_context(|| format!("export {}", a.name))
-,
+                    .with_context(|| format!("export {}", a.name)),
             )
         }
         Command::Gc => {

@@ -12,10 +12,12 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use super::at;
 
 /// What `Tree::read` reads at most: keyrings, logs and dpkg's small files.
 const READ_LIMIT: u64 = 16 << 20;
@@ -53,17 +55,13 @@ impl Tree {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let name = cstring(comp.as_bytes())?;
-                    // SAFETY: a valid fd and C string.
-                    let r = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) };
-                    if r != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-                        return Err(io::Error::last_os_error());
+                    match at::mkdirat(&dir, &name, 0o755) {
+                        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+                        _ => {}
                     }
                     let made = self.resolve(&prefix, libc::O_RDONLY | libc::O_DIRECTORY)?;
                     // mkdirat's mode went through the process-wide umask.
-                    // SAFETY: a valid fd.
-                    if unsafe { libc::fchmod(made.as_raw_fd(), 0o755) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    at::fchmod(&made, 0o755)?;
                     made
                 }
                 Err(e) => return Err(e),
@@ -80,39 +78,24 @@ impl Tree {
         let mut tmp = b".locker-new.".to_vec();
         tmp.extend_from_slice(name.as_bytes());
         let tmp = cstring(&tmp)?;
-        let dir = parent.as_raw_fd();
-        let flags =
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a valid fd and C string; the fd returned is ours.
-        let mut fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, mode) };
-        if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
-            // Left by an interrupted write, or planted: remove the entry itself.
-            // SAFETY: a valid fd and C string.
-            unsafe { libc::unlinkat(dir, tmp.as_ptr(), 0) };
-            // SAFETY: as above.
-            fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, mode) };
-        }
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: just opened, owned by nothing else.
-        let mut file = unsafe { File::from_raw_fd(fd) };
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let fd = match at::openat(&parent, &tmp, flags, mode) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // Left by an interrupted write, or planted: remove the entry itself.
+                let _ = at::unlinkat(&parent, &tmp, false);
+                at::openat(&parent, &tmp, flags, mode)?
+            }
+            r => r?,
+        };
+        let mut file = File::from(fd);
         let written = (|| {
             // The umask applied to the new file.
-            // SAFETY: a valid fd.
-            if unsafe { libc::fchmod(file.as_raw_fd(), mode) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            at::fchmod(&file, mode)?;
             file.write_all(data)?;
-            // SAFETY: a valid fd and C strings.
-            if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, name.as_ptr()) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            at::renameat(&parent, &tmp, &name)
         })();
         if written.is_err() {
-            // SAFETY: a valid fd and C string.
-            unsafe { libc::unlinkat(dir, tmp.as_ptr(), 0) };
+            let _ = at::unlinkat(&parent, &tmp, false);
         }
         written
     }
@@ -140,26 +123,11 @@ impl Tree {
         let Some((parent, name)) = self.existing_parent(rel)? else {
             return Ok(None);
         };
-        // SAFETY: zeroed stat is valid storage for the kernel to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid fd, C string and pointer.
-        let r = unsafe {
-            libc::fstatat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::ENOENT) {
-                Ok(None)
-            } else {
-                Err(e)
-            };
+        match at::lstatat(&parent, &name) {
+            Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(Some(st.st_mode & libc::S_IFMT))
     }
 
     /// `rel`'s contents, or None if it does not exist or is not a regular file; at
@@ -197,14 +165,10 @@ impl Tree {
         let Some((parent, name)) = self.existing_parent(rel)? else {
             return Ok(());
         };
-        // SAFETY: a valid fd and C string.
-        if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(e);
-            }
+        match at::unlinkat(&parent, &name, false) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Renames `rel` to `rel` + `suffix` in its directory (a symlink is renamed
@@ -216,15 +180,10 @@ impl Tree {
         let mut to = name.as_bytes().to_vec();
         to.extend_from_slice(suffix.as_bytes());
         let to = cstring(&to)?;
-        let dir = parent.as_raw_fd();
-        // SAFETY: a valid fd and C strings.
-        if unsafe { libc::renameat(dir, name.as_ptr(), dir, to.as_ptr()) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(e);
-            }
+        match at::renameat(&parent, &name, &to) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Removes everything in the directory `rel` except the names in `keep`. A `rel`
@@ -233,15 +192,12 @@ impl Tree {
         let Some((parent, name)) = self.existing_parent(rel)? else {
             return Ok(());
         };
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a valid fd and C string; the fd returned is ours.
-        let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return if unreachable(&e) { Ok(()) } else { Err(e) };
-        }
-        // SAFETY: just opened, owned by nothing else.
-        let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let dir = match at::openat(&parent, &name, flags, 0) {
+            Ok(dir) => dir,
+            Err(e) if unreachable(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         // Named through the fd: std's remove_dir_all never follows a symlink it
         // meets, and the fd pins the directory that was resolved inside the tree.
         let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));

@@ -33,8 +33,9 @@ use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
-use crate::store::digest::{Digest, Hasher};
 use crate::fs::path_error::{io_err, PathError};
+use crate::image::codec::Compression;
+use crate::store::digest::{Digest, Hasher};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +102,9 @@ pub(crate) fn export(
 ) -> anyhow::Result<()> {
     let to_stdout = out == Path::new("-");
     let format = if to_stdout {
-        Format::Tar
+        Compression::None
     } else {
-        Format::of(out)?
+        format_of(out)?
     };
     if to_stdout && io::stdout().is_terminal() {
         return Err(ExportError::Terminal.into());
@@ -160,32 +161,10 @@ const MAX_BIG: u64 = 0o77777777777;
 /// tar substitutes, rather than 0 (root).
 const SUBSTITUTE_ID: u64 = 65534;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Tar,
-    Gzip,
-    Xz,
-    Zstd,
-}
-
-impl Format {
-    fn of(out: &Path) -> Result<Format, ExportError> {
-        let name = out.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-        let table: [(&[u8], Format); 7] = [
-            (b".tar", Format::Tar),
-            (b".tar.gz", Format::Gzip),
-            (b".tgz", Format::Gzip),
-            (b".tar.xz", Format::Xz),
-            (b".txz", Format::Xz),
-            (b".tar.zst", Format::Zstd),
-            (b".tzst", Format::Zstd),
-        ];
-        table
-            .iter()
-            .find(|(ext, _)| name.len() > ext.len() && name.ends_with(ext))
-            .map(|&(_, f)| f)
-            .ok_or_else(|| ExportError::Format(out.to_path_buf()))
-    }
+/// The compression `out`'s name asks for.
+fn format_of(out: &Path) -> Result<Compression, ExportError> {
+    let name = out.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    Compression::of_tar_name(name).ok_or_else(|| ExportError::Format(out.to_path_buf()))
 }
 
 /// The tar through the compressor into `file`. Fixed settings, single-threaded: the
@@ -193,7 +172,7 @@ impl Format {
 fn write_compressed(
     tree: &Path,
     file: File,
-    format: Format,
+    format: Compression,
     epoch: Option<u64>,
 ) -> Result<(), ExportError> {
     fn tar_into<W: Write>(tree: &Path, w: W, epoch: Option<u64>) -> Result<W, ExportError> {
@@ -203,25 +182,10 @@ fn write_compressed(
             .into_inner()
             .map_err(|e| ExportError::Write(e.into_error()))
     }
-    let w = ExportError::Write;
-    match format {
-        Format::Tar => {
-            tar_into(tree, file, epoch)?;
-        }
-        Format::Gzip => {
-            let enc = flate2::GzBuilder::new().write(file, flate2::Compression::new(6));
-            tar_into(tree, enc, epoch)?.finish().map_err(w)?;
-        }
-        Format::Xz => {
-            let enc = xz2::write::XzEncoder::new(file, 6);
-            tar_into(tree, enc, epoch)?.finish().map_err(w)?;
-        }
-        Format::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(file, 3).map_err(w)?;
-            enc.include_checksum(true).map_err(w)?;
-            tar_into(tree, enc, epoch)?.finish().map_err(w)?;
-        }
-    }
+    let enc = format.encoder(file).map_err(ExportError::Write)?;
+    tar_into(tree, enc, epoch)?
+        .finish()
+        .map_err(ExportError::Write)?;
     Ok(())
 }
 
@@ -322,7 +286,9 @@ impl Walker<'_> {
         // SAFETY (both closures): `fd` is open for the call; the buffer pointer and
         // length come from read_xattrs, which owns the buffer.
         let xattrs = read_xattrs(
+            // SAFETY: an open fd and a buffer read_xattrs owns, with its true length.
             |buf, len| unsafe { libc::flistxattr(fd, buf, len) },
+            // SAFETY: an open fd, a NUL-terminated key and a buffer read_xattrs owns, with its true length.
             |key, buf, len| unsafe { libc::fgetxattr(fd, key.as_ptr(), buf, len) },
         )
         .map_err(io_err("read xattrs of", &self.host_path(&rel)))?;
@@ -1096,18 +1062,18 @@ mod tests {
     #[test]
     fn output_format_comes_from_the_extension() {
         for (name, want) in [
-            ("x.tar", Format::Tar),
-            ("dir/x.tar.gz", Format::Gzip),
-            ("x.tgz", Format::Gzip),
-            ("x.tar.xz", Format::Xz),
-            ("x.txz", Format::Xz),
-            ("x.tar.zst", Format::Zstd),
-            ("/tmp/x.tzst", Format::Zstd),
+            ("x.tar", Compression::None),
+            ("dir/x.tar.gz", Compression::Gzip),
+            ("x.tgz", Compression::Gzip),
+            ("x.tar.xz", Compression::Xz),
+            ("x.txz", Compression::Xz),
+            ("x.tar.zst", Compression::Zstd),
+            ("/tmp/x.tzst", Compression::Zstd),
         ] {
-            assert_eq!(Format::of(Path::new(name)).unwrap(), want, "{name}");
+            assert_eq!(format_of(Path::new(name)).unwrap(), want, "{name}");
         }
         for bad in ["x.zip", "x", ".tar", "x.tar.bz2", "x.gz"] {
-            let err = Format::of(Path::new(bad)).unwrap_err();
+            let err = format_of(Path::new(bad)).unwrap_err();
             assert!(err.to_string().contains(".tar.zst (.tzst)"), "{bad}: {err}");
         }
     }

@@ -4,6 +4,7 @@
 //! canonical tarball. Data flows catalog -> fetch -> verify -> codec -> unpack -> store.
 
 pub(crate) mod catalog;
+pub(crate) mod codec;
 pub(crate) mod export;
 pub(crate) mod fetch;
 pub(crate) mod pipe;

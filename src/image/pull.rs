@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::image::catalog::{self, Entry, Verification};
-use crate::store::digest::{Digest, Hasher};
 use crate::image::fetch::{FetchError, Fetcher};
 use crate::image::pipe;
-use crate::progress::Printer;
-use crate::store::{Installed, Store};
 use crate::image::unpack::{self, UnpackError};
 use crate::image::verify::{self, VerifyError};
+use crate::progress::Printer;
+use crate::store::digest::{Digest, Hasher};
+use crate::store::{Installed, Store};
 
 /// Size limits for the small signed documents: nothing legitimate comes close.
 const CHECKSUMS_LIMIT: usize = 4 << 20;

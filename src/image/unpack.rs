@@ -19,6 +19,8 @@
 //! The `tar` crate only parses (PAX records, GNU long names, GNU sparse); its `unpack`
 //! is not used because it follows symlinks an earlier entry created.
 
+use crate::fs::at;
+use crate::image::codec::{self, Compression, XZ_MEMLIMIT};
 use crate::image::pipe;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -149,26 +151,6 @@ pub(crate) fn unpack_with(
 const BLOCK: usize = 512;
 const COPY_BUF: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-    Xz,
-    Zstd,
-}
-
-fn detect(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
-
 /// Reads until `buf` holds `want` bytes or the stream ends. A network reader hands out
 /// whatever arrived, so one read (or one `fill_buf`) may be short.
 fn read_head(r: &mut dyn Read, want: usize) -> io::Result<Vec<u8>> {
@@ -181,17 +163,9 @@ fn read_head(r: &mut dyn Read, want: usize) -> io::Result<Vec<u8>> {
 /// block; returns the decompressed tar stream.
 pub(crate) fn open_tar<'a>(raw: &'a mut dyn Read) -> Result<Box<dyn Read + 'a>, UnpackError> {
     let head = read_head(raw, BLOCK).map_err(UnpackError::Read)?;
-    let compression = detect(&head);
+    let compression = Compression::detect(&head);
     let stream = Cursor::new(head).chain(raw);
-    let mut decoded: Box<dyn Read + 'a> = match compression {
-        Compression::None => Box::new(stream),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        // pxz and pixz write several concatenated streams.
-        Compression::Xz => Box::new(xz_decoder(stream, XZ_MEMLIMIT)?),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(stream).map_err(UnpackError::Read)?)
-        }
-    };
+    let mut decoded = compression.decoder(stream).map_err(UnpackError::Read)?;
     let block = read_head(&mut decoded, BLOCK).map_err(read_error)?;
     if !is_tar_block(&block) {
         return Err(UnpackError::NotTar);
@@ -199,25 +173,9 @@ pub(crate) fn open_tar<'a>(raw: &'a mut dyn Read) -> Result<Box<dyn Read + 'a>, 
     Ok(Box::new(Cursor::new(block).chain(decoded)))
 }
 
-/// Memory the xz decoder may use. `xz -9` streams need 65 MiB; a header asking for a
-/// multi-GiB dictionary is refused before the allocation, not after (zstd's decoder
-/// caps its window at 128 MiB by default; gzip's is 32 KiB).
-const XZ_MEMLIMIT: u64 = 256 << 20;
-
-/// An xz decoder of concatenated streams (pxz and pixz write several) that uses at
-/// most `memlimit` bytes.
-fn xz_decoder<R: Read>(r: R, memlimit: u64) -> Result<xz2::read::XzDecoder<R>, UnpackError> {
-    let stream = xz2::stream::Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
-        .map_err(|e| UnpackError::Read(io::Error::other(e)))?;
-    Ok(xz2::read::XzDecoder::new_stream(r, stream))
-}
-
 /// A read error, or `XzMemory` when the xz decoder hit `XZ_MEMLIMIT`.
 fn read_error(e: io::Error) -> UnpackError {
-    let inner = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<xz2::stream::Error>());
-    if matches!(inner, Some(xz2::stream::Error::MemLimit)) {
+    if codec::is_memlimit(&e) {
         UnpackError::XzMemory {
             limit_mib: XZ_MEMLIMIT >> 20,
         }
@@ -275,7 +233,7 @@ fn open_dest(dest: &Path) -> Result<OwnedFd, UnpackError> {
     }
     let path = CString::new(dest.as_os_str().as_bytes()).map_err(|e| err(e.into()))?;
     // SAFETY: a valid C string; the returned fd is owned by us.
-    let fd = cvt(unsafe {
+    let fd = at::cvt(unsafe {
         libc::open(
             path.as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -433,7 +391,8 @@ impl Unpacker {
                 Err(ResolveError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let comp_c = cstring(comp.as_os_str().as_bytes(), entry)?;
                     // SAFETY: valid fd and C string.
-                    match cvt(unsafe { libc::mkdirat(cur.as_raw_fd(), comp_c.as_ptr(), 0o755) }) {
+                    match at::cvt(unsafe { libc::mkdirat(cur.as_raw_fd(), comp_c.as_ptr(), 0o755) })
+                    {
                         Ok(_) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                         Err(e) => return Err(entry_err(entry, "create directory")(e)),
@@ -443,7 +402,7 @@ impl Unpacker {
                         .map_err(|e| e.into_unpack(entry, "open parent directory"))?;
                     // mkdirat's mode is masked by the umask, which is process-wide.
                     // SAFETY: valid fd.
-                    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o755) })
+                    at::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o755) })
                         .map_err(entry_err(entry, "chmod directory"))?;
                     fd
                 }
@@ -461,14 +420,14 @@ impl Unpacker {
         let (parent, name) = self.parent(rel, entry)?;
         // Created owner-writable; the archive's mode is applied in `finish`.
         // SAFETY: valid fd and C string.
-        let made = cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) });
+        let made = at::cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) });
         let mut through_symlink = false;
         if let Err(e) = made {
             if e.raw_os_error() != Some(libc::EEXIST) {
                 return Err(entry_err(entry, "create directory")(e));
             }
             through_symlink = self.options.keep_directory_symlinks
-                && fstatat(&parent, &name)
+                && at::lstatat(&parent, &name)
                     .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
                 && self.resolves_to_directory(rel);
             if !through_symlink
@@ -476,7 +435,7 @@ impl Unpacker {
                     .map_err(entry_err(entry, "replace existing entry"))?
             {
                 // SAFETY: valid fd and C string.
-                cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) })
+                at::cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) })
                     .map_err(entry_err(entry, "create directory"))?;
             }
         }
@@ -485,10 +444,11 @@ impl Unpacker {
             self.stats.entries += 1;
             return Ok(());
         }
-        let fd = openat(
+        let fd = at::openat(
             &parent,
             &name,
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0o600,
         )
         .map_err(entry_err(entry, "open directory"))?;
         self.directory_meta(fd, rel.to_path_buf(), meta, entry)
@@ -512,7 +472,7 @@ impl Unpacker {
     ) -> Result<(), UnpackError> {
         if self.same_owner {
             // SAFETY: valid fd.
-            cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
+            at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
                 .map_err(entry_err(entry, "chown"))?;
         }
         set_xattrs_fd(&fd, &meta.xattrs, entry)?;
@@ -535,11 +495,11 @@ impl Unpacker {
     ) -> Result<(), UnpackError> {
         let (parent, name) = self.parent(rel, entry)?;
         let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
-        let fd = match openat(&parent, &name, flags) {
+        let fd = match at::openat(&parent, &name, flags, 0o600) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 make_room(&parent, &name, false)
                     .map_err(entry_err(entry, "replace existing entry"))?;
-                openat(&parent, &name, flags)
+                at::openat(&parent, &name, flags, 0o600)
             }
             other => other,
         }
@@ -570,16 +530,16 @@ impl Unpacker {
         // Order matters: chown clears setuid/setgid and security.capability.
         if self.same_owner {
             // SAFETY: valid fd.
-            cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
+            at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
                 .map_err(entry_err(entry, "chown"))?;
         }
         // SAFETY: valid fd.
-        cvt(unsafe { libc::fchmod(fd.as_raw_fd(), meta.mode) })
+        at::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), meta.mode) })
             .map_err(entry_err(entry, "chmod"))?;
         set_xattrs_fd(&fd, &meta.xattrs, entry)?;
         let times = [meta.mtime, meta.mtime];
         // SAFETY: valid fd and a two-element array.
-        cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
+        at::cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
             .map_err(entry_err(entry, "set mtime"))?;
         self.stats.entries += 1;
         Ok(())
@@ -598,7 +558,7 @@ impl Unpacker {
         let target = cstring(target, entry)?;
         let link = || {
             // SAFETY: valid fd and C strings.
-            cvt(unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) })
+            at::cvt(unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) })
         };
         match link() {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -637,7 +597,7 @@ impl Unpacker {
             libc::O_PATH | libc::O_NOFOLLOW,
         )
         .map_err(|e| e.into_unpack(entry, "open hard link target"))?;
-        let src_stat = fstat(&src).map_err(entry_err(entry, "stat hard link target"))?;
+        let src_stat = at::fstat(&src).map_err(entry_err(entry, "stat hard link target"))?;
         if src_stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(UnpackError::Invalid {
                 entry: entry.to_owned(),
@@ -647,7 +607,7 @@ impl Unpacker {
         let (parent, name) = self.parent(rel, entry)?;
         match link_fd(&src, &parent, &name) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                if let Ok(st) = fstatat(&parent, &name) {
+                if let Ok(st) = at::lstatat(&parent, &name) {
                     if st.st_dev == src_stat.st_dev && st.st_ino == src_stat.st_ino {
                         // Already that inode (a link to itself, or a repeated entry).
                         self.stats.entries += 1;
@@ -676,7 +636,7 @@ impl Unpacker {
         let (parent, name) = self.parent(rel, entry)?;
         let make = || {
             // SAFETY: valid fd and C string.
-            cvt(unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), fmt | 0o600, dev) })
+            at::cvt(unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), fmt | 0o600, dev) })
         };
         let made = match make() {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -715,7 +675,7 @@ impl Unpacker {
         let pfd = parent.as_raw_fd();
         if self.same_owner {
             // SAFETY: valid fd and C string.
-            cvt(unsafe {
+            at::cvt(unsafe {
                 libc::fchownat(
                     pfd,
                     name.as_ptr(),
@@ -729,7 +689,7 @@ impl Unpacker {
         if chmod {
             // glibc and musl implement AT_SYMLINK_NOFOLLOW with fchmodat2 or O_PATH.
             // SAFETY: valid fd and C string.
-            cvt(unsafe {
+            at::cvt(unsafe {
                 libc::fchmodat(pfd, name.as_ptr(), meta.mode, libc::AT_SYMLINK_NOFOLLOW)
             })
             .map_err(entry_err(entry, "chmod"))?;
@@ -742,7 +702,7 @@ impl Unpacker {
             let path = cstring(&path, entry)?;
             for (key, value) in &meta.xattrs {
                 // SAFETY: valid C strings and buffer.
-                let r = cvt(unsafe {
+                let r = at::cvt(unsafe {
                     libc::lsetxattr(
                         path.as_ptr(),
                         key.as_ptr(),
@@ -756,7 +716,7 @@ impl Unpacker {
         }
         let times = [meta.mtime, meta.mtime];
         // SAFETY: valid fd, C string and a two-element array.
-        cvt(unsafe {
+        at::cvt(unsafe {
             libc::utimensat(
                 pfd,
                 name.as_ptr(),
@@ -801,11 +761,11 @@ impl Unpacker {
                 }
             };
             // SAFETY: valid fd.
-            cvt(unsafe { libc::fchmod(fd.as_raw_fd(), dir.mode) })
+            at::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), dir.mode) })
                 .map_err(entry_err(&entry, "chmod"))?;
             let times = [dir.mtime, dir.mtime];
             // SAFETY: valid fd and a two-element array.
-            cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
+            at::cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
                 .map_err(entry_err(&entry, "set mtime"))?;
         }
         Ok(())
@@ -912,14 +872,14 @@ fn sanitize(path: &Path) -> Option<PathBuf> {
 /// (the new entry is a directory too); non-directories are removed (a later entry
 /// replaces an earlier one, as with GNU tar), a directory only if empty.
 fn make_room(parent: &OwnedFd, name: &CStr, new_is_dir: bool) -> io::Result<bool> {
-    let st = fstatat(parent, name)?;
+    let st = at::lstatat(parent, name)?;
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     if is_dir && new_is_dir {
         return Ok(true);
     }
     let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
     // SAFETY: valid fd and C string.
-    cvt(unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) })?;
+    at::cvt(unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) })?;
     Ok(false)
 }
 
@@ -950,49 +910,12 @@ fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<Owned
     })
 }
 
-fn openat(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: valid fd and C string; the mode is used only with O_CREAT.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    })?;
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
-    // SAFETY: zeroed stat is valid storage for the kernel to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and pointer.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st)
-}
-
-fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
-    // SAFETY: zeroed stat is valid storage for the kernel to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd, C string and pointer.
-    cvt(unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(st)
-}
-
 /// linkat(2) from an O_PATH fd. AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; without it
 /// the /proc/self/fd magic link with AT_SYMLINK_FOLLOW does the same (linkat(2)).
 fn link_fd(src: &OwnedFd, parent: &OwnedFd, name: &CStr) -> io::Result<()> {
     let empty = c"";
     // SAFETY: valid fds and C strings.
-    let r = cvt(unsafe {
+    let r = at::cvt(unsafe {
         libc::linkat(
             src.as_raw_fd(),
             empty.as_ptr(),
@@ -1009,7 +932,7 @@ fn link_fd(src: &OwnedFd, parent: &OwnedFd, name: &CStr) -> io::Result<()> {
             let proc = CString::new(format!("/proc/self/fd/{}", src.as_raw_fd()))
                 .expect("no NUL in a number");
             // SAFETY: valid fd and C strings.
-            cvt(unsafe {
+            at::cvt(unsafe {
                 libc::linkat(
                     libc::AT_FDCWD,
                     proc.as_ptr(),
@@ -1031,7 +954,7 @@ fn set_xattrs_fd(
 ) -> Result<(), UnpackError> {
     for (key, value) in xattrs {
         // SAFETY: valid fd, C string and buffer.
-        let r = cvt(unsafe {
+        let r = at::cvt(unsafe {
             libc::fsetxattr(
                 fd.as_raw_fd(),
                 key.as_ptr(),
@@ -1067,14 +990,6 @@ fn entry_err(entry: &str, action: &'static str) -> impl FnOnce(io::Error) -> Unp
         entry,
         action,
         source,
-    }
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
     }
 }
 
@@ -1343,7 +1258,7 @@ mod tests {
             .read_to_end(&mut xz)
             .unwrap();
         let mut out = Vec::new();
-        let err = xz_decoder(&xz[..], 1 << 20)
+        let err = codec::xz_decoder(&xz[..], 1 << 20)
             .unwrap()
             .read_to_end(&mut out)
             .unwrap_err();
@@ -1353,7 +1268,7 @@ mod tests {
         );
         // Within the limit the same stream decodes.
         out.clear();
-        xz_decoder(&xz[..], XZ_MEMLIMIT)
+        codec::xz_decoder(&xz[..], XZ_MEMLIMIT)
             .unwrap()
             .read_to_end(&mut out)
             .unwrap();

@@ -98,7 +98,9 @@ pub(crate) fn exec(c: &Command) -> ! {
     // SAFETY: setgroups reads u.groups.len() gids from a live Vec; setgid and setuid
     // take integers.
     if unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) } < 0
+        // SAFETY: setgid takes an integer.
         || unsafe { libc::setgid(u.gid) } < 0
+        // SAFETY: setuid takes an integer.
         || unsafe { libc::setuid(u.uid) } < 0
     {
         fail(Step::Credentials, errno());
@@ -156,7 +158,10 @@ mod tests {
     fn exec_first_classifies_failures() {
         let argv = sys::pointers(&[]);
         let missing = [c"/nonexistent/a".to_owned(), c"/nonexistent/b".to_owned()];
-        assert_eq!(exec_first(&missing, &argv, &argv), (Step::ExecNotFound, libc::ENOENT));
+        assert_eq!(
+            exec_first(&missing, &argv, &argv),
+            (Step::ExecNotFound, libc::ENOENT)
+        );
         let t = tempfile::tempdir().unwrap();
         let plain = t.path().join("plain");
         std::fs::write(&plain, "not a program").unwrap();

@@ -57,6 +57,7 @@ pub(crate) struct Child<'a> {
 pub(crate) fn child_main(c: &Child) -> ! {
     // First: nothing the parent did not hand over on purpose stays open; our copy of
     // the release write end goes too (see `setup`).
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_wr) };
     sys::close_fds_except(&[
         c.release_rd,
@@ -71,6 +72,7 @@ pub(crate) fn child_main(c: &Child) -> ! {
             ExitStatus::Failure.code() as c_int
         }
     };
+    // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
     unsafe { libc::_exit(code) }
 }
 
@@ -80,14 +82,17 @@ fn setup(c: &Child) -> Result<(), Report> {
     // If the parent dies, so do we. The parent dying before the release makes the read
     // below see EOF (our copy of the write end was closed in child_main); dying after
     // writing the byte but before this prctl is seen on the parent's pidfd.
+    // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let mut byte = [0u8; 1];
+    // SAFETY: a buffer this frame owns, with its true length.
     let n = unsafe { libc::read(c.release_rd, byte.as_mut_ptr().cast(), 1) };
     let mut pfd = libc::pollfd {
         fd: c.parent_pidfd,
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: a live pollfd array of the length given.
     let parent_gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
     if n != 1 || parent_gone {
         return Err(Report {
@@ -97,14 +102,19 @@ fn setup(c: &Child) -> Result<(), Report> {
             what: "",
         });
     }
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_rd) };
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.parent_pidfd) };
     if c.unshare_cgroupns {
+        // SAFETY: unshare takes integer flags.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
     }
     // Modes given to mknod/open below are meant exactly; the command gets 022 back.
+    // SAFETY: umask takes and returns an integer.
     unsafe { libc::umask(0) };
     let h = c.plan.hostname.as_bytes();
+    // SAFETY: a pointer and the true length of a live byte string.
     cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
         .map_err(step_err(Step::Hostname))?;
 
@@ -149,6 +159,7 @@ fn setup(c: &Child) -> Result<(), Report> {
     drop(root);
     sys::drop_capabilities(c.plan.capabilities, c.cap_last)
         .map_err(step_err(Step::Capabilities))?;
+    // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
         .map_err(step_err(Step::NoNewPrivs))?;
     if c.plan.suppress_sync {
@@ -156,6 +167,7 @@ fn setup(c: &Child) -> Result<(), Report> {
     }
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
+    // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
         .map_err(step_err(Step::Capabilities))?;
     Ok(())
@@ -216,6 +228,7 @@ fn suppress_sync() -> SysResult<()> {
             len: prog.len() as u16,
             filter: prog.as_mut_ptr(),
         };
+        // SAFETY: prctl with integer arguments only.
         cvt(unsafe {
             libc::prctl(
                 libc::PR_SET_SECCOMP,
@@ -236,8 +249,10 @@ fn pid1(c: &Child) -> c_int {
     // The parent blocked the forwarded signals and SIGCHLD before the clone; handlers
     // make sure the kernel does not drop them for an init process either.
     for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+        // SAFETY: installs a handler that is an extern "C" fn doing nothing (async-signal-safe).
         unsafe { libc::signal(s, noop as *const () as libc::sighandler_t) };
     }
+    // SAFETY: fork in a single-threaded process; the child only makes syscalls until execve or _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         report(c.error_wr, step_err(Step::Fork)(sys::errno()));
@@ -259,11 +274,15 @@ fn pid1(c: &Child) -> c_int {
             error_wr: c.error_wr,
         });
     }
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.error_wr) };
     if let Some(s) = c.tty_slave {
+        // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(s) };
     }
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a live signal set owned by this frame.
     unsafe {
         libc::sigemptyset(&mut set);
         for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
@@ -271,16 +290,19 @@ fn pid1(c: &Child) -> c_int {
         }
     }
     loop {
+        // SAFETY: a live, initialised signal set; no siginfo is asked for.
         let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
         if sig < 0 {
             continue;
         }
         if sig != libc::SIGCHLD {
+            // SAFETY: kill takes a pid and a signal number.
             unsafe { libc::kill(pid, sig) };
             continue;
         }
         loop {
             let mut status = 0;
+            // SAFETY: a pointer to a status integer this frame owns.
             let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if r <= 0 {
                 break;
@@ -294,4 +316,3 @@ fn pid1(c: &Child) -> c_int {
         }
     }
 }
-

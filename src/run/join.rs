@@ -26,8 +26,10 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
     let s = state::find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
     let proc_path = |p: &str| Path::new("/proc").join(s.pid.to_string()).join(p);
     let croot_path = proc_path("root");
-    let croot = fs::File::open(&croot_path)
-        .map_err(crate::fs::path_error::io_err("open the container's root", &croot_path))?;
+    let croot = fs::File::open(&croot_path).map_err(crate::fs::path_error::io_err(
+        "open the container's root",
+        &croot_path,
+    ))?;
     let read = |rel: &std::ffi::CStr| read_in_root(croot.as_raw_fd(), rel).unwrap_or_default();
     let facts = ImageFacts {
         passwd: read(c"etc/passwd"),

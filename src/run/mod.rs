@@ -137,7 +137,10 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         .iter()
         .map(|v| check_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
-    let id = hex::encode(sys::random_bytes::<6>().map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?);
+    let id = hex::encode(
+        sys::random_bytes::<6>()
+            .map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?,
+    );
     let run_dir = state::run_dir(root);
     crate::store::private_dir(root).map_err(io_err("create", root))?;
     crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
@@ -281,9 +284,8 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         .map_err(|e| RunError::Sys("block signals", e))?;
 
     // 5. Clone once, with every namespace (and into the cgroup on v2).
-    let pid = sys::clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())).map_err(|e| {
-        RunError::Sys("clone the container (needs root)", nix::Error::from_raw(e))
-    })?;
+    let pid = sys::clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(|e| RunError::Sys("clone the container (needs root)", nix::Error::from_raw(e)))?;
     if pid == 0 {
         init::child_main(&child);
     }
@@ -316,7 +318,12 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     let _ = error_rd.read_to_end(&mut buf);
     if !buf.is_empty() {
         let _ = guard.wait();
-        return Err(report::explain(&buf, &plan.argv[0], &plan.mounts, &plan.volumes));
+        return Err(report::explain(
+            &buf,
+            &plan.argv[0],
+            &plan.mounts,
+            &plan.volumes,
+        ));
     }
 
     // 8. Relay until PID 1 exits; its status is the command's.

@@ -43,7 +43,9 @@ fn open_no_symlinks(root: RawFd, rel: &CStr, extra: c_int) -> SysResult<OwnedFd>
 }
 
 fn fstat(fd: RawFd) -> SysResult<libc::stat> {
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd this process owns and a pointer to a stat this frame owns.
     cvt(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(st)
 }
@@ -103,6 +105,7 @@ pub(crate) fn mkdir_all_in_root(root: RawFd, rel: &CStr) -> SysResult<OwnedFd> {
                     return Err(libc::ENAMETOOLONG);
                 }
                 name[..comp.len()].copy_from_slice(comp);
+                // SAFETY: an fd this process owns and a NUL-terminated name.
                 let r = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr().cast(), 0o755) };
                 if r < 0 && errno() != libc::EEXIST {
                     return Err(errno());
@@ -128,7 +131,9 @@ fn file_in_root(root: RawFd, rel: &CStr, replace_symlink: bool) -> SysResult<Own
     };
     // O_PATH|O_DIRECTORY fds can't be used for openat(O_CREAT): reopen the dir.
     let dirfd = openat2(dir.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)?;
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd this process owns, a NUL-terminated name and a pointer to a stat this frame owns.
     let r = unsafe {
         libc::fstatat(
             dirfd.as_raw_fd(),
@@ -142,9 +147,11 @@ fn file_in_root(root: RawFd, rel: &CStr, replace_symlink: bool) -> SysResult<Own
         if !replace_symlink {
             return Err(libc::ELOOP);
         }
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         cvt(unsafe { libc::unlinkat(dirfd.as_raw_fd(), name.as_ptr(), 0) })?;
     }
     if !exists || st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         let fd = unsafe {
             libc::openat(
                 dirfd.as_raw_fd(),
@@ -154,8 +161,10 @@ fn file_in_root(root: RawFd, rel: &CStr, replace_symlink: bool) -> SysResult<Own
             )
         };
         cvt(fd)?;
+        // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(fd) };
     }
+    // SAFETY: an fd this process owns and a NUL-terminated name.
     let fd = unsafe {
         libc::openat(
             dirfd.as_raw_fd(),
@@ -164,6 +173,7 @@ fn file_in_root(root: RawFd, rel: &CStr, replace_symlink: bool) -> SysResult<Own
         )
     };
     cvt(fd)?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -212,6 +222,7 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
     )
     .map_err(fail("mount tmpfs on", NONE))?;
     for d in [base.root, base.upper, base.work, base.nodes, base.files] {
+        // SAFETY: a NUL-terminated path.
         cvt(unsafe { libc::mkdir(d.as_ptr(), 0o755) }).map_err(fail("mkdir", NONE))?;
     }
     match layers {
@@ -255,6 +266,7 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
         .map_err(fail("remount image root nodev", NONE))?,
         _ => {}
     }
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
     let fd = unsafe {
         libc::open(
             base.root.as_ptr(),
@@ -262,17 +274,20 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
         )
     };
     cvt(fd).map_err(fail("open root", NONE))?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Writes one small file into the base tmpfs.
 pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
     let dfd = cvt(unsafe {
         libc::open(
             dir.as_ptr(),
             libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
         )
     })?;
+    // SAFETY: an fd this process owns and a NUL-terminated name.
     let fd = unsafe {
         libc::openat(
             dfd,
@@ -282,7 +297,9 @@ pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> 
         )
     };
     let r = cvt(fd).and_then(|fd| {
+        // SAFETY: a buffer this frame owns, with its true length.
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(fd) };
         if n < 0 {
             Err(errno())
@@ -290,6 +307,7 @@ pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> 
             Ok(())
         }
     });
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(dfd) };
     r
 }
@@ -428,10 +446,12 @@ pub(crate) fn apply(
                 readonly,
                 ..
             } => {
+                // SAFETY: a NUL-terminated path; the kernel reads nothing else.
                 let sfd = cvt(unsafe {
                     libc::open(src.volumes[*index].as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
                 })
                 .map_err(fail("stat source of", i))?;
+                // SAFETY: the fd was just returned by the kernel and nothing else owns it.
                 let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
                 let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
                 let t = if is_dir(&st) {
@@ -452,11 +472,13 @@ pub(crate) fn apply(
                 // the top one): nodev, so a node the container makes in a volume is
                 // inert; nosuid; read-only for `:ro`.
                 let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                // SAFETY: all-zero is a valid value of this plain C struct.
                 let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
                 attr.attr_set = libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
                 if *readonly {
                     attr.attr_set |= libc::MOUNT_ATTR_RDONLY;
                 }
+                // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
                 cvt(unsafe {
                     libc::syscall(
                         libc::SYS_mount_setattr,
@@ -561,6 +583,7 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
     let devfd = openat2(dev.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
         .map_err(fail("open", i))?;
     let d = devfd.as_raw_fd();
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
     let nodes = cvt(unsafe {
         libc::open(
             base.nodes.as_ptr(),
@@ -568,8 +591,10 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
         )
     })
     .map_err(fail("open nodes dir for", i))?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
     let nodes = unsafe { OwnedFd::from_raw_fd(nodes) };
     for (name, major, minor) in DEV_NODES {
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         cvt(unsafe {
             libc::mknodat(
                 nodes.as_raw_fd(),
@@ -579,6 +604,7 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
             )
         })
         .map_err(fail("mknod for", i))?;
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         let s = unsafe {
             libc::openat(
                 nodes.as_raw_fd(),
@@ -586,7 +612,9 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
                 libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
+        // SAFETY: the fd was just returned by the kernel and nothing else owns it.
         let s = unsafe { OwnedFd::from_raw_fd(cvt(s).map_err(fail("open node for", i))?) };
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         let f = unsafe {
             libc::openat(
                 d,
@@ -596,7 +624,9 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
             )
         };
         cvt(f).map_err(fail("create node in", i))?;
+        // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(f) };
+        // SAFETY: an fd this process owns and a NUL-terminated name.
         let f = unsafe {
             libc::openat(
                 d,
@@ -604,6 +634,7 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
                 libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
+        // SAFETY: the fd was just returned by the kernel and nothing else owns it.
         let f = unsafe { OwnedFd::from_raw_fd(cvt(f).map_err(fail("open node in", i))?) };
         mount(
             Some(FdPath::new(s.as_raw_fd()).as_cstr()),
@@ -616,7 +647,9 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
     }
     let sub =
         |name: &CStr, fstype: &CStr, flags: c_ulong, data: &CStr| -> Result<(), MountFailure> {
+            // SAFETY: an fd this process owns and a NUL-terminated name.
             cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o755) }).map_err(fail("mkdir in", i))?;
+            // SAFETY: an fd this process owns and a NUL-terminated name.
             let f = unsafe {
                 libc::openat(
                     d,
@@ -624,6 +657,7 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
                     libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 )
             };
+            // SAFETY: the fd was just returned by the kernel and nothing else owns it.
             let f = unsafe { OwnedFd::from_raw_fd(cvt(f).map_err(fail("open in", i))?) };
             mount(
                 Some(fstype),
@@ -659,6 +693,7 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
         (c"/proc/self/fd/1", c"stdout"),
         (c"/proc/self/fd/2", c"stderr"),
     ] {
+        // SAFETY: NUL-terminated strings and an fd this process owns.
         cvt(unsafe { libc::symlinkat(target.as_ptr(), d, name.as_ptr()) })
             .map_err(fail("symlink in", i))?;
     }
@@ -668,11 +703,15 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
 /// pivot_root into the cwd-less trick of runc/lxc: pivot_root(".", ".") stacks the old
 /// root under the new one, then a lazy unmount drops it.
 pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
+    // SAFETY: an fd this process owns.
     cvt(unsafe { libc::fchdir(root.as_raw_fd()) }).map_err(fail("chdir to new root", NONE))?;
+    // SAFETY: pivot_root with two NUL-terminated paths.
     cvt(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } as c_int)
         .map_err(fail("pivot_root", NONE))?;
+    // SAFETY: a NUL-terminated path and integer flags.
     cvt(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })
         .map_err(fail("detach old root", NONE))?;
+    // SAFETY: a NUL-terminated path.
     cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail("chdir /", NONE))?;
     Ok(())
 }

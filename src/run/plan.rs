@@ -479,10 +479,15 @@ mod tests {
             .iter()
             .all(|k| *k == "mask" || *k == "ro"));
         assert_eq!(p.volumes, [PathBuf::from("/h")]);
-        assert!(matches!(&p.mounts[7], MountOp::Bind { target, readonly: true, .. } if target.as_bytes() == b"data"));
+        assert!(
+            matches!(&p.mounts[7], MountOp::Bind { target, readonly: true, .. } if target.as_bytes() == b"data")
+        );
         // A build's tree gets no /etc files (they would stay behind in it).
         let (p, _) = build(&with(|s| s.root = Root::Direct), &facts(), &no_env, b"").unwrap();
-        assert!(!p.mounts.iter().any(|m| matches!(m, MountOp::EtcFile { .. })));
+        assert!(!p
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::EtcFile { .. })));
     }
 
     #[test]

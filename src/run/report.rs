@@ -142,6 +142,7 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
 
 pub(crate) fn report(fd: RawFd, r: Report) {
     let b = r.encode();
+    // SAFETY: a buffer this frame owns, with its true length.
     unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
 }
 
@@ -156,7 +157,12 @@ pub(crate) fn step_err(step: Step) -> impl Fn(i32) -> Report {
 
 /// The child's report as an error. `cmd` is the command (for 126/127); `mounts` and
 /// `volumes` name the mount op a Mount/Pivot report's index points at.
-pub(crate) fn explain(buf: &[u8], cmd: &CString, mounts: &[MountOp], volumes: &[std::path::PathBuf]) -> RunError {
+pub(crate) fn explain(
+    buf: &[u8],
+    cmd: &CString,
+    mounts: &[MountOp],
+    volumes: &[std::path::PathBuf],
+) -> RunError {
     let Some(r) = Report::decode(buf) else {
         return RunError::Setup {
             step: "set up the container".into(),

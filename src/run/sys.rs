@@ -33,6 +33,7 @@ pub(crate) fn mount(
     flags: c_ulong,
     data: Option<&CStr>,
 ) -> SysResult<()> {
+    // SAFETY: NUL-terminated strings (or null pointers) and integer flags.
     let r = unsafe {
         libc::mount(
             opt(src),
@@ -91,10 +92,12 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
     for &fd in k.iter() {
         let fd = fd as u32;
         if fd > next {
+            // SAFETY: close_range with integer arguments only.
             unsafe { libc::close_range(next, fd - 1, 0) };
         }
         next = next.max(fd + 1);
     }
+    // SAFETY: close_range with integer arguments only.
     unsafe { libc::close_range(next, u32::MAX, 0) };
 }
 
@@ -102,6 +105,7 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
 /// outside it the kernel's getcwd answers "(unreachable)/...", not an absolute path.
 pub(crate) fn check_cwd_inside_root() -> SysResult<()> {
     let mut buf = [0u8; 4096];
+    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
     let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
     if n < 0 {
         return Err(errno());
@@ -120,6 +124,7 @@ pub(crate) fn loopback_up() -> SysResult<()> {
         flags: libc::c_short,
         _pad: [u8; 22],
     }
+    // SAFETY: socket takes integers and returns a new fd.
     let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     let mut req = IfReq {
         name: [0; 16],
@@ -127,10 +132,13 @@ pub(crate) fn loopback_up() -> SysResult<()> {
         _pad: [0; 22],
     };
     req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
     let r = cvt(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
         req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
         cvt(unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS, &req) })
     });
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(s) };
     r.map(drop)
 }
@@ -140,6 +148,7 @@ pub(crate) fn loopback_up() -> SysResult<()> {
 pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
     for cap in 0..=cap_last {
         if caps & (1u64 << cap) == 0 {
+            // SAFETY: prctl with integer arguments only.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
             if r < 0 && errno() != libc::EINVAL {
                 return Err(errno());
@@ -176,7 +185,9 @@ pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
             inheritable: 0,
         },
     ];
+    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
     cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
+    // SAFETY: prctl with integer arguments only.
     cvt(unsafe {
         libc::prctl(
             libc::PR_CAP_AMBIENT,
@@ -206,8 +217,11 @@ pub(crate) fn default_signals() {
 }
 
 pub(crate) fn redirect_null(fd: c_int) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
     let n = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: dup2 between fds this process owns.
     cvt(unsafe { libc::dup2(n, fd) })?;
+    // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(n) };
     Ok(())
 }

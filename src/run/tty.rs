@@ -64,8 +64,11 @@ impl Drop for RawMode {
 }
 
 fn copy_winsize(master: &OwnedFd) {
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
     if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
+        // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
 }
@@ -126,7 +129,9 @@ pub(crate) fn relay(
                 match sig {
                     Signal::SIGCHLD => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                         Ok(WaitStatus::StillAlive) => {}
-                        Ok(st) => status = ExitStatus::from_wait(st).map(ExitStatus::code).or(status),
+                        Ok(st) => {
+                            status = ExitStatus::from_wait(st).map(ExitStatus::code).or(status)
+                        }
                         Err(e) => return Err(RunError::Sys("wait for the container", e)),
                     },
                     Signal::SIGWINCH => copy_winsize(master),

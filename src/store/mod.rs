@@ -27,8 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::store::digest::Digest;
 use crate::fs::path_error::{io_err, PathError};
+use crate::store::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {

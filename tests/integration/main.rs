@@ -2,6 +2,8 @@
 //! real root filesystems and an HTTP server on 127.0.0.1. One test binary
 //! (`autotests = false`); each area is a module.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod build;
 mod debian;
 mod export;

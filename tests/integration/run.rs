@@ -514,6 +514,8 @@ fn tty_under_a_pty() {
     cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
+    // SAFETY: the pre_exec closure only makes async-signal-safe syscalls (setsid,
+    // ioctl) between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
@@ -599,6 +601,7 @@ fn only_standard_fds_reach_the_command() {
     // An extra inherited fd in locker must not reach the container.
     let f = std::fs::File::open("/etc/hostname").unwrap();
     let fd = f.as_raw_fd();
+    // SAFETY: fcntl on an fd this process owns, integer arguments.
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     let out = c.ok(&[], &["ls", "/proc/self/fd"]);
     drop(f);
@@ -804,9 +807,11 @@ fn with_host_fd9(mut cmd: std::process::Command, host: &Path) -> (std::process::
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
     let p = std::ffi::CString::new(host.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
     let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
     assert!(fd >= 0);
     let raw = fd;
+    // SAFETY: dup2 between fds this process owns.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {
@@ -816,6 +821,7 @@ fn with_host_fd9(mut cmd: std::process::Command, host: &Path) -> (std::process::
             Ok(())
         });
     }
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
     (cmd, unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -1028,4 +1034,80 @@ fn failed_first_run_creates_no_named_container() {
     ));
     assert_eq!(c.sh(&["--name", "kept"], "cat /x").trim(), "x");
     c.l.ok(&["rm", "kept"]);
+}
+
+/// The exec tail is one code path: each way a command can fail to start (not found,
+/// not executable, a missing working directory, an unknown user) gives the same exit
+/// code and the same error through `run` and through `exec`.
+#[test]
+fn exec_tail_failures_match_between_run_and_exec() {
+    let c = Ctx::new();
+    let mut svc = c.spawn(&["--name", "tail"], &["sh", "-c", "echo ready; sleep 60"]);
+    let rx = wait_line(svc.stdout.take().unwrap(), "ready");
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("container ready");
+    // (options, command, exit code, what stderr must say)
+    let cases: [(&[&str], &[&str], i32, &str); 5] = [
+        (&[], &["nosuch"], 127, "command not found: nosuch"),
+        (&[], &["/etc/passwd"], 126, "cannot execute /etc/passwd"),
+        (&[], &["/etc"], 126, "cannot execute /etc"),
+        (
+            &["-u", "nobodyatall"],
+            &["true"],
+            125,
+            "no user \"nobodyatall\"",
+        ),
+        (&["-w", "/etc/passwd"], &["true"], 125, "workdir"),
+    ];
+    let message = |r: &Run| {
+        let line = r.stderr.lines().last().unwrap_or("").to_string();
+        // "locker: run fix: X" and "locker: exec tail: X" say the same X.
+        line.split_once(": ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .map(|(_, x)| x.to_string())
+            .unwrap_or(line)
+    };
+    for (opts, cmd, code, says) in cases {
+        let run = c.code(opts, cmd, code);
+        let mut exec_args = vec!["exec"];
+        exec_args.extend_from_slice(opts);
+        exec_args.push("tail");
+        exec_args.extend_from_slice(cmd);
+        let exec = c.l.code(&exec_args, code);
+        assert!(message(&run).contains(says), "{}", run.dump());
+        assert_eq!(
+            message(&run),
+            message(&exec),
+            "the same failure reads the same\n{}\n{}",
+            run.dump(),
+            exec.dump()
+        );
+    }
+    c.l.ok(&["stop", "tail"]);
+    wait_child(&mut svc, Duration::from_secs(20));
+    c.l.ok(&["rm", "tail"]);
+}
+
+/// A reader that goes away (`locker ps | head -0`, `locker images | true`) is not an
+/// error: exit 0, nothing on stderr, no panic.
+#[test]
+fn closed_stdout_is_success() {
+    let c = Ctx::new();
+    for args in [&["ps"][..], &["images"], &["ps", "--json"], &["catalog"]] {
+        let mut cmd = c.l.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // Close the read end before locker writes: its first write gets EPIPE.
+        drop(child.stdout.take());
+        let status = wait_child(&mut child, Duration::from_secs(30));
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+    }
 }
