@@ -1,4 +1,4 @@
-//! Command-line surface (the contract in DESIGN.md). clap structs only: no I/O here.
+//! Command-line surface (the contract in README.md, "Commands"). clap structs only: no I/O here.
 
 use std::path::PathBuf;
 

@@ -369,7 +369,7 @@ impl Unpacker {
         }
         let parent_c = cstring(parent.as_os_str().as_bytes(), entry)?;
         match self.resolve(&parent_c, libc::O_PATH | libc::O_DIRECTORY) {
-            Err(ResolveError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(OpenInTreeError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {}
             other => {
                 return other
                     .map(|fd| (fd, file_name))
@@ -388,7 +388,7 @@ impl Unpacker {
             let prefix_c = cstring(prefix.as_os_str().as_bytes(), entry)?;
             cur = match self.resolve(&prefix_c, libc::O_PATH | libc::O_DIRECTORY) {
                 Ok(fd) => fd,
-                Err(ResolveError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                Err(OpenInTreeError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let comp_c = cstring(comp.as_os_str().as_bytes(), entry)?;
                     // SAFETY: valid fd and C string.
                     match at::cvt(unsafe { libc::mkdirat(cur.as_raw_fd(), comp_c.as_ptr(), 0o755) })
@@ -412,7 +412,7 @@ impl Unpacker {
         Ok((cur, file_name))
     }
 
-    fn resolve(&self, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, ResolveError> {
+    fn resolve(&self, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, OpenInTreeError> {
         openat2_in_root(self.root.as_raw_fd(), path, flags)
     }
 
@@ -749,7 +749,7 @@ impl Unpacker {
                 ) {
                     Ok(fd) => fd,
                     // A later entry replaced the directory: its metadata is gone with it.
-                    Err(ResolveError::Io(e))
+                    Err(OpenInTreeError::Io(e))
                         if matches!(
                             e.raw_os_error(),
                             Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
@@ -883,30 +883,30 @@ fn make_room(parent: &OwnedFd, name: &CStr, new_is_dir: bool) -> io::Result<bool
     Ok(false)
 }
 
-enum ResolveError {
+enum OpenInTreeError {
     Io(io::Error),
     Outside,
     NoOpenat2,
 }
 
-impl ResolveError {
+impl OpenInTreeError {
     fn into_unpack(self, entry: &str, action: &'static str) -> UnpackError {
         match self {
-            ResolveError::Io(e) => entry_err(entry, action)(e),
-            ResolveError::Outside => UnpackError::Outside {
+            OpenInTreeError::Io(e) => entry_err(entry, action)(e),
+            OpenInTreeError::Outside => UnpackError::Outside {
                 entry: entry.to_owned(),
             },
-            ResolveError::NoOpenat2 => UnpackError::NoOpenat2,
+            OpenInTreeError::NoOpenat2 => UnpackError::NoOpenat2,
         }
     }
 }
 
-fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, ResolveError> {
+fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, OpenInTreeError> {
     let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     crate::fs::openat2::openat2(root, path, flags, in_root).map_err(|errno| match errno {
-        libc::EXDEV => ResolveError::Outside,
-        libc::ENOSYS => ResolveError::NoOpenat2,
-        _ => ResolveError::Io(io::Error::from_raw_os_error(errno)),
+        libc::EXDEV => OpenInTreeError::Outside,
+        libc::ENOSYS => OpenInTreeError::NoOpenat2,
+        _ => OpenInTreeError::Io(io::Error::from_raw_os_error(errno)),
     })
 }
 
