@@ -9,6 +9,7 @@
 //! Single-threaded and allocation-complete before the clone (fork safety).
 
 pub(crate) mod cgroups;
+pub(crate) mod devices;
 pub(crate) mod init;
 pub(crate) mod mounts;
 pub(crate) mod plan;
