@@ -10,6 +10,7 @@
 
 pub(crate) mod cgroups;
 pub(crate) mod command;
+pub(crate) mod devices;
 pub(crate) mod init;
 pub(crate) mod join;
 pub(crate) mod mounts;
