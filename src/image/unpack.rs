@@ -901,7 +901,11 @@ impl OpenInTreeError {
     }
 }
 
-fn openat2_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, OpenInTreeError> {
+fn openat2_in_root(
+    root: RawFd,
+    path: &CStr,
+    flags: libc::c_int,
+) -> Result<OwnedFd, OpenInTreeError> {
     let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     crate::fs::openat2::openat2(root, path, flags, in_root).map_err(|errno| match errno {
         libc::EXDEV => OpenInTreeError::Outside,

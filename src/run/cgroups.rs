@@ -1,12 +1,22 @@
 //! Container cgroups, v2 or v1, chosen at run time.
 //!
-//! v2 is used when /sys/fs/cgroup is itself cgroup2 (statfs magic), or when a hybrid
-//! layout's v2 mount offers every controller the limits need; otherwise v1, one
-//! directory per controller (plus `devices`, when mounted, for the device allow-list).
-//! The container's cgroup is PARENT/ID under each hierarchy
-//! root. Invariants: locker writes only into directories it created (PARENT, made if
-//! missing, and PARENT/ID), plus the v2 root's `cgroup.subtree_control` for controllers
-//! the root offers; PARENT/ID is removed once empty (`remove`, retried briefly).
+//! Where limits go: v2 when /sys/fs/cgroup is itself cgroup2 (statfs magic), or when a
+//! hybrid layout's v2 mount offers every controller the limits need; otherwise the v1
+//! controllers.
+//!
+//! Containment (a container must not climb out of its cgroups): the container gets a
+//! cgroup in EVERY mounted hierarchy (each v1 hierarchy, named ones such as
+//! name=systemd included, and a hybrid host's cgroup2), not only in those that carry
+//! limits, so its cgroup namespace is rooted at its own cgroup everywhere: nothing it
+//! can mount shows another process. And it is one level below its limits, as systemd
+//! delegates: limits (pids, memory, cpu, the v1 device allow-list, the v2 device BPF
+//! program) are on PARENT/ID, the payload runs in PARENT/ID/ctr and its namespace is
+//! rooted there, so PARENT/ID's files are outside anything it can see.
+//!
+//! Invariants: locker writes only into directories it created (PARENT, made if
+//! missing, PARENT/ID, PARENT/ID/ctr), plus the v2 root's `cgroup.subtree_control` for
+//! controllers the root offers; everything is removed inner first once empty
+//! (`remove`, retried briefly).
 
 use crate::fs::path_error::{io_err, PathError};
 use std::fs;
@@ -14,23 +24,49 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::devices::{self, DeviceError};
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CgroupError {
     #[error(transparent)]
     Io(#[from] PathError),
     #[error("cgroup controller {0} is not available (needed for the requested limit)")]
     Missing(&'static str),
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
 }
 
+/// podman's default pids limit: a fork bomb stops here unless the user asks otherwise.
+pub(crate) const DEFAULT_PIDS: u64 = 2048;
+
 /// The limits `run` was asked for.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Limits {
     pub memory: Option<u64>,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
 }
 
+impl Default for Limits {
+    /// No memory or cpu limit; the default pids limit.
+    fn default() -> Self {
+        Limits {
+            memory: None,
+            pids: Some(DEFAULT_PIDS),
+            cpus: None,
+        }
+    }
+}
+
 impl Limits {
+    /// No limit at all (unit tests).
+    #[cfg(test)]
+    pub(crate) const NONE: Limits = Limits {
+        memory: None,
+        pids: None,
+        cpus: None,
+    };
+
     /// Controllers these limits need; pids always (it is cheap and bounds the container).
     fn controllers(&self) -> Vec<&'static str> {
         let mut c = vec!["pids"];
@@ -44,7 +80,7 @@ impl Limits {
     }
 }
 
-/// Which hierarchy layout to use, rooted at `base` (normally /sys/fs/cgroup).
+/// Which hierarchy carries the limits, rooted at `base` (normally /sys/fs/cgroup).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Hierarchy {
     V1 { base: PathBuf },
@@ -76,12 +112,21 @@ pub(crate) fn detect(limits: &Limits) -> Hierarchy {
     }
 }
 
-/// A container's cgroup: one directory (v2) or one per controller (v1).
+/// A container's cgroup in each hierarchy.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Cgroup {
-    pub v2: bool,
+    /// One hierarchy, cgroup2: the child is cloned straight into `dirs[0]`
+    /// (CLONE_INTO_CGROUP) with a new cgroup namespace; else the parent moves it into
+    /// every dir before releasing it and it unshares its cgroup namespace after.
+    pub clone_into: bool,
+    /// PARENT/ID/ctr in each hierarchy: the payload's cgroups, its namespace roots.
     pub dirs: Vec<PathBuf>,
+    /// PARENT/ID in each hierarchy: where the limits are, out of the container's view.
+    pub limit_dirs: Vec<PathBuf>,
 }
+
+/// The payload's directory below a container's limit cgroup.
+const PAYLOAD: &str = "ctr";
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(io_err("write", path))?;
@@ -113,7 +158,24 @@ fn check_parent(parent: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Creates PARENT/ID in `h` and writes the limits. On error, what was created is removed.
+/// The mounted hierarchies under a v1 or hybrid `base`: each directory (not a
+/// symlink such as cpuacct -> cpu,cpuacct) that is a cgroup root, by name.
+fn hierarchies(base: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(rd) = fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.path().join("cgroup.procs").exists())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Creates PARENT/ID (limits) and PARENT/ID/ctr (payload) in every hierarchy and
+/// writes the limits. On error, what was created is removed.
 pub(crate) fn create(
     h: &Hierarchy,
     parent: &str,
@@ -121,33 +183,52 @@ pub(crate) fn create(
     limits: &Limits,
 ) -> Result<Cgroup, CgroupError> {
     check_parent(parent)?;
-    let mut v1_ctrls = limits.controllers();
-    let cg = match h {
-        Hierarchy::V2 { root } => Cgroup {
-            v2: true,
-            dirs: vec![root.join(parent).join(id)],
-        },
-        Hierarchy::V1 { base } => {
-            for c in &v1_ctrls {
-                if !base.join(c).join("cgroup.procs").exists() {
-                    return Err(CgroupError::Missing(c));
+    let v1_base = match h {
+        Hierarchy::V1 { base } => Some(base.clone()),
+        // A hybrid host's unified mount: its v1 siblings get the container too.
+        Hierarchy::V2 { root } if root.file_name().is_some_and(|n| n == "unified") => {
+            root.parent().map(Path::to_path_buf)
+        }
+        Hierarchy::V2 { .. } => None,
+    };
+    let mut roots: Vec<(String, PathBuf)> = v1_base.as_deref().map(hierarchies).unwrap_or_default();
+    if let Hierarchy::V2 { root } = h {
+        roots.retain(|(_, p)| p != root);
+        roots.insert(0, (String::new(), root.clone()));
+    }
+    if let Hierarchy::V1 { base } = h {
+        for c in limits.controllers() {
+            if !base.join(c).join("cgroup.procs").exists() {
+                return Err(CgroupError::Missing(c));
+            }
+        }
+    }
+    let cg = Cgroup {
+        clone_into: v1_base.is_none(),
+        dirs: roots
+            .iter()
+            .map(|(_, r)| r.join(parent).join(id).join(PAYLOAD))
+            .collect(),
+        limit_dirs: roots.iter().map(|(_, r)| r.join(parent).join(id)).collect(),
+    };
+    let result = (|| {
+        for (name, root) in &roots {
+            match h {
+                Hierarchy::V2 { root: r } if r == root => {
+                    setup_v2(root, parent, &root.join(parent).join(id), limits)?
+                }
+                _ => {
+                    let limits_here = matches!(h, Hierarchy::V1 { .. });
+                    setup_v1_hierarchy(name, root, parent, id, limits, limits_here)?
                 }
             }
-            // The device allow-list, whenever the host mounts the controller.
-            if base.join("devices/cgroup.procs").exists() {
-                v1_ctrls.push("devices");
-            }
-            let dirs = v1_ctrls
-                .iter()
-                .map(|c| base.join(c).join(parent).join(id))
-                .collect();
-            Cgroup { v2: false, dirs }
         }
-    };
-    let result = match h {
-        Hierarchy::V2 { root } => setup_v2(root, parent, &cg.dirs[0], limits),
-        Hierarchy::V1 { .. } => setup_v1(&v1_ctrls, &cg.dirs, limits),
-    };
+        for d in &cg.dirs {
+            fs::create_dir(d).map_err(io_err("create cgroup", d))?;
+            copy_cpuset(d)?;
+        }
+        Ok(())
+    })();
     if let Err(e) = result {
         let _ = cg.remove(Duration::from_millis(100));
         return Err(e);
@@ -190,7 +271,16 @@ fn setup_v2(root: &Path, parent: &str, dir: &Path, limits: &Limits) -> Result<()
     if let Some(c) = limits.cpus {
         write(&dir.join("cpu.max"), &format!("{} 100000", cpu_quota(c)))?;
     }
-    Ok(())
+    attach_device_filter(dir)
+}
+
+/// The v2 device filter on the limit cgroup: what the v1 devices controller's
+/// allow-list does, for the whole subtree. (A fake tree in unit tests is not cgroup2.)
+fn attach_device_filter(dir: &Path) -> Result<(), CgroupError> {
+    match devices::attach(dir, devices::DEFAULT_ALLOW) {
+        Err(DeviceError::NotCgroup2 { .. }) if cfg!(test) => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Adds the controllers missing from `dir`'s subtree_control.
@@ -212,64 +302,83 @@ fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * 100_000.0).round() as u64).max(1000)
 }
 
-/// Docker's default device rules, without its blanket `m`: /dev/null, zero, full,
-/// random, urandom, tty, console, ptmx, and the pty slaves. Everything else (mknod,
-/// open) is refused by the v1 devices controller. cgroup v2 has no such file: see
-/// mounts.rs for why nodev mounts are the guard there.
-const DEVICE_ALLOW: &[&str] = &[
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
-
-fn setup_v1(ctrls: &[&str], dirs: &[PathBuf], limits: &Limits) -> Result<(), CgroupError> {
-    for (ctrl, dir) in ctrls.iter().zip(dirs) {
-        if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent).map_err(io_err("create cgroup", parent))?;
+/// A new v1 cpuset cgroup starts with no cpus and no memory nodes, and no task can join
+/// it: give it its parent's.
+fn copy_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let own = dir.join(f);
+        if !own.exists()
+            || !fs::read_to_string(&own)
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        {
+            continue;
         }
-        fs::create_dir(dir).map_err(io_err("create cgroup", dir))?;
-        match *ctrl {
-            "memory" => {
-                if let Some(m) = limits.memory {
-                    write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
-                    // memsw >= limit must hold; equal means no swap at all.
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
-                    if memsw.exists() {
-                        write(&memsw, &m.to_string())?;
-                    }
-                }
+        let Some(parent) = dir.parent() else { continue };
+        let from = parent.join(f);
+        let value = fs::read_to_string(&from).map_err(io_err("read", &from))?;
+        write(&own, value.trim())?;
+    }
+    Ok(())
+}
+
+/// PARENT and PARENT/ID in one v1 hierarchy (or a hybrid host's cgroup2 when the
+/// limits are elsewhere), with the limits its controllers carry when `limits_here`.
+fn setup_v1_hierarchy(
+    name: &str,
+    root: &Path,
+    parent: &str,
+    id: &str,
+    limits: &Limits,
+    limits_here: bool,
+) -> Result<(), CgroupError> {
+    let mut level = root.to_path_buf();
+    for part in parent.split('/') {
+        level = level.join(part);
+        mkdir(&level)?;
+        copy_cpuset(&level)?;
+    }
+    let dir = level.join(id);
+    fs::create_dir(&dir).map_err(io_err("create cgroup", &dir))?;
+    copy_cpuset(&dir)?;
+    let ctrls: Vec<&str> = name.split(',').collect();
+    if ctrls.contains(&"devices") {
+        // Before the payload's cgroup exists: a v1 child copies its parent's list.
+        write(&dir.join("devices.deny"), "a")?;
+        for rule in devices::DEFAULT_ALLOW {
+            write(&dir.join("devices.allow"), &rule.v1_line())?;
+        }
+    }
+    if !limits_here {
+        return Ok(());
+    }
+    if ctrls.contains(&"memory") {
+        if let Some(m) = limits.memory {
+            write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+            // memsw >= limit must hold; equal means no swap at all.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &m.to_string())?;
             }
-            "pids" => {
-                if let Some(p) = limits.pids {
-                    write(&dir.join("pids.max"), &p.to_string())?;
-                }
-            }
-            "cpu" => {
-                if let Some(c) = limits.cpus {
-                    write(&dir.join("cpu.cfs_period_us"), "100000")?;
-                    write(&dir.join("cpu.cfs_quota_us"), &cpu_quota(c).to_string())?;
-                }
-            }
-            "devices" => {
-                write(&dir.join("devices.deny"), "a")?;
-                for rule in DEVICE_ALLOW {
-                    write(&dir.join("devices.allow"), rule)?;
-                }
-            }
-            _ => {}
+        }
+    }
+    if ctrls.contains(&"pids") {
+        if let Some(p) = limits.pids {
+            write(&dir.join("pids.max"), &p.to_string())?;
+        }
+    }
+    if ctrls.contains(&"cpu") {
+        if let Some(c) = limits.cpus {
+            write(&dir.join("cpu.cfs_period_us"), "100000")?;
+            write(&dir.join("cpu.cfs_quota_us"), &cpu_quota(c).to_string())?;
         }
     }
     Ok(())
 }
 
 impl Cgroup {
-    /// Moves `pid` into every directory (v1, or v2 without CLONE_INTO_CGROUP).
+    /// Moves `pid` into every payload directory.
     pub(crate) fn join(&self, pid: i32) -> Result<(), CgroupError> {
         for dir in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
@@ -277,10 +386,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Every directory, inner first (the order they can be removed in).
+    pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().chain(&self.limit_dirs).cloned().collect()
+    }
+
     /// Removes the directories; a cgroup whose last task just died can stay busy for a
     /// moment, so EBUSY is retried until `patience` runs out.
     pub(crate) fn remove(&self, patience: Duration) -> Result<(), CgroupError> {
-        remove_dirs(&self.dirs, patience)
+        remove_dirs(&self.all_dirs(), patience)
     }
 }
 
@@ -323,7 +437,7 @@ mod tests {
     // A real cgroupfs creates the control files on mkdir; the fake needs them made
     // where the test expects optional files to exist.
     #[test]
-    fn v1_writes_limits_per_controller() {
+    fn v1_writes_limits_on_the_parent_of_the_payload() {
         let t = fake_v1();
         let h = Hierarchy::V1 {
             base: t.path().to_path_buf(),
@@ -334,9 +448,17 @@ mod tests {
             cpus: Some(0.5),
         };
         let cg = create(&h, "locker-t", "abc", &limits).unwrap();
-        assert!(!cg.v2);
-        assert_eq!(cg.dirs.len(), 3);
-        let m = t.path().join("memory/locker-t/abc");
+        assert!(!cg.clone_into);
+        let b = t.path();
+        assert_eq!(
+            cg.dirs,
+            ["cpu", "memory", "pids"].map(|c| b.join(c).join("locker-t/abc/ctr"))
+        );
+        assert_eq!(
+            cg.limit_dirs,
+            ["cpu", "memory", "pids"].map(|c| b.join(c).join("locker-t/abc"))
+        );
+        let m = b.join("memory/locker-t/abc");
         assert_eq!(
             read(&m.join("memory.limit_in_bytes")),
             (32u64 << 20).to_string()
@@ -345,24 +467,101 @@ mod tests {
             !m.join("memory.memsw.limit_in_bytes").exists(),
             "memsw only when the kernel has it"
         );
-        assert_eq!(read(&t.path().join("pids/locker-t/abc/pids.max")), "20");
+        assert_eq!(read(&b.join("pids/locker-t/abc/pids.max")), "20");
+        assert_eq!(read(&b.join("cpu/locker-t/abc/cpu.cfs_quota_us")), "50000");
         assert_eq!(
-            read(&t.path().join("cpu/locker-t/abc/cpu.cfs_quota_us")),
-            "50000"
-        );
-        assert_eq!(
-            read(&t.path().join("cpu/locker-t/abc/cpu.cfs_period_us")),
+            read(&b.join("cpu/locker-t/abc/cpu.cfs_period_us")),
             "100000"
         );
+        // Nothing is written where the payload (and its cgroup namespace root) is.
+        for d in &cg.dirs {
+            assert_eq!(fs::read_dir(d).unwrap().count(), 0, "{d:?}");
+        }
         cg.join(1234).unwrap();
+        assert_eq!(read(&b.join("pids/locker-t/abc/ctr/cgroup.procs")), "1234");
+        assert!(!b.join("pids/locker-t/abc/cgroup.procs").exists());
+    }
+
+    #[test]
+    fn every_hierarchy_gets_the_container_even_without_limits() {
+        let t = fake_v1();
+        let b = t.path();
+        for h in ["freezer", "systemd", "unified", "cpu,cpuacct"] {
+            fs::create_dir_all(b.join(h)).unwrap();
+            fs::write(b.join(h).join("cgroup.procs"), "").unwrap();
+        }
+        // A symlink to a hierarchy is the same hierarchy: not a second one.
+        std::os::unix::fs::symlink("cpu,cpuacct", b.join("cpuacct")).unwrap();
+        let cg = create(
+            &Hierarchy::V1 {
+                base: b.to_path_buf(),
+            },
+            "p",
+            "id",
+            &Limits::default(),
+        )
+        .unwrap();
+        let names: Vec<String> = cg
+            .dirs
+            .iter()
+            .map(|d| d.strip_prefix(b).unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
-            read(&t.path().join("pids/locker-t/abc/cgroup.procs")),
-            "1234"
+            names,
+            [
+                "cpu/p/id/ctr",
+                "cpu,cpuacct/p/id/ctr",
+                "freezer/p/id/ctr",
+                "memory/p/id/ctr",
+                "pids/p/id/ctr",
+                "systemd/p/id/ctr",
+                "unified/p/id/ctr"
+            ]
+        );
+        // The default pids limit, and no other limit anywhere.
+        assert_eq!(
+            read(&b.join("pids/p/id/pids.max")),
+            DEFAULT_PIDS.to_string()
+        );
+        assert!(!b.join("memory/p/id/memory.limit_in_bytes").exists());
+        // A fake directory is removable only once empty (cgroupfs's control files are not).
+        fs::remove_file(b.join("pids/p/id/pids.max")).unwrap();
+        cg.remove(Duration::from_millis(10)).unwrap();
+        for (_, root) in hierarchies(b) {
+            assert!(!root.join("p/id").exists(), "{root:?}");
+        }
+    }
+
+    #[test]
+    fn hybrid_v2_limits_and_v1_siblings() {
+        let t = fake_v1();
+        let b = t.path();
+        let u = b.join("unified");
+        fs::create_dir_all(&u).unwrap();
+        fs::write(u.join("cgroup.procs"), "").unwrap();
+        fs::write(u.join("cgroup.controllers"), "pids memory\n").unwrap();
+        fs::write(u.join("cgroup.subtree_control"), "").unwrap();
+        fs::create_dir(u.join("locker")).unwrap();
+        fs::write(u.join("locker/cgroup.subtree_control"), "").unwrap();
+        let cg = create(
+            &Hierarchy::V2 { root: u.clone() },
+            "locker",
+            "c",
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(!cg.clone_into, "several hierarchies: the parent joins each");
+        assert_eq!(cg.dirs[0], u.join("locker/c/ctr"));
+        assert_eq!(read(&u.join("locker/c/pids.max")), DEFAULT_PIDS.to_string());
+        assert!(cg.dirs.contains(&b.join("pids/locker/c/ctr")));
+        assert!(
+            !b.join("pids/locker/c/pids.max").exists(),
+            "limits only in the hierarchy that carries them"
         );
     }
 
     #[test]
-    fn v1_devices_deny_all_then_allow_list() {
+    fn v1_devices_deny_all_then_allow_list_on_the_parent() {
         let t = fake_v1();
         fs::create_dir_all(t.path().join("devices")).unwrap();
         fs::write(t.path().join("devices/cgroup.procs"), "").unwrap();
@@ -371,22 +570,20 @@ mod tests {
         };
         let cg = create(&h, "p", "id", &Limits::default()).unwrap();
         let d = t.path().join("devices/p/id");
-        assert_eq!(cg.dirs, vec![t.path().join("pids/p/id"), d.clone()]);
+        assert!(cg.dirs.contains(&d.join("ctr")));
         assert_eq!(read(&d.join("devices.deny")), "a");
         // The fake file keeps the last write; the kernel adds each rule.
         assert_eq!(read(&d.join("devices.allow")), "c 136:* rwm");
         cg.join(42).unwrap();
-        assert_eq!(read(&d.join("cgroup.procs")), "42");
+        assert_eq!(read(&d.join("ctr/cgroup.procs")), "42");
     }
 
     #[test]
-    fn v1_only_needed_controllers_and_missing_one_fails() {
+    fn v1_missing_controller_fails_and_leaves_nothing() {
         let t = fake_v1();
         let h = Hierarchy::V1 {
             base: t.path().to_path_buf(),
         };
-        let cg = create(&h, "p", "id1", &Limits::default()).unwrap();
-        assert_eq!(cg.dirs, vec![t.path().join("pids/p/id1")]);
         fs::remove_dir_all(t.path().join("cpu")).unwrap();
         let e = create(
             &h,
@@ -406,7 +603,25 @@ mod tests {
     }
 
     #[test]
-    fn v2_enables_controllers_and_writes_limits() {
+    fn v1_cpuset_levels_get_their_parents_cpus_and_mems() {
+        let t = fake_v1();
+        let c = t.path().join("cpuset");
+        fs::create_dir_all(&c).unwrap();
+        fs::write(c.join("cgroup.procs"), "").unwrap();
+        fs::write(c.join("cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(c.join("cpuset.mems"), "0\n").unwrap();
+        // What a real cpuset cgroupfs makes on mkdir: empty files.
+        let dir = c.join("p");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("cpuset.cpus"), "").unwrap();
+        fs::write(dir.join("cpuset.mems"), "").unwrap();
+        copy_cpuset(&dir).unwrap();
+        assert_eq!(read(&dir.join("cpuset.cpus")), "0-1");
+        assert_eq!(read(&dir.join("cpuset.mems")), "0");
+    }
+
+    #[test]
+    fn v2_enables_controllers_and_writes_limits_on_the_parent() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         fs::write(
@@ -432,7 +647,8 @@ mod tests {
             &limits,
         )
         .unwrap();
-        assert!(cg.v2);
+        assert!(cg.clone_into);
+        assert_eq!(cg.dirs, [root.join("locker-t/c1/ctr")]);
         // Only what is missing is added (the fake file is overwritten, the kernel appends).
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+pids +cpu");
         assert_eq!(
@@ -443,6 +659,7 @@ mod tests {
         assert_eq!(read(&d.join("memory.max")), (1u64 << 30).to_string());
         assert_eq!(read(&d.join("pids.max")), "50");
         assert_eq!(read(&d.join("cpu.max")), "150000 100000");
+        assert_eq!(fs::read_dir(d.join("ctr")).unwrap().count(), 0);
     }
 
     #[test]
@@ -473,12 +690,11 @@ mod tests {
         let h = Hierarchy::V1 {
             base: t.path().to_path_buf(),
         };
-        assert!(create(&h, "../x", "id", &Limits::default()).is_err());
-        assert!(create(&h, "/abs", "id", &Limits::default()).is_err());
-        let cg = create(&h, "a/b", "id", &Limits::default()).unwrap();
-        assert_eq!(cg.dirs, vec![t.path().join("pids/a/b/id")]);
-        let cg = create(&h, "p", "id", &Limits::default()).unwrap();
-        fs::remove_file(t.path().join("pids/p/id/cgroup.procs")).ok();
+        assert!(create(&h, "../x", "id", &Limits::NONE).is_err());
+        assert!(create(&h, "/abs", "id", &Limits::NONE).is_err());
+        let cg = create(&h, "a/b", "id", &Limits::NONE).unwrap();
+        assert!(cg.dirs.contains(&t.path().join("pids/a/b/id/ctr")));
+        let cg = create(&h, "p", "id", &Limits::NONE).unwrap();
         cg.remove(Duration::from_millis(10)).unwrap();
         assert!(!t.path().join("pids/p/id").exists());
         cg.remove(Duration::from_millis(10)).unwrap();

@@ -175,8 +175,9 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         pid: 0,
         pid_start: 0,
         started: state::now(),
-        cgroup_v2: cgroup.v2,
+        cgroup_v2: cgroup.clone_into,
         cgroups: cgroup.dirs.clone(),
+        limit_cgroups: cgroup.limit_dirs.clone(),
         base: base.clone(),
     };
     state::write_state(root, &state)
@@ -235,7 +236,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     } else {
         None
     };
-    let cgroup_fd = if cgroup.v2 {
+    let cgroup_fd = if cgroup.clone_into {
         let d = &cgroup.dirs[0];
         Some(fs::File::open(d).map_err(io_err("open cgroup", d))?)
     } else {
@@ -269,7 +270,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         error_wr: error_wr.as_raw_fd(),
         tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         tty_path: tty_path.as_deref(),
-        unshare_cgroupns: !cgroup.v2,
+        unshare_cgroupns: !cgroup.clone_into,
         cap_last,
         envp: &envp,
         argv: &argv,
@@ -307,7 +308,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         drop(p.slave);
         p.master
     });
-    if !cgroup.v2 {
+    if !cgroup.clone_into {
         cgroup.join(pid.as_raw())?;
     }
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;

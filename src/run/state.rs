@@ -42,8 +42,13 @@ pub(crate) struct State {
     pub pid_start: u64,
     /// Unix seconds.
     pub started: u64,
+    /// Cloned straight into its one cgroup2 cgroup (else joined to each by the parent).
     pub cgroup_v2: bool,
+    /// The payload's cgroups (PARENT/ID/ctr): `exec` joins these.
     pub cgroups: Vec<PathBuf>,
+    /// Their parents, holding the limits (PARENT/ID): removed after `cgroups`.
+    #[serde(default)]
+    pub limit_cgroups: Vec<PathBuf>,
     pub base: PathBuf,
 }
 
@@ -156,8 +161,9 @@ fn reap_one(root: &Path, s: &State) -> io::Result<()> {
             .collect()
     };
     for dir in &s.cgroups {
+        // cgroup2 (a v2 host, or a hybrid host's unified mount) kills at once.
         let cg_kill = dir.join("cgroup.kill");
-        if s.cgroup_v2 && cg_kill.exists() && fs::write(&cg_kill, "1").is_ok() {
+        if cg_kill.exists() && fs::write(&cg_kill, "1").is_ok() {
             continue;
         }
         for p in procs(dir) {
@@ -170,8 +176,8 @@ fn reap_one(root: &Path, s: &State) -> io::Result<()> {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    crate::run::cgroups::remove_dirs(&s.cgroups, Duration::from_secs(2))
-        .map_err(io::Error::other)?;
+    let all: Vec<PathBuf> = s.cgroups.iter().chain(&s.limit_cgroups).cloned().collect();
+    crate::run::cgroups::remove_dirs(&all, Duration::from_secs(2)).map_err(io::Error::other)?;
     let _ = fs::remove_dir(&s.base);
     match fs::remove_file(state_path(root, &s.id)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -288,6 +294,7 @@ mod tests {
             started: 0,
             cgroup_v2: false,
             cgroups: vec![cgroup],
+            limit_cgroups: Vec::new(),
             base: run_dir(root).join(id),
         };
         fs::create_dir_all(&s.base).unwrap();
