@@ -827,10 +827,8 @@ mod tests {
         let made = c(&dir.join("made"));
         let mut fds = [0; 2];
         // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-            0
-        );
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+        assert_eq!(r, 0);
         // SAFETY: pipe2 returned two new fds that we own.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
@@ -839,7 +837,7 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
         if pid == 0 {
-            // SAFETY (whole child): each call gets NUL-terminated strings and buffers
+            // SAFETY: (the whole child) each call gets NUL-terminated strings and buffers
             // that live in this process's copy of the parent's memory.
             unsafe {
                 let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(-1);
