@@ -12,6 +12,7 @@ pub(crate) mod cgroups;
 pub(crate) mod init;
 pub(crate) mod mounts;
 pub(crate) mod plan;
+pub(crate) mod seccomp;
 pub(crate) mod tty;
 
 use std::ffi::CString;
