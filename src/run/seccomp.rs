@@ -1032,29 +1032,33 @@ fn compile_on(
         }
     }
 
+    // Each syscall's code, back to back in `code`; `bodies` has (nr, its range).
     let default = p.default.ret();
+    let mut code = Vec::with_capacity(syscalls.len() + 64);
     let mut bodies = Vec::with_capacity(syscalls.len());
     for (nr, e) in &syscalls {
-        let mut body = Vec::new();
+        let start = code.len();
         if let Some(a) = e.always {
-            body.push(ret(a.ret()));
+            code.push(ret(a.ret()));
         } else {
             for (args, action) in &e.when {
-                let rule = rule_code(args).map_err(|source| SeccompError::Backend {
+                let held = rule_code(args, &mut code).map_err(|source| SeccompError::Backend {
                     syscall: e.name.into(),
                     source,
                 })?;
-                if let Some(rule) = rule {
-                    body.extend(rule);
-                    body.push(ret(action.ret()));
+                if held {
+                    code.push(ret(action.ret()));
                 }
             }
-            body.push(ret(default));
+            code.push(ret(default));
         }
-        bodies.push((*nr, body));
+        bodies.push(Body {
+            nr: *nr,
+            code: start..code.len(),
+        });
     }
 
-    let mut insns = Vec::with_capacity(16 + 2 * bodies.len() + bodies.len() / 2);
+    let mut insns = Vec::with_capacity(16 + tree_len(&bodies));
     insns.extend([
         ld(ARCH_OFFSET),
         jump(libc::BPF_JEQ, AUDIT_ARCH, 1, 0),
@@ -1075,7 +1079,7 @@ fn compile_on(
             ret(Action::Errno(ENOSYS).ret()),
         ]);
     }
-    dispatch(&bodies, default, &mut insns);
+    dispatch(&bodies, &code, default, &mut insns);
     if insns.len() > MAX_INSNS {
         return Err(SeccompError::TooLarge(insns.len()));
     }
@@ -1116,19 +1120,47 @@ fn jump(op: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// The binary search on nr (in A) over `bodies` (sorted by nr); each body ends in a
-/// return, and a number none of them has gets `default`.
+/// A syscall's code: its range in the code of all.
+struct Body {
+    nr: u32,
+    code: std::ops::Range<usize>,
+}
+
+/// The jump to a syscall's code if A == nr, else past it.
+fn jeq_len(body_len: usize) -> usize {
+    if body_len <= 255 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The length of [`dispatch`]'s code for `bodies`.
+fn tree_len(bodies: &[Body]) -> usize {
+    if bodies.len() <= LEAF {
+        let len = |b: &Body| jeq_len(b.code.len()) + b.code.len();
+        return bodies.iter().map(len).sum::<usize>() + 1;
+    }
+    let (low, high) = bodies.split_at(bodies.len() / 2);
+    let low = tree_len(low);
+    jeq_len(low) + low + tree_len(high)
+}
+
+/// The binary search on nr (in A) over `bodies` (sorted by nr, their code in `code`,
+/// each ending in a return); a number none of them has gets `default`.
 fn dispatch(
-    bodies: &[(u32, Vec<libc::sock_filter>)],
+    bodies: &[Body],
+    code: &[libc::sock_filter],
     default: u32,
     out: &mut Vec<libc::sock_filter>,
 ) {
     if bodies.len() <= LEAF {
-        for (nr, body) in bodies {
+        for b in bodies {
+            let body = &code[b.code.clone()];
             match u8::try_from(body.len()) {
-                Ok(n) => out.push(jump(libc::BPF_JEQ, *nr, 0, n)),
+                Ok(n) => out.push(jump(libc::BPF_JEQ, b.nr, 0, n)),
                 Err(_) => out.extend([
-                    jump(libc::BPF_JEQ, *nr, 1, 0),
+                    jump(libc::BPF_JEQ, b.nr, 1, 0),
                     stmt(libc::BPF_JMP | libc::BPF_JA, body.len() as u32),
                 ]),
             }
@@ -1137,25 +1169,26 @@ fn dispatch(
         out.push(ret(default));
         return;
     }
-    let mid = bodies.len() / 2;
-    let mut low = Vec::new();
-    dispatch(&bodies[..mid], default, &mut low);
-    let pivot = bodies[mid].0;
-    match u8::try_from(low.len()) {
-        Ok(n) => out.push(jump(libc::BPF_JGE, pivot, n, 0)),
+    let (low, high) = bodies.split_at(bodies.len() / 2);
+    let skip = tree_len(low);
+    match u8::try_from(skip) {
+        Ok(n) => out.push(jump(libc::BPF_JGE, high[0].nr, n, 0)),
         Err(_) => out.extend([
-            jump(libc::BPF_JGE, pivot, 0, 1),
-            stmt(libc::BPF_JMP | libc::BPF_JA, low.len() as u32),
+            jump(libc::BPF_JGE, high[0].nr, 0, 1),
+            stmt(libc::BPF_JMP | libc::BPF_JA, skip as u32),
         ]),
     }
-    out.extend(low);
-    dispatch(&bodies[mid..], default, out);
+    dispatch(low, code, default, out);
+    dispatch(high, code, default, out);
 }
 
-/// seccompiler's code for one rule (all of `args`): falls through to the next
-/// instruction when they hold, skips it when not. None: the rule cannot hold (a
-/// MASKED_EQ wanting bits outside its mask).
-fn rule_code(args: &[Arg]) -> Result<Option<Vec<libc::sock_filter>>, seccompiler::BackendError> {
+/// Appends seccompiler's code for one rule (all of `args`) to `out`: it falls
+/// through to the next instruction when they hold, skips it when not. False (nothing
+/// appended): the rule cannot hold (a MASKED_EQ wanting bits outside its mask).
+fn rule_code(
+    args: &[Arg],
+    out: &mut Vec<libc::sock_filter>,
+) -> Result<bool, seccompiler::BackendError> {
     let mut conditions = Vec::with_capacity(args.len());
     for a in args {
         let (op, value) = match a.op {
@@ -1165,7 +1198,7 @@ fn rule_code(args: &[Arg]) -> Result<Option<Vec<libc::sock_filter>>, seccompiler
             Op::Le => (SeccompCmpOp::Le, a.value),
             Op::Gt => (SeccompCmpOp::Gt, a.value),
             Op::Ge => (SeccompCmpOp::Ge, a.value),
-            Op::MaskedEq if a.value_two & !a.value != 0 => return Ok(None),
+            Op::MaskedEq if a.value_two & !a.value != 0 => return Ok(false),
             Op::MaskedEq => (SeccompCmpOp::MaskedEq(a.value), a.value_two),
         };
         let len = if a.low32 {
@@ -1176,16 +1209,13 @@ fn rule_code(args: &[Arg]) -> Result<Option<Vec<libc::sock_filter>>, seccompiler
         conditions.push(SeccompCondition::new(a.index, len, op, value)?);
     }
     let code: BpfProgram = SeccompRule::new(conditions)?.into();
-    Ok(Some(
-        code.into_iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect(),
-    ))
+    out.extend(code.into_iter().map(|i| libc::sock_filter {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    }));
+    Ok(true)
 }
 
 /// What went wrong reading, parsing or compiling a profile; each names the file,
@@ -1427,6 +1457,68 @@ mod tests {
         assert_eq!(socket(libc::AF_VSOCK as u64), errno(libc::EPERM));
         // The kernel reads an int: the upper half must not hide AF_VSOCK.
         assert_eq!(socket(libc::AF_VSOCK as u64 | 1 << 32), errno(libc::EPERM));
+    }
+
+    #[test]
+    fn every_syscall_number_finds_its_answer() {
+        // The binary search against the plain meaning of the profile, for every
+        // syscall of this architecture and the numbers around them.
+        let p = docker();
+        let conditional = ["socket", "personality", "clone", "clone3"];
+        let chroot = ["chroot", "arch_prctl", "modify_ldt"];
+        let last = table::NATIVE
+            .iter()
+            .filter(|(n, _)| ALLOWED.contains(n) || chroot.contains(n) || conditional.contains(n))
+            .map(|&(_, nr)| nr as u32)
+            .max()
+            .unwrap();
+        for &(name, nr) in table::NATIVE {
+            if conditional.contains(&name) {
+                continue;
+            }
+            let want = if ALLOWED.contains(&name) || chroot.contains(&name) {
+                ALLOW
+            } else if nr as u32 > last {
+                errno(libc::ENOSYS)
+            } else {
+                errno(libc::EPERM)
+            };
+            assert_eq!(eval(&p, AUDIT_ARCH, nr as u32, [0; 6]), want, "{name}");
+        }
+        for nr in 0..=last {
+            if table::NATIVE.iter().all(|&(_, n)| n as u32 != nr) {
+                assert_eq!(eval(&p, AUDIT_ARCH, nr, [0; 6]), errno(libc::EPERM), "{nr}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_rule_lists_jump_far() {
+        // 60 conditions on read: its code is longer than a conditional jump reaches.
+        let rules: Vec<String> = (0..60)
+            .map(|v| {
+                format!(
+                    r#"{{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":{},
+                    "args":[{{"index":0,"value":{v},"op":"SCMP_CMP_EQ"}}]}}"#,
+                    100 + v
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{}]}}"#,
+            rules.join(",")
+        );
+        let prog = compile(&parse_profile(json.as_bytes()).unwrap(), 0, false).unwrap();
+        for v in [0u64, 1, 30, 59] {
+            assert_eq!(
+                answer(&prog, "read", [v, 0, 0, 0, 0, 0]),
+                errno(100 + v as i32)
+            );
+        }
+        assert_eq!(answer(&prog, "read", [60, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(answer(&prog, "read", [1 << 32, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(plain(&prog, "write"), ALLOW);
+        assert_eq!(plain(&prog, "getpid"), ALLOW);
     }
 
     #[test]
