@@ -16,6 +16,7 @@ pub(crate) mod join;
 pub(crate) mod mounts;
 pub(crate) mod plan;
 pub(crate) mod report;
+pub(crate) mod seccomp;
 pub(crate) mod spec;
 pub(crate) mod state;
 pub(crate) mod sys;
