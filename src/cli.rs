@@ -179,6 +179,29 @@ pub(crate) struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// What the container may do: the protections, and the only ways to loosen them.
+#[derive(Args, Debug, Default)]
+pub(crate) struct SecurityArgs {
+    /// Add a capability (Docker's names: NET_RAW, SYS_PTRACE, ...; ALL)
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL)
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined, seccomp=PROFILE.json (Docker's format), no-new-privileges
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Turn the protections off: every capability, no seccomp filter, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// The command's OOM score adjustment (-1000..1000; default 0)
+    #[arg(long, allow_negative_numbers = true)]
+    pub oom_score_adj: Option<i32>,
+    /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, ...; default nofile=1024, core=0)
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
     /// Keep the container's changes on disk under this name (reused by the next run)
@@ -202,15 +225,18 @@ pub(crate) struct RunArgs {
     /// Bind mount HOST:CTR[:ro]
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
-    /// Mount a fresh tmpfs at PATH
+    /// Mount a fresh tmpfs: PATH[:size=SIZE,mode=MODE,ro,noexec] (default size 1g)
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// size=SIZE: the tmpfs that holds an unnamed container's writes (default 4g)
+    #[arg(long)]
+    pub storage_opt: Vec<String>,
     /// Memory limit (e.g. 512m, 2g)
     #[arg(long)]
     pub memory: Option<String>,
-    /// Maximum number of processes
-    #[arg(long)]
-    pub pids: Option<u64>,
+    /// Maximum number of processes (default 2048; -1: no limit)
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids: Option<i64>,
     /// CPU limit in cores (e.g. 0.5)
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -229,6 +255,8 @@ pub(crate) struct RunArgs {
     /// Mount the root filesystem read-only (no upper layer)
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Image name or alias
     pub image: String,
     /// Command and arguments (default: /bin/bash, else /bin/sh)

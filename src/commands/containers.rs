@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::cli::{ExecArgs, RunArgs};
+use crate::cli::{ExecArgs, RunArgs, SecurityArgs};
 use crate::run::cgroups::Limits;
 use crate::run::spec::{self, container_path};
 use crate::run::state::{self, NamedMeta, State};
-use crate::run::{self, Mount, MountKind, Net, Process, Root, RunError, Spec};
+use crate::run::{self, seccomp, Net, Process, Root, RunError, Spec};
 use crate::store::Resolved;
 
 /// `locker run`'s flags as a spec for `image`.
@@ -38,10 +38,17 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
         .map(|v| spec::parse_volume(v))
         .collect::<Result<_, _>>()?;
     for t in &args.tmpfs {
-        spec.mounts.push(Mount {
-            destination: container_path(t)?,
-            kind: MountKind::Tmpfs,
-        });
+        spec.mounts.push(spec::parse_tmpfs(t)?);
+    }
+    for o in &args.storage_opt {
+        match o.split_once('=') {
+            Some(("size", v)) => spec.upper_size = spec::parse_size(v)?,
+            _ => {
+                return Err(RunError::Usage(format!(
+                    "bad --storage-opt {o:?}: use size=SIZE"
+                )))
+            }
+        }
     }
     spec.net = match args.net.as_str() {
         "host" => Net::Host,
@@ -54,7 +61,16 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
     };
     spec.resources = Limits {
         memory: args.memory.as_deref().map(spec::parse_size).transpose()?,
-        pids: args.pids,
+        pids: match args.pids {
+            None => Limits::default().pids,
+            Some(-1) => None,
+            Some(n) if n > 0 => Some(n as u64),
+            Some(n) => {
+                return Err(RunError::Usage(format!(
+                    "bad --pids {n}: use a positive number, or -1 for no limit"
+                )))
+            }
+        },
         cpus: match args.cpus {
             Some(c) if !(c > 0.0 && c.is_finite()) => {
                 return Err(RunError::Usage(format!("bad --cpus {c}: must be > 0")))
@@ -63,7 +79,53 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
         },
     };
     spec.cgroup_parent = args.cgroup_parent.clone();
+    security(&args.security, &mut spec)?;
     Ok(spec)
+}
+
+/// The protections, loosened only by name: `--privileged`, `--cap-add`,
+/// `--security-opt seccomp=unconfined|PROFILE.json`.
+fn security(a: &SecurityArgs, spec: &mut Spec) -> Result<(), RunError> {
+    let s = &mut spec.security;
+    if a.privileged {
+        s.capabilities = spec::ALL_CAPS;
+        s.seccomp = None;
+        s.masked_paths.clear();
+        s.readonly_paths.clear();
+    }
+    s.capabilities = spec::apply_caps(s.capabilities, &a.cap_add, &a.cap_drop)?;
+    for o in &a.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => s.seccomp = None,
+            Some(("seccomp", path)) => {
+                let profile = seccomp::load_profile(Path::new(path))?;
+                for name in profile.unknown_syscalls() {
+                    eprintln!("locker: warning: seccomp profile {path}: unknown syscall {name:?} skipped");
+                }
+                s.seccomp = Some(profile);
+            }
+            None if o == "no-new-privileges" => s.no_new_privileges = true,
+            _ => {
+                return Err(RunError::Usage(format!(
+                    "bad --security-opt {o:?}: use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges"
+                )))
+            }
+        }
+    }
+    if let Some(adj) = a.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(RunError::Usage(format!(
+                "bad --oom-score-adj {adj}: use -1000 to 1000"
+            )));
+        }
+        spec.process.oom_score_adj = adj;
+    }
+    for u in &a.ulimit {
+        let r = spec::parse_ulimit(u)?;
+        spec.process.rlimits.retain(|x| x.resource != r.resource);
+        spec.process.rlimits.push(r);
+    }
+    Ok(())
 }
 
 /// The process section from flags `run` and `exec` share.
@@ -82,6 +144,8 @@ fn process(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Process {
         args: args.to_vec(),
+        oom_score_adj: 0,
+        rlimits: spec::default_rlimits(spec::caller_nofile_hard()),
         env: spec::parse_env(&files, env, &|k| std::env::var(k).ok())?,
         cwd: workdir
             .map(|w| container_path(w).map(|p| format!("/{p}")))

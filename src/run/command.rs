@@ -5,9 +5,10 @@
 //! In order: not dumpable (the host binary stays unreachable through /proc/PID/exe
 //! until execve), no descriptor but stdio and the error pipe, default signals, umask
 //! 022, a new session, the terminal or stdin, the working directory resolved inside the
-//! root (before the privilege drop: `run` creates a missing one as root), capabilities,
-//! no_new_privs, credentials, fchdir (checked to be inside the root, CVE-2024-21626),
-//! every other fd close-on-exec, execve over the planned PATH candidates. A failure is
+//! root (before the privilege drop: `run` creates a missing one as root), a new session
+//! keyring, oom_score_adj and rlimits, capabilities, no_new_privs, credentials, fchdir
+//! (checked to be inside the root, CVE-2024-21626), the seccomp filter, every other fd
+//! close-on-exec, execve over the planned PATH candidates. A failure is
 //! reported on the error pipe as its `Step` (127 not found, 126 not executable, 125 any
 //! other) and the child exits with that code.
 //!
@@ -19,6 +20,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use super::mounts;
 use super::plan::User;
 use super::report::{report, step_err, Step};
+use super::seccomp::Program;
+use super::spec::Rlimit;
 use super::sys::{self, cvt, errno};
 use crate::exit::ExitStatus;
 
@@ -40,6 +43,11 @@ pub(crate) struct Command<'a> {
     pub capabilities: u64,
     pub cap_last: u32,
     pub no_new_privileges: bool,
+    /// Installed last before execve; None: unconfined.
+    pub seccomp: Option<&'a Program>,
+    pub rlimits: &'a [Rlimit],
+    /// The decimal value for /proc/self/oom_score_adj.
+    pub oom_score_adj: &'a CStr,
     pub error_wr: RawFd,
 }
 
@@ -87,6 +95,14 @@ pub(crate) fn exec(c: &Command) -> ! {
     }
     let workdir = mounts::open_workdir(c.workdir, c.create_workdir)
         .unwrap_or_else(|e| fail(Step::Workdir, e));
+    // Not the caller's: its session keyring (secrets of the shell that started
+    // locker), its OOM score, its resource limits.
+    sys::join_new_session_keyring().unwrap_or_else(|e| fail(Step::Keyring, e));
+    sys::write_proc_self(c"/proc/self/oom_score_adj", c.oom_score_adj.to_bytes())
+        .unwrap_or_else(|e| fail(Step::OomScoreAdj, e));
+    for r in c.rlimits {
+        sys::setrlimit(r.resource, r.soft, r.hard).unwrap_or_else(|e| fail(Step::Rlimits, e));
+    }
     sys::drop_capabilities(c.capabilities, c.cap_last)
         .unwrap_or_else(|e| fail(Step::Capabilities, e));
     if c.no_new_privileges {
@@ -111,6 +127,11 @@ pub(crate) fn exec(c: &Command) -> ! {
     }
     drop(workdir);
     sys::check_cwd_inside_root().unwrap_or_else(|e| fail(Step::Chdir, e));
+    // Last, so that everything above may use what the filter refuses; what follows
+    // (close_range, write on failure, execve) every profile must allow.
+    if let Some(filter) = c.seccomp {
+        filter.install().unwrap_or_else(|e| fail(Step::Seccomp, e));
+    }
     // CVE-2024-21626: nothing but 0-2 crosses the exec (the error pipe closes on it).
     // SAFETY: close_range with integer arguments.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };

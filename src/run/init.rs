@@ -16,7 +16,7 @@ use super::command::{self, Command};
 use super::mounts::{self, Base, Sources};
 use super::plan::{Layers, Plan};
 use super::report::{report, step_err, Report, Step};
-use super::sys::{self, cvt, SysResult};
+use super::sys::{self, cvt};
 use crate::exit::ExitStatus;
 
 /// Signals PID 1 (and the host parent) forward to the command.
@@ -124,7 +124,7 @@ fn setup(c: &Child) -> Result<(), Report> {
         index: f.index,
         what: f.what,
     };
-    let root = mounts::prepare_root(&c.base, c.layers).map_err(mfail)?;
+    let root = mounts::prepare_root(&c.base, c.layers, &c.plan.base_tmpfs).map_err(mfail)?;
     for (name, data) in [
         (c"hostname", &c.plan.hostname_file[..]),
         (c"hosts", &c.plan.hosts[..]),
@@ -162,84 +162,12 @@ fn setup(c: &Child) -> Result<(), Report> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
         .map_err(step_err(Step::NoNewPrivs))?;
-    if c.plan.suppress_sync {
-        suppress_sync().map_err(step_err(Step::Seccomp))?;
-    }
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
         .map_err(step_err(Step::Capabilities))?;
     Ok(())
-}
-
-/// Makes the sync family of syscalls succeed without doing anything, as
-/// systemd-nspawn's `--suppress-sync=yes` does (a seccomp filter returning errno 0):
-/// dpkg fsyncs its database several times per package, and a build's tree is either
-/// finished and renamed into the store or thrown away, never half-trusted. Only for
-/// the build container; a foreign architecture's syscalls are left alone.
-fn suppress_sync() -> SysResult<()> {
-    #[cfg(target_arch = "x86_64")]
-    const AUDIT_ARCH: u32 = 0xC000_003E;
-    #[cfg(target_arch = "aarch64")]
-    const AUDIT_ARCH: u32 = 0xC000_00B7;
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    return Ok(());
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    {
-        const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-        const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-        const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-        let stmt = |code: u16, k: u32| libc::sock_filter {
-            code,
-            jt: 0,
-            jf: 0,
-            k,
-        };
-        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-            code: JEQ_K,
-            jt,
-            jf,
-            k,
-        };
-        let syscalls = [
-            libc::SYS_fsync,
-            libc::SYS_fdatasync,
-            libc::SYS_sync,
-            libc::SYS_syncfs,
-            libc::SYS_sync_file_range,
-            libc::SYS_msync,
-        ];
-        let n = syscalls.len() as u8;
-        // seccomp_data: nr at offset 0, arch at 4.
-        let mut prog = vec![
-            stmt(LD_W_ABS, 4),
-            jeq(AUDIT_ARCH, 1, 0),
-            stmt(RET_K, libc::SECCOMP_RET_ALLOW),
-            stmt(LD_W_ABS, 0),
-        ];
-        for (i, nr) in syscalls.iter().enumerate() {
-            // Match: jump over the remaining tests and the ALLOW to the ERRNO(0).
-            prog.push(jeq(*nr as u32, n - i as u8, 0));
-        }
-        prog.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
-        prog.push(stmt(RET_K, libc::SECCOMP_RET_ERRNO));
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_mut_ptr(),
-        };
-        // SAFETY: prctl with integer arguments only.
-        cvt(unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &fprog as *const libc::sock_fprog,
-                0,
-                0,
-            )
-        })?;
-        Ok(())
-    }
 }
 
 extern "C" fn noop(_: c_int) {}
@@ -271,6 +199,9 @@ fn pid1(c: &Child) -> c_int {
             capabilities: c.plan.capabilities,
             cap_last: c.cap_last,
             no_new_privileges: c.plan.no_new_privileges,
+            seccomp: c.plan.seccomp.as_ref(),
+            rlimits: &c.plan.rlimits,
+            oom_score_adj: &c.plan.oom_score_adj,
             error_wr: c.error_wr,
         });
     }

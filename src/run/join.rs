@@ -16,7 +16,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::command::{self, Command};
 use super::plan::{self, ImageFacts};
-use super::spec::{Process, Security};
+use super::seccomp::Program;
+use super::spec::{Process, Rlimit, Security};
 use super::state::{self, alive};
 use super::{cap_last, pipe, read_in_root, report, supervise, sys, tty, RunError};
 
@@ -52,7 +53,43 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
     let env_c = plan::env_cstrings(&env)?;
     let (argv, envp) = (sys::pointers(&argv_c), sys::pointers(&env_c));
     let workdir = plan::cstr(process.cwd.as_deref().unwrap_or("/"))?;
-    let security = Security::default();
+    // The container's own protections (a state without them: locker's defaults).
+    let sec = s.security.clone().unwrap_or_else(|| {
+        let d = Security::default();
+        state::ExecSecurity {
+            capabilities: d.capabilities,
+            no_new_privileges: d.no_new_privileges,
+            seccomp: plan::seccomp_program(&d)
+                .ok()
+                .flatten()
+                .map(|p| hex::encode(p.to_bytes())),
+            rlimits: Vec::new(),
+            oom_score_adj: 0,
+        }
+    });
+    let filter = match &sec.seccomp {
+        Some(h) => Some(
+            hex::decode(h)
+                .ok()
+                .and_then(|b| Program::from_bytes(&b))
+                .ok_or_else(|| {
+                    RunError::Usage(format!(
+                        "container {name}: its state names a seccomp filter locker cannot read"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let rlimits: Vec<Rlimit> = sec
+        .rlimits
+        .iter()
+        .map(|&(resource, soft, hard)| Rlimit {
+            resource,
+            soft,
+            hard,
+        })
+        .collect();
+    let oom = plan::cstr(&sec.oom_score_adj.to_string())?;
     let cap_last = cap_last();
 
     let mut ns = Vec::new();
@@ -101,9 +138,12 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
             envp: &envp,
             tty: pty.as_ref().map(|p| p.slave.as_raw_fd()),
             stdin: process.stdin,
-            capabilities: security.capabilities,
+            capabilities: sec.capabilities,
             cap_last,
-            no_new_privileges: security.no_new_privileges,
+            no_new_privileges: sec.no_new_privileges,
+            seccomp: filter.as_ref(),
+            rlimits: &rlimits,
+            oom_score_adj: &oom,
             error_wr: err_wr.as_raw_fd(),
         });
     }

@@ -22,7 +22,7 @@ pub(crate) mod state;
 pub(crate) mod sys;
 pub(crate) mod tty;
 
-pub(crate) use spec::{Mount, MountKind, Net, Process, Root, Spec};
+pub(crate) use spec::{Net, Process, Root, Spec};
 
 use std::ffi::CString;
 use std::fs;
@@ -59,6 +59,8 @@ pub(crate) enum RunError {
     Io(#[from] PathError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("container {0:?} is in use by a running container (`locker ps` shows it)")]
     NameInUse(String),
     #[error("no running container {0:?}; `locker ps` lists them")]
@@ -177,6 +179,17 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         pid_start: 0,
         started: state::now(),
         cgroup_v2: cgroup.clone_into,
+        security: Some(state::ExecSecurity {
+            capabilities: plan.capabilities,
+            no_new_privileges: plan.no_new_privileges,
+            seccomp: plan.seccomp.as_ref().map(|p| hex::encode(p.to_bytes())),
+            rlimits: plan
+                .rlimits
+                .iter()
+                .map(|r| (r.resource, r.soft, r.hard))
+                .collect(),
+            oom_score_adj: spec.process.oom_score_adj,
+        }),
         cgroups: cgroup.dirs.clone(),
         limit_cgroups: cgroup.limit_dirs.clone(),
         base: base.clone(),

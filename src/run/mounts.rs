@@ -209,7 +209,11 @@ fn fail(what: &'static str, index: usize) -> impl Fn(i32) -> MountFailure {
 const NONE: usize = u32::MAX as usize;
 
 /// Makes the mount tree private, mounts the base tmpfs and the root. Returns the root fd.
-pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, MountFailure> {
+pub(crate) fn prepare_root(
+    base: &Base,
+    layers: &Layers,
+    base_tmpfs: &CStr,
+) -> Result<OwnedFd, MountFailure> {
     // Nothing mounted from here on may propagate back to the host.
     mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(fail("make / private", NONE))?;
@@ -218,7 +222,7 @@ pub(crate) fn prepare_root(base: &Base, layers: &Layers) -> Result<OwnedFd, Moun
         base.dir,
         Some(c"tmpfs"),
         libc::MS_NOSUID,
-        Some(c"mode=700"),
+        Some(base_tmpfs),
     )
     .map_err(fail("mount tmpfs on", NONE))?;
     for d in [base.root, base.upper, base.work, base.nodes, base.files] {
@@ -491,14 +495,18 @@ pub(crate) fn apply(
                 } as c_int)
                 .map_err(fail("set flags (nodev, nosuid, ro) of volume on", i))?;
             }
-            MountOp::Tmpfs { target } => {
+            MountOp::Tmpfs {
+                target,
+                data,
+                flags,
+            } => {
                 let t = mkdir_all_in_root(root, target).map_err(fail("create", i))?;
                 mount(
                     Some(c"tmpfs"),
                     FdPath::new(t.as_raw_fd()).as_cstr(),
                     Some(c"tmpfs"),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    Some(c"mode=1777"),
+                    libc::MS_NOSUID | libc::MS_NODEV | flags,
+                    Some(data),
                 )
                 .map_err(fail("mount tmpfs on", i))?;
             }

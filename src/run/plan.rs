@@ -10,7 +10,8 @@
 use std::ffi::CString;
 use std::path::PathBuf;
 
-use super::spec::{MountKind, Net, Process, Root, Spec};
+use super::seccomp;
+use super::spec::{MountKind, Net, Process, Rlimit, Root, Security, Spec};
 use super::RunError;
 
 /// Default PATH inside the container (Docker's).
@@ -37,8 +38,12 @@ pub(crate) enum MountOp {
         readonly: bool,
         dir: bool,
     },
-    /// A fresh tmpfs.
-    Tmpfs { target: CString },
+    /// A fresh tmpfs (nosuid, nodev; `flags` adds ro/noexec), `data` its size and mode.
+    Tmpfs {
+        target: CString,
+        data: CString,
+        flags: libc::c_ulong,
+    },
     /// Hide a path (file: /dev/null over it; directory: empty read-only tmpfs).
     Mask { target: CString },
     /// Bind a path over itself read-only.
@@ -92,11 +97,17 @@ pub(crate) struct Plan {
     pub user: User,
     pub workdir: CString,
     pub net_none: bool,
+    /// Options of the base tmpfs (it holds an anonymous container's upper layer).
+    pub base_tmpfs: CString,
     /// Bounding = effective = permitted set.
     pub capabilities: u64,
+    /// The compiled seccomp filter; None: unconfined. (It also suppresses the sync
+    /// calls when the spec asks for that.)
+    pub seccomp: Option<seccomp::Program>,
+    pub rlimits: Vec<Rlimit>,
+    /// Written to /proc/self/oom_score_adj by the exec tail.
+    pub oom_score_adj: CString,
     pub no_new_privileges: bool,
-    /// fsync and friends return success without syncing (the build container only).
-    pub suppress_sync: bool,
     pub tty: bool,
     pub stdin: bool,
     pub hosts: Vec<u8>,
@@ -332,7 +343,17 @@ pub(crate) fn build(
                 });
                 volumes.push(source.clone());
             }
-            MountKind::Tmpfs => mounts.push(MountOp::Tmpfs { target }),
+            MountKind::Tmpfs {
+                size,
+                mode,
+                readonly,
+                noexec,
+            } => mounts.push(MountOp::Tmpfs {
+                target,
+                data: cstr(&format!("mode={mode:o},size={size}"))?,
+                flags: if *readonly { libc::MS_RDONLY } else { 0 }
+                    | if *noexec { libc::MS_NOEXEC } else { 0 },
+            }),
         }
     }
     for m in &spec.security.masked_paths {
@@ -375,15 +396,33 @@ pub(crate) fn build(
         user,
         workdir: cstr(&workdir)?,
         net_none,
+        base_tmpfs: cstr(&format!("mode=700,size={}", spec.upper_size))?,
         capabilities: spec.security.capabilities,
+        seccomp: seccomp_program(&spec.security)?,
+        rlimits: process.rlimits.clone(),
+        oom_score_adj: cstr(&process.oom_score_adj.to_string())?,
         no_new_privileges: spec.security.no_new_privileges,
-        suppress_sync: spec.security.suppress_sync,
         tty: process.terminal,
         stdin: process.stdin,
         hosts: hosts.into_bytes(),
         hostname_file: format!("{hostname}\n").into_bytes(),
     };
     Ok((plan, resolv))
+}
+
+/// The filter for `security`: its profile for its capabilities; unconfined but with
+/// the sync calls suppressed when only that is asked for.
+pub(crate) fn seccomp_program(security: &Security) -> Result<Option<seccomp::Program>, RunError> {
+    let profile = match (&security.seccomp, security.suppress_sync) {
+        (Some(p), _) => p.clone(),
+        (None, true) => seccomp::allow_all(),
+        (None, false) => return Ok(None),
+    };
+    Ok(Some(seccomp::compile(
+        &profile,
+        security.capabilities,
+        security.suppress_sync,
+    )?))
 }
 
 /// The environment as the K=V strings execve takes.
@@ -449,7 +488,12 @@ mod tests {
                 super::super::spec::parse_volume("/h:/data:ro").unwrap(),
                 super::super::spec::Mount {
                     destination: "scratch".into(),
-                    kind: MountKind::Tmpfs,
+                    kind: MountKind::Tmpfs {
+                        size: 1 << 20,
+                        mode: 0o1777,
+                        readonly: false,
+                        noexec: false,
+                    },
                 },
             ];
             s.process.terminal = true;

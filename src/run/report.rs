@@ -45,6 +45,9 @@ steps!(
     ExecNotFound,
     ExecDenied,
     Seccomp,
+    Keyring,
+    OomScoreAdj,
+    Rlimits,
 );
 
 impl Step {
@@ -202,7 +205,7 @@ fn describe(op: &MountOp, volumes: &[std::path::PathBuf]) -> String {
         MountOp::Bind { index, target, .. } => {
             format!("{} (volume {})", show(target), volumes[*index].display())
         }
-        MountOp::Tmpfs { target } | MountOp::Mask { target } | MountOp::ReadOnly { target } => {
+        MountOp::Tmpfs { target, .. } | MountOp::Mask { target } | MountOp::ReadOnly { target } => {
             show(target)
         }
     }
@@ -230,12 +233,12 @@ mod tests {
 
     #[test]
     fn every_step_decodes_to_itself() {
-        assert_eq!(Step::ALL.len(), Step::Seccomp as usize);
+        assert_eq!(Step::ALL.len(), Step::Rlimits as usize);
         for &s in Step::ALL {
             assert_eq!(Step::from_u32(s as u32), Some(s));
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(Step::Seccomp as u32 + 1), None);
+        assert_eq!(Step::from_u32(Step::Rlimits as u32 + 1), None);
     }
 
     /// Every failure description in mounts.rs must be in MOUNT_WHATS to cross the pipe.

@@ -523,6 +523,16 @@ pub(crate) fn default_profile() -> Profile {
     }
 }
 
+/// A profile that allows everything (for a filter that only suppresses sync calls).
+pub(crate) fn allow_all() -> Profile {
+    Profile {
+        default: Action::Allow,
+        flags: 0,
+        rules: Vec::new(),
+        unknown: Vec::new(),
+    }
+}
+
 /// Reads and parses a Docker seccomp profile file.
 pub(crate) fn load_profile(path: &Path) -> Result<Profile, SeccompError> {
     let json = std::fs::read(path).map_err(|source| SeccompError::Read {
@@ -878,6 +888,42 @@ impl std::fmt::Debug for Program {
 }
 
 impl Program {
+    /// The program as bytes (8 per instruction, then the flags), for a container's
+    /// state: `exec` installs exactly the filter its container runs under.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.insns.len() * 8 + 8);
+        for i in &self.insns {
+            b.extend_from_slice(&i.code.to_le_bytes());
+            b.push(i.jt);
+            b.push(i.jf);
+            b.extend_from_slice(&i.k.to_le_bytes());
+        }
+        #[allow(clippy::unnecessary_cast)] // c_ulong is not u64 on every target
+        b.extend_from_slice(&(self.flags as u64).to_le_bytes());
+        b
+    }
+
+    /// The inverse of `to_bytes`; None for bytes it did not make.
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<Program> {
+        let (body, flags) = b.split_at_checked(b.len().checked_sub(8)?)?;
+        if body.len() % 8 != 0 || body.is_empty() || body.len() / 8 > MAX_INSNS {
+            return None;
+        }
+        let insns = body
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Program {
+            insns,
+            flags: u64::from_le_bytes(flags.try_into().ok()?) as libc::c_ulong,
+        })
+    }
+
     /// Instructions.
     pub(crate) fn len(&self) -> usize {
         self.insns.len()
@@ -1277,7 +1323,7 @@ pub(crate) enum SeccompError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::plan::DEFAULT_CAPS;
+    use crate::run::spec::DEFAULT_CAPS;
     use std::io::Read;
     use std::os::fd::FromRawFd;
     use std::time::{Duration, Instant};

@@ -30,6 +30,8 @@ pub(crate) struct Spec {
     pub mounts: Vec<Mount>,
     pub net: Net,
     pub resources: Limits,
+    /// Size of the tmpfs holding an anonymous container's upper layer.
+    pub upper_size: u64,
     /// Parent of the container's cgroup in every hierarchy (relative).
     pub cgroup_parent: String,
     pub security: Security,
@@ -50,6 +52,19 @@ pub(crate) struct Process {
     pub terminal: bool,
     /// Keep stdin open (else /dev/null).
     pub stdin: bool,
+    /// The command's oom_score_adj (the caller's is not inherited).
+    pub oom_score_adj: i32,
+    /// Resource limits set for the command (the caller's are not inherited).
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One resource limit (OCI `process.rlimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rlimit {
+    /// RLIMIT_* number.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// The root filesystem (OCI `root`).
@@ -78,9 +93,19 @@ pub(crate) enum MountKind {
     /// A host path bound in (recursively; nodev, nosuid; read-only down every submount
     /// when `readonly`).
     Bind { source: PathBuf, readonly: bool },
-    /// A fresh tmpfs.
-    Tmpfs,
+    /// A fresh tmpfs of at most `size` bytes, mode `mode`.
+    Tmpfs {
+        size: u64,
+        mode: u32,
+        readonly: bool,
+        noexec: bool,
+    },
 }
+
+/// The anonymous upper layer's tmpfs (`--storage-opt size=` changes it) and a
+/// `--tmpfs` without `size=`: bounded, where the kernel's default is half of RAM each.
+pub(crate) const DEFAULT_UPPER_SIZE: u64 = 4 << 30;
+pub(crate) const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
 
 /// The network namespace (OCI `linux.namespaces` for `network`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +123,8 @@ pub(crate) struct Security {
     /// Bounding = effective = permitted; inheritable and ambient empty. Bit N is
     /// capability N.
     pub capabilities: u64,
+    /// The seccomp profile; None: unconfined.
+    pub seccomp: Option<super::seccomp::Profile>,
     pub no_new_privileges: bool,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -106,7 +133,56 @@ pub(crate) struct Security {
     pub suppress_sync: bool,
 }
 
-/// Docker's default capability set, as the 64-bit mask CapEff shows (0xa80425fb).
+/// Capability names as the kernel numbers them (capability.h), without `CAP_`.
+pub(crate) const CAP_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Every capability this table knows.
+pub(crate) const ALL_CAPS: u64 = (1 << CAP_NAMES.len()) - 1;
+
+/// podman's default capability set (CapEff 0x800405fb): Docker's without NET_RAW
+/// (raw sockets sniff and spoof on a shared network), MKNOD and AUDIT_WRITE.
 pub(crate) const DEFAULT_CAPS: u64 = (1 << 0) // CHOWN
     | (1 << 1) // DAC_OVERRIDE
     | (1 << 3) // FOWNER
@@ -116,11 +192,172 @@ pub(crate) const DEFAULT_CAPS: u64 = (1 << 0) // CHOWN
     | (1 << 7) // SETUID
     | (1 << 8) // SETPCAP
     | (1 << 10) // NET_BIND_SERVICE
-    | (1 << 13) // NET_RAW
     | (1 << 18) // SYS_CHROOT
-    | (1 << 27) // MKNOD
-    | (1 << 29) // AUDIT_WRITE
     | (1 << 31); // SETFCAP
+
+/// A capability by Docker's spelling (`NET_RAW`, `CAP_NET_RAW`, any case); None for ALL.
+fn parse_cap(name: &str) -> Result<Option<u32>, RunError> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if bare == "ALL" {
+        return Ok(None);
+    }
+    CAP_NAMES
+        .iter()
+        .position(|c| *c == bare)
+        .map(|i| Some(i as u32))
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "unknown capability {name:?}: use a name such as NET_RAW or SYS_PTRACE, or ALL"
+            ))
+        })
+}
+
+/// `--cap-add`/`--cap-drop` over `base`, as Docker applies them: ALL in add starts
+/// from every capability, ALL in drop from none; then the named ones are added, then
+/// the named ones dropped.
+pub(crate) fn apply_caps(base: u64, add: &[String], drop: &[String]) -> Result<u64, RunError> {
+    let add = add
+        .iter()
+        .map(|n| parse_cap(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let drop = drop
+        .iter()
+        .map(|n| parse_cap(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut caps = base;
+    if add.contains(&None) {
+        caps = ALL_CAPS;
+    }
+    if drop.contains(&None) {
+        caps = 0;
+    }
+    for c in add.iter().flatten() {
+        caps |= 1 << c;
+    }
+    for c in drop.iter().flatten() {
+        caps &= !(1u64 << c);
+    }
+    Ok(caps)
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (Docker's names: nofile, nproc, core, ...; -1 or
+/// `unlimited` for no limit).
+pub(crate) fn parse_ulimit(spec: &str) -> Result<Rlimit, RunError> {
+    let bad = |why: &str| RunError::Usage(format!("bad --ulimit {spec:?}: {why}"));
+    let (name, values) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("use NAME=SOFT[:HARD], e.g. nofile=1024:4096"))?;
+    let resource = RLIMIT_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, r)| *r)
+        .ok_or_else(|| bad("unknown name; use nofile, nproc, core, memlock, stack, ..."))?;
+    let value = |v: &str| -> Result<u64, RunError> {
+        match v {
+            "-1" | "unlimited" => Ok(libc::RLIM_INFINITY),
+            v => v
+                .parse()
+                .map_err(|_| bad("limits are numbers, -1 or unlimited")),
+        }
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (value(s)?, value(h)?),
+        None => (value(values)?, value(values)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard one"));
+    }
+    Ok(Rlimit {
+        resource,
+        soft,
+        hard,
+    })
+}
+
+/// Docker's `--ulimit` names.
+#[allow(clippy::unnecessary_cast)] // the RLIMIT_* type differs between libcs
+const RLIMIT_NAMES: &[(&str, u32)] = &[
+    ("core", libc::RLIMIT_CORE as u32),
+    ("cpu", libc::RLIMIT_CPU as u32),
+    ("data", libc::RLIMIT_DATA as u32),
+    ("fsize", libc::RLIMIT_FSIZE as u32),
+    ("locks", libc::RLIMIT_LOCKS as u32),
+    ("memlock", libc::RLIMIT_MEMLOCK as u32),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE as u32),
+    ("nice", libc::RLIMIT_NICE as u32),
+    ("nofile", libc::RLIMIT_NOFILE as u32),
+    ("nproc", libc::RLIMIT_NPROC as u32),
+    ("rss", libc::RLIMIT_RSS as u32),
+    ("rtprio", libc::RLIMIT_RTPRIO as u32),
+    ("sigpending", libc::RLIMIT_SIGPENDING as u32),
+    ("stack", libc::RLIMIT_STACK as u32),
+];
+
+/// The limits a container gets unless `--ulimit` says otherwise: 1024 open files
+/// (soft; hard 1048576, or the caller's hard limit when locker may not raise it) and
+/// no core files (soft 0), whatever the caller had.
+pub(crate) fn default_rlimits(caller_hard_nofile: u64) -> Vec<Rlimit> {
+    let nofile_hard = caller_hard_nofile.clamp(1024, 1 << 20);
+    vec![
+        Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            soft: 1024,
+            hard: nofile_hard,
+        },
+        Rlimit {
+            resource: libc::RLIMIT_CORE,
+            soft: 0,
+            hard: libc::RLIM_INFINITY,
+        },
+    ]
+}
+
+/// The caller's hard limit on open files (a container's may not exceed it unless
+/// locker can raise it, which needs CAP_SYS_RESOURCE).
+pub(crate) fn caller_nofile_hard() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(_, hard)| hard)
+}
+
+/// `--tmpfs PATH[:OPTS]`, OPTS as Docker takes them (comma-separated `size=`, `mode=`,
+/// `ro`/`rw`, `noexec`/`exec`; nosuid and nodev always).
+pub(crate) fn parse_tmpfs(spec: &str) -> Result<Mount, RunError> {
+    let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    let (mut size, mut mode, mut readonly, mut noexec) = (DEFAULT_TMPFS_SIZE, 0o1777, false, false);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some(("size", v)) => size = parse_size(v)?,
+            Some(("mode", v)) => {
+                mode = u32::from_str_radix(v, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        RunError::Usage(format!("bad --tmpfs {spec:?}: mode is octal, e.g. 1777"))
+                    })?
+            }
+            None if o == "ro" => readonly = true,
+            None if o == "rw" => readonly = false,
+            None if o == "noexec" => noexec = true,
+            None if o == "exec" => noexec = false,
+            None if ["nosuid", "nodev"].contains(&o) => {}
+            _ => {
+                return Err(RunError::Usage(format!(
+                    "bad --tmpfs {spec:?}: options are size=, mode=, ro, rw, noexec, exec"
+                )))
+            }
+        }
+    }
+    Ok(Mount {
+        destination: container_path(path)?,
+        kind: MountKind::Tmpfs {
+            size,
+            mode,
+            readonly,
+            noexec,
+        },
+    })
+}
 
 /// runc's masked paths: files get /dev/null bound over them, directories an empty
 /// read-only tmpfs.
@@ -153,6 +390,7 @@ impl Default for Security {
     fn default() -> Self {
         Security {
             capabilities: DEFAULT_CAPS,
+            seccomp: Some(super::seccomp::default_profile()),
             no_new_privileges: true,
             masked_paths: MASKED.iter().map(|s| s.to_string()).collect(),
             readonly_paths: READ_ONLY.iter().map(|s| s.to_string()).collect(),
@@ -169,11 +407,15 @@ impl Spec {
             image,
             name: None,
             hostname: None,
-            process: Process::default(),
+            process: Process {
+                rlimits: default_rlimits(caller_nofile_hard()),
+                ..Process::default()
+            },
             root: Root::Overlay,
             mounts: Vec::new(),
             net: Net::Host,
             resources: Limits::default(),
+            upper_size: DEFAULT_UPPER_SIZE,
             cgroup_parent: "locker".into(),
             security: Security::default(),
         }
@@ -334,7 +576,77 @@ mod tests {
     }
 
     #[test]
-    fn caps_mask_matches_docker() {
-        assert_eq!(DEFAULT_CAPS, 0xa80425fb);
+    fn caps_mask_matches_podman() {
+        assert_eq!(DEFAULT_CAPS, 0x800405fb);
+        assert_eq!(CAP_NAMES[13], "NET_RAW");
+        assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
+    }
+
+    #[test]
+    fn cap_add_and_drop_as_docker() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let raw = 1u64 << 13;
+        assert_eq!(
+            apply_caps(DEFAULT_CAPS, &s(&["NET_RAW"]), &[]).unwrap(),
+            DEFAULT_CAPS | raw
+        );
+        assert_eq!(
+            apply_caps(DEFAULT_CAPS, &s(&["cap_net_raw"]), &[]).unwrap(),
+            DEFAULT_CAPS | raw
+        );
+        assert_eq!(apply_caps(DEFAULT_CAPS, &[], &s(&["ALL"])).unwrap(), 0);
+        assert_eq!(
+            apply_caps(DEFAULT_CAPS, &s(&["NET_RAW"]), &s(&["ALL"])).unwrap(),
+            raw
+        );
+        assert_eq!(
+            apply_caps(DEFAULT_CAPS, &s(&["ALL"]), &s(&["NET_RAW"])).unwrap(),
+            ALL_CAPS & !raw
+        );
+        assert_eq!(
+            apply_caps(DEFAULT_CAPS, &[], &s(&["CHOWN"])).unwrap(),
+            DEFAULT_CAPS & !1
+        );
+        let e = apply_caps(DEFAULT_CAPS, &s(&["NET_RAWW"]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NET_RAWW"), "{e}");
+    }
+
+    #[test]
+    fn ulimits_and_tmpfs_options() {
+        let r = parse_ulimit("nofile=100:200").unwrap();
+        assert_eq!(
+            (r.resource, r.soft, r.hard),
+            (libc::RLIMIT_NOFILE, 100, 200)
+        );
+        assert_eq!(parse_ulimit("core=-1").unwrap().soft, libc::RLIM_INFINITY);
+        for bad in ["nofile", "nofile=2:1", "bogus=1", "nofile=x"] {
+            assert!(parse_ulimit(bad).is_err(), "{bad}");
+        }
+        let d = default_rlimits(4096);
+        assert_eq!((d[0].soft, d[0].hard), (1024, 4096));
+        assert_eq!(default_rlimits(u64::MAX)[0].hard, 1 << 20);
+        assert_eq!(
+            parse_tmpfs("/t").unwrap().kind,
+            MountKind::Tmpfs {
+                size: DEFAULT_TMPFS_SIZE,
+                mode: 0o1777,
+                readonly: false,
+                noexec: false
+            }
+        );
+        assert_eq!(
+            parse_tmpfs("/t:size=8m,mode=700,ro,noexec").unwrap().kind,
+            MountKind::Tmpfs {
+                size: 8 << 20,
+                mode: 0o700,
+                readonly: true,
+                noexec: true
+            }
+        );
+        assert!(parse_tmpfs("/t:size=x").is_err());
+        assert!(parse_tmpfs("/t:mode=999").is_err());
+        assert!(parse_tmpfs("/t:suid").is_err());
     }
 }

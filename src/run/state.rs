@@ -44,6 +44,10 @@ pub(crate) struct State {
     pub started: u64,
     /// Cloned straight into its one cgroup2 cgroup (else joined to each by the parent).
     pub cgroup_v2: bool,
+    /// What `exec` applies too: the container's capabilities, its seccomp filter (hex
+    /// of the compiled program; None: unconfined), rlimits and OOM score.
+    #[serde(default)]
+    pub security: Option<ExecSecurity>,
     /// The payload's cgroups (PARENT/ID/ctr): `exec` joins these.
     pub cgroups: Vec<PathBuf>,
     /// Their parents, holding the limits (PARENT/ID): removed after `cgroups`.
@@ -185,6 +189,16 @@ fn reap_one(root: &Path, s: &State) -> io::Result<()> {
     }
 }
 
+/// The protections a container runs under, for `exec` to apply the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ExecSecurity {
+    pub capabilities: u64,
+    pub no_new_privileges: bool,
+    pub seccomp: Option<String>,
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub oom_score_adj: i32,
+}
+
 /// A named container's record of the image it was made from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NamedMeta {
@@ -293,6 +307,7 @@ mod tests {
             pid_start: 0,
             started: 0,
             cgroup_v2: false,
+            security: None,
             cgroups: vec![cgroup],
             limit_cgroups: Vec::new(),
             base: run_dir(root).join(id),

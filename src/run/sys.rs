@@ -282,3 +282,49 @@ pub(crate) fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> SysResult<i32> 
     }
     Ok(r as i32)
 }
+
+/// Joins a new anonymous session keyring (keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)),
+/// as runc does: the caller's session keyring is not the container's. A kernel without
+/// keyrings has nothing to leave behind.
+pub(crate) fn join_new_session_keyring() -> SysResult<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a null name pointer: the kernel reads nothing.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match r {
+        r if r >= 0 => Ok(()),
+        _ if errno() == libc::ENOSYS => Ok(()),
+        _ => Err(errno()),
+    }
+}
+
+/// Writes `value` to a /proc/self file (oom_score_adj); one write, as the kernel reads
+/// such files.
+pub(crate) fn write_proc_self(path: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: a buffer this frame owns, with its true length.
+    let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    let e = errno();
+    // SAFETY: closes the fd opened above.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// setrlimit(2).
+pub(crate) fn setrlimit(resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: a pointer to an rlimit this frame owns.
+    cvt(unsafe { libc::setrlimit(resource as _, &lim) }).map(drop)
+}
