@@ -360,7 +360,9 @@ const ALLOWED: &[&str] = &[
 /// Docker's default profile, trimmed to x86_64 and aarch64 (entries for other
 /// architectures left out; names of their 32-bit ABIs too). Default: ERRNO(EPERM).
 /// Where it differs from Docker's (as of moby's default.json with pkey_* and the
-/// AF_VSOCK rule), the entry says so.
+/// AF_VSOCK rule), the entry says so. A Rust table, not an embedded JSON file: parsing
+/// it as Docker's JSON takes ~130 µs (release build), [`default_profile`] ~3 µs, and
+/// [`compile`] of it ~20 µs.
 const DEFAULT: &[Def] = &[
     // Docker's unconditional list, less io_uring_setup/enter/register (a large
     // kernel attack surface; Docker allows them), name_to_handle_at (below, with
