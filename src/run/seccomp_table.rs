@@ -548,3 +548,61 @@ pub(super) const FOREIGN: &[&str] = &[
     "vm86old",
     "waitpid",
 ];
+
+/// The highest number in [`NATIVE`].
+pub(super) const MAX_NR: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < NATIVE.len() {
+        if NATIVE[i].1 as usize > max {
+            max = NATIVE[i].1 as usize;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// Slots of [`INDEX`], a power of two well above the number of syscalls.
+const SLOTS: usize = 1024;
+
+/// FNV-1a.
+const fn hash(name: &[u8]) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < name.len() {
+        h ^= name[i] as u32;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h as usize
+}
+
+/// An open-addressing hash table of [`NATIVE`], built by the compiler: slot =
+/// index + 1 in NATIVE, 0 empty. A profile's few hundred names are looked up at
+/// every `locker run`.
+const INDEX: [u16; SLOTS] = {
+    assert!(NATIVE.len() < SLOTS / 2);
+    let mut slots = [0u16; SLOTS];
+    let mut i = 0;
+    while i < NATIVE.len() {
+        let mut s = hash(NATIVE[i].0.as_bytes()) % SLOTS;
+        while slots[s] != 0 {
+            s = (s + 1) % SLOTS;
+        }
+        slots[s] = i as u16 + 1;
+        i += 1;
+    }
+    slots
+};
+
+/// The number of syscall `name` on this architecture.
+pub(super) fn number(name: &str) -> Option<u32> {
+    let mut s = hash(name.as_bytes()) % SLOTS;
+    loop {
+        let (n, nr) = *NATIVE.get(usize::from(INDEX[s]).checked_sub(1)?)?;
+        if n == name {
+            return Some(nr as u32);
+        }
+        s = (s + 1) % SLOTS;
+    }
+}
