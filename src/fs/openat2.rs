@@ -77,3 +77,57 @@ mod tests {
         );
     }
 }
+
+/// Opens `rel` inside `root` for reading only if it is a regular file: resolved with
+/// O_PATH inside the root (no magic links), fstat'ed, and only then reopened through
+/// /proc/self/fd (non-blocking, no controlling tty). A FIFO, device node or socket a
+/// container left there is never opened: opening one could block locker or act on the
+/// host. Ok(None): there is no such file, or it is not a regular file.
+pub(crate) fn open_regular_in(root: RawFd, rel: &CStr) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let handle = match openat2(root, rel, libc::O_PATH, in_root) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(std::io::Error::from_raw_os_error(e)),
+    };
+    if !handle.metadata()?.is_file() {
+        return Ok(None);
+    }
+    // The same inode as checked: the O_PATH fd pins it.
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&handle)
+        ))
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let d = std::fs::File::open(t.path()).unwrap();
+        std::fs::write(t.path().join("f"), "data").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", t.path().join("abs")).unwrap();
+        let fifo = std::ffi::CString::new(t.path().join("p").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let root = d.as_raw_fd();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut open_regular_in(root, c"f").unwrap().unwrap(), &mut s)
+            .unwrap();
+        assert_eq!(s, "data");
+        // A FIFO would block an open for reading: it is never opened.
+        assert!(open_regular_in(root, c"p").unwrap().is_none());
+        assert!(open_regular_in(root, c"missing").unwrap().is_none());
+        // An absolute symlink resolves inside the tree, where there is no etc/hostname.
+        assert!(open_regular_in(root, c"abs").unwrap().is_none());
+    }
+}

@@ -14,7 +14,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::at;
@@ -136,19 +135,13 @@ impl Tree {
     /// the tree could block, or act on the host, when opened.
     pub(crate) fn read(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
         let path: PathBuf = components(rel)?.into_iter().collect();
-        let handle = match self.resolve(&path, libc::O_PATH) {
-            Ok(fd) => File::from(fd),
+        let path = cstring(path.as_os_str().as_bytes())?;
+        let mut file = match super::openat2::open_regular_in(self.root.as_raw_fd(), &path) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
             Err(e) if unreachable(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if !handle.metadata()?.is_file() {
-            return Ok(None);
-        }
-        // Reopened through the O_PATH handle: the same inode, checked above.
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
         let mut out = Vec::new();
         (&mut file).take(READ_LIMIT + 1).read_to_end(&mut out)?;
         if out.len() as u64 > READ_LIMIT {

@@ -146,7 +146,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
             .map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?,
     );
     let run_dir = state::run_dir(root);
-    crate::store::private_dir(root).map_err(io_err("create", root))?;
+    crate::store::root_dir(root).map_err(io_err("use store directory", root))?;
     crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
     let base = run_dir.join(&id);
     let mut guard = Guard {
@@ -387,20 +387,19 @@ fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, 
 /// None when there is no such file; empty when it is not a readable regular file.
 pub(crate) fn read_in_root(dir: RawFd, rel: &std::ffi::CStr) -> Option<String> {
     const LIMIT: u64 = 4 << 20;
-    let fd = match crate::fs::openat2::openat2(
-        dir,
-        rel,
-        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
-        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    ) {
-        Ok(fd) => fd,
-        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return None,
+    let f = match crate::fs::openat2::open_regular_in(dir, rel) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            // Missing, or there but not a regular file (then read as empty).
+            let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+            return crate::fs::openat2::openat2(dir, rel, libc::O_PATH, in_root)
+                .ok()
+                .map(|_| String::new());
+        }
         Err(_) => return Some(String::new()),
     };
-    let f = fs::File::from(fd);
-    let regular = f.metadata().is_ok_and(|m| m.file_type().is_file());
     let mut buf = Vec::new();
-    if !regular || f.take(LIMIT).read_to_end(&mut buf).is_err() {
+    if f.take(LIMIT).read_to_end(&mut buf).is_err() {
         return Some(String::new());
     }
     Some(String::from_utf8_lossy(&buf).into_owned())

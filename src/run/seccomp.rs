@@ -45,10 +45,9 @@
 //! does not have are skipped; names no Linux architecture has are kept in
 //! [`Profile::unknown_syscalls`] for a warning.
 
-// Nothing calls it yet: `locker run` and `locker build` take it up in their own change.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::borrow::Cow;
+
+use super::spec::CAP_NAMES;
 use std::path::{Path, PathBuf};
 
 use seccompiler::{
@@ -205,51 +204,6 @@ impl Profile {
         &self.unknown
     }
 }
-
-/// Capability names, index = number (kernel numbering).
-const CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
 
 const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
 const CAP_SYS_MODULE: u64 = 1 << 16;
@@ -811,7 +765,9 @@ fn filter(f: Option<JsonFilter>, place: &impl Fn() -> String) -> Result<Filter, 
     };
     let mut caps = 0;
     for c in f.caps.iter().flatten() {
-        match CAPS.iter().position(|k| k.eq_ignore_ascii_case(c)) {
+        let upper = c.to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        match CAP_NAMES.iter().position(|k| *k == bare) {
             Some(n) => caps |= 1 << n,
             None => {
                 return Err(SeccompError::Cap {
@@ -921,6 +877,7 @@ impl Program {
     }
 
     /// Instructions.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.insns.len()
     }
@@ -1843,10 +1800,10 @@ mod tests {
 
     /// The built-in profile as Docker's JSON: what moby's default.json says, trimmed.
     fn default_as_json() -> String {
-        let caps = |bits: u64| -> Vec<&str> {
+        let caps = |bits: u64| -> Vec<String> {
             (0..64)
                 .filter(|n| bits & 1 << n != 0)
-                .map(|n| CAPS[n])
+                .map(|n| format!("CAP_{}", CAP_NAMES[n]))
                 .collect()
         };
         let syscalls: Vec<serde_json::Value> = DEFAULT

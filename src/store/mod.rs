@@ -133,12 +133,8 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
         };
-        for dir in [
-            store.root.clone(),
-            store.rootfs_dir(),
-            store.tmp_dir(),
-            store.downloads_dir(),
-        ] {
+        root_dir(&store.root).map_err(io_err("use store directory", &store.root))?;
+        for dir in [store.rootfs_dir(), store.tmp_dir(), store.downloads_dir()] {
             private_dir(&dir).map_err(io_err("create store directory", &dir))?;
         }
         // A store made before ROOT was private: narrow what `run` made in it too.
@@ -487,10 +483,22 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
 
 /// Deletes a tree whether or not it exists; directories made read-only are still removed
 /// because we run as root.
-/// Creates `dir` with mode 0700 (missing parents as usual), or narrows an existing
-/// one to 0700. Everything under ROOT is locker's own: images' setuid binaries and
-/// device nodes under rootfs/, containers' upper layers, must not be reachable by
-/// local users through a searchable path.
+/// ROOT itself: created 0700 when missing; an existing one is never changed (`--root
+/// DIR` may be any directory), and one that another user owns or may write into is
+/// refused, since they could swap what locker trusts under it.
+pub(crate) fn root_dir(dir: &Path) -> io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => check_private(dir, &m),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => private_dir(dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// One of locker's own directories in ROOT (rootfs/, tmp/, run/, containers/...):
+/// created with mode 0700 (missing parents as usual), or narrowed to 0700. Images'
+/// setuid binaries and device nodes under rootfs/, containers' upper layers, must not
+/// be reachable by local users through a searchable path.
 pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match fs::metadata(dir) {
@@ -512,6 +520,32 @@ pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// An existing store directory must be ours and not writable by group or others.
+fn check_private(dir: &Path, m: &fs::Metadata) -> io::Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {}, not to this user; use a directory you own",
+                dir.display(),
+                m.uid()
+            ),
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users (mode {:o}); `chmod go-w` it or use another directory",
+                dir.display(),
+                m.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {

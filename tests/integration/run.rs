@@ -862,8 +862,9 @@ fn workdir_via_leaked_fd_stays_inside() {
     wait_child(&mut svc, Duration::from_secs(20));
 }
 
-/// ROOT and locker's own directories in it are 0700, narrowed when they were wider:
-/// a local user must not reach an image's setuid binaries or device nodes.
+/// locker's own directories in ROOT are 0700: a local user must not reach an image's
+/// setuid binaries or device nodes. An existing ROOT is never chmod'ed (`--root DIR`
+/// may be anything), and one others may write into is refused.
 #[test]
 fn store_is_private_to_root() {
     use std::os::unix::fs::PermissionsExt;
@@ -875,7 +876,7 @@ fn store_is_private_to_root() {
     std::fs::write(&tar, crate::harness::fixture_tar()).unwrap();
     c.l.ok(&["import", tar.to_str().unwrap(), "--name", "fix2"]);
     c.sh(&["--name", "n1"], "true");
-    for d in ["", "rootfs", "tmp", "containers", "containers/n1", "run"] {
+    for d in ["rootfs", "tmp", "containers", "containers/n1", "run"] {
         let mode = std::fs::metadata(c.l.root().join(d))
             .unwrap()
             .permissions()
@@ -896,10 +897,18 @@ fn store_is_private_to_root() {
     };
     assert!(stat(false), "root sees {}", busybox.display());
     assert!(!stat(true), "nobody must not reach {}", busybox.display());
-    // Run alone (store made by another tool, wide open) narrows ROOT too.
+    // A readable ROOT is used as it is: the trees stay out of reach below it.
     std::fs::set_permissions(c.l.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
     c.sh(&[], "true");
     assert!(!stat(true), "nobody must not reach {}", busybox.display());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&c.l.root()), 0o755, "an existing ROOT keeps its mode");
+    // One that others can write into is refused, and left as it was.
+    std::fs::set_permissions(c.l.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = c.l.fails(&c.args(&[], &["true"]));
+    assert!(r.stderr.contains("writable by other users"), "{}", r.dump());
+    assert_eq!(mode(&c.l.root()), 0o777);
+    std::fs::set_permissions(c.l.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 /// Is the v1 devices controller what `run` uses here (it refuses the mknod itself)?
