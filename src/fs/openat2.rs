@@ -42,6 +42,33 @@ pub(crate) fn openat2(dir: RawFd, path: &CStr, flags: c_int, resolve: u64) -> Re
     Err(errno)
 }
 
+/// Opens `rel` inside `root` for reading only if it is a regular file: resolved with
+/// O_PATH inside the root (no magic links), fstat'ed, and only then reopened through
+/// /proc/self/fd (non-blocking, no controlling tty). A FIFO, device node or socket a
+/// container left there is never opened: opening one could block locker or act on the
+/// host. Ok(None): there is no such file, or it is not a regular file.
+pub(crate) fn open_regular_in(root: RawFd, rel: &CStr) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let handle = match openat2(root, rel, libc::O_PATH, in_root) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(std::io::Error::from_raw_os_error(e)),
+    };
+    if !handle.metadata()?.is_file() {
+        return Ok(None);
+    }
+    // The same inode as checked: the O_PATH fd pins it.
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&handle)
+        ))
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,39 +103,6 @@ mod tests {
             Some(libc::EXDEV)
         );
     }
-}
-
-/// Opens `rel` inside `root` for reading only if it is a regular file: resolved with
-/// O_PATH inside the root (no magic links), fstat'ed, and only then reopened through
-/// /proc/self/fd (non-blocking, no controlling tty). A FIFO, device node or socket a
-/// container left there is never opened: opening one could block locker or act on the
-/// host. Ok(None): there is no such file, or it is not a regular file.
-pub(crate) fn open_regular_in(root: RawFd, rel: &CStr) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let in_root = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    let handle = match openat2(root, rel, libc::O_PATH, in_root) {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => return Ok(None),
-        Err(e) => return Err(std::io::Error::from_raw_os_error(e)),
-    };
-    if !handle.metadata()?.is_file() {
-        return Ok(None);
-    }
-    // The same inode as checked: the O_PATH fd pins it.
-    std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&handle)
-        ))
-        .map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn only_regular_files_are_opened() {
