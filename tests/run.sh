@@ -9,12 +9,15 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Debian packages the tests use: a static busybox for the fixture rootfs, gpg to make
+# Debian packages the tests use: a static busybox for the fixture rootfs, gcc and the
+# static glibc (libc6-dev) for the containment probe (tests/probe/probe.c), gpg to make
 # test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to make the real Debian
 # root filesystem (from the host's apt sources; cached in /var/cache/locker-tests) and
 # to compare `locker build` against.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
+command -v cc >/dev/null || need+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v gpgv >/dev/null || need+=(gpgv)
 command -v xz >/dev/null || need+=(xz-utils)

@@ -282,3 +282,33 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The containment probe (tests/probe/probe.c), compiled statically once per test run
+/// into cargo's integration-test scratch directory (under the target dir), so it runs
+/// inside the busybox fixture: bind it in with `-v PATH:/probe:ro`.
+pub fn probe_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).expect("test scratch dir");
+        let out = dir.join("probe");
+        let tmp = dir.join(format!("probe.{}.tmp", std::process::id()));
+        let r = run_bounded(
+            {
+                let mut c = Command::new("cc");
+                c.args(["-static", "-O1", "-Wall", "-o"]).arg(&tmp).arg(&src);
+                c
+            },
+            Duration::from_secs(120),
+        );
+        assert_eq!(
+            r.code,
+            Some(0),
+            "compiling the probe needs gcc and libc6-dev (bash tests/run.sh installs them)\n{}",
+            r.dump()
+        );
+        std::fs::rename(&tmp, &out).expect("install probe");
+        out
+    })
+}

@@ -23,12 +23,12 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) struct Ctx {
     pub l: Locker,
-    parent: String,
+    pub(crate) parent: String,
     pub rootfs: PathBuf,
     image: String,
 }
 
-fn cgroup_bases() -> Vec<PathBuf> {
+pub(crate) fn cgroup_bases() -> Vec<PathBuf> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         if e.path().join("cgroup.procs").exists() {
@@ -42,7 +42,7 @@ fn cgroup_bases() -> Vec<PathBuf> {
 }
 
 impl Ctx {
-    fn new() -> Ctx {
+    pub(crate) fn new() -> Ctx {
         Ctx::with_image(IMG, install_fixture)
     }
 
@@ -96,7 +96,7 @@ impl Ctx {
             .unwrap()
     }
 
-    fn container_cgroups(&self) -> Vec<PathBuf> {
+    pub(crate) fn container_cgroups(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
         for b in cgroup_bases() {
             if let Ok(rd) = std::fs::read_dir(b.join(&self.parent)) {
@@ -135,7 +135,7 @@ impl Drop for Ctx {
     fn drop(&mut self) {
         let left = self.leftovers();
         for p in self.container_cgroups() {
-            let _ = std::fs::remove_dir(p);
+            rmdir_tree(&p);
         }
         for b in cgroup_bases() {
             let _ = std::fs::remove_dir(b.join(&self.parent));
@@ -144,6 +144,19 @@ impl Drop for Ctx {
             assert!(left.is_empty(), "left on the host: {left:#?}");
         }
     }
+}
+
+/// Removes a cgroup directory and the cgroups below it, deepest first (rmdir only: a
+/// cgroup with processes stays, and nothing is written into any cgroup).
+fn rmdir_tree(p: &Path) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(p);
 }
 
 pub(crate) fn tree_hash(root: &Path) -> String {
