@@ -103,16 +103,16 @@ pub(crate) fn exec(c: &Command) -> ! {
     for r in c.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).unwrap_or_else(|e| fail(Step::Rlimits, e));
     }
-    sys::drop_capabilities(c.capabilities, c.cap_last)
-        .unwrap_or_else(|e| fail(Step::Capabilities, e));
+    // The bounding set first (it needs CAP_SETPCAP), then the credentials (they need
+    // CAP_SETUID/SETGID, which the final set may lack), then the set itself.
+    sys::drop_bounding(c.capabilities, c.cap_last).unwrap_or_else(|e| fail(Step::Capabilities, e));
     if c.no_new_privileges {
         // SAFETY: prctl with integer arguments only.
         cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
             .unwrap_or_else(|e| fail(Step::NoNewPrivs, e));
     }
     let u = c.user;
-    // SAFETY: setgroups reads u.groups.len() gids from a live Vec; setgid and setuid
-    // take integers.
+    // SAFETY: setgroups reads u.groups.len() gids from a live Vec.
     if unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) } < 0
         // SAFETY: setgid takes an integer.
         || unsafe { libc::setgid(u.gid) } < 0
@@ -121,6 +121,7 @@ pub(crate) fn exec(c: &Command) -> ! {
     {
         fail(Step::Credentials, errno());
     }
+    sys::set_capabilities(c.capabilities).unwrap_or_else(|e| fail(Step::Capabilities, e));
     // SAFETY: fchdir on an fd we own.
     if unsafe { libc::fchdir(workdir.as_raw_fd()) } < 0 {
         fail(Step::Chdir, errno());

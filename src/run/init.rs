@@ -157,7 +157,10 @@ fn setup(c: &Child) -> Result<(), Report> {
         what: f.what,
     })?;
     drop(root);
-    sys::drop_capabilities(c.plan.capabilities, c.cap_last)
+    // PID 1 keeps only what the exec tail needs to finish the drop (trim the bounding
+    // set, set the command's credentials); the tail then sets the command's own set.
+    const TAIL: u64 = 1 << 6 | 1 << 7 | 1 << 8; // SETGID, SETUID, SETPCAP
+    sys::drop_capabilities(c.plan.capabilities | TAIL, c.cap_last)
         .map_err(step_err(Step::Capabilities))?;
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })

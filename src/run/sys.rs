@@ -146,8 +146,19 @@ pub(crate) fn loopback_up() -> SysResult<()> {
 /// Keeps exactly `caps` (bit N = capability N): bounding set trimmed, then effective =
 /// permitted = the set, inheritable and ambient empty (CVE-2022-24769).
 pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
+    drop_bounding(caps, cap_last)?;
+    set_capabilities(caps)
+}
+
+/// Trims the bounding set to `caps` (needs CAP_SETPCAP: before any other drop).
+pub(crate) fn drop_bounding(caps: u64, cap_last: u32) -> SysResult<()> {
     for cap in 0..=cap_last {
-        if caps & (1u64 << cap) == 0 {
+        // Only what is still in the bounding set: dropping needs CAP_SETPCAP even for
+        // a capability already gone (PID 1 may have dropped SETPCAP itself).
+        // SAFETY: prctl with integer arguments only.
+        let present =
+            unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } > 0;
+        if caps & (1u64 << cap) == 0 && present {
             // SAFETY: prctl with integer arguments only.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
             if r < 0 && errno() != libc::EINVAL {
@@ -155,6 +166,13 @@ pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Effective = permitted = `caps` (as far as this process holds them), inheritable and
+/// ambient empty. After a setuid to a non-zero uid nothing is held any more, so a
+/// non-root command keeps no capability, as with Docker.
+pub(crate) fn set_capabilities(caps: u64) -> SysResult<()> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -171,6 +189,19 @@ pub(crate) fn drop_capabilities(caps: u64, cap_last: u32) -> SysResult<()> {
         version: 0x2008_0522,
         pid: 0,
     }; // _LINUX_CAPABILITY_VERSION_3
+       // Never more than this process holds (`--privileged` asks for every capability;
+       // a host without, say, CAP_SYS_RESOURCE cannot give that one).
+    let mut held = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget fills two Data structs for version 3, which `held` is.
+    cvt(
+        unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) }
+            as c_int,
+    )?;
+    let caps = caps & (held[0].permitted as u64 | (held[1].permitted as u64) << 32);
     let lo = caps as u32;
     let hi = (caps >> 32) as u32;
     let data = [

@@ -128,7 +128,11 @@ impl Verdict {
         let got = probe(c, opts, args);
         self.hole(
             want.accepts(&got),
-            format!("run {opts:?} /probe {}: got `{got}`, want {}", args.join(" "), want.show()),
+            format!(
+                "run {opts:?} /probe {}: got `{got}`, want {}",
+                args.join(" "),
+                want.show()
+            ),
         );
     }
 
@@ -137,7 +141,11 @@ impl Verdict {
         let got = probe(c, opts, args);
         self.control_ok(
             want.accepts(&got),
-            format!("run {opts:?} /probe {}: got `{got}`, want {}", args.join(" "), want.show()),
+            format!(
+                "run {opts:?} /probe {}: got `{got}`, want {}",
+                args.join(" "),
+                want.show()
+            ),
         );
     }
 
@@ -145,7 +153,11 @@ impl Verdict {
         let got = host_probe(args);
         self.control_ok(
             want.accepts(&got),
-            format!("host probe {}: got `{got}`, want {}", args.join(" "), want.show()),
+            format!(
+                "host probe {}: got `{got}`, want {}",
+                args.join(" "),
+                want.show()
+            ),
         );
     }
 
@@ -170,7 +182,8 @@ impl Verdict {
             msg += &format!("  HOLE (the attack worked or was not refused as specified): {h}\n");
         }
         for c in &self.controls {
-            msg += &format!("  CONTROL FAILED (with the protection off the attack must work): {c}\n");
+            msg +=
+                &format!("  CONTROL FAILED (with the protection off the attack must work): {c}\n");
         }
         panic!("{msg}");
     }
@@ -203,7 +216,11 @@ fn ctr_status(c: &Ctx, opts: &[&str]) -> Result<String, String> {
 }
 
 fn host_bounding_set() -> u64 {
-    status_hex(&std::fs::read_to_string("/proc/self/status").unwrap(), "CapBnd").unwrap()
+    status_hex(
+        &std::fs::read_to_string("/proc/self/status").unwrap(),
+        "CapBnd",
+    )
+    .unwrap()
 }
 
 /// A container running `sh -c 'echo ready; sleep 60'`; stopped (SIGTERM to our
@@ -286,7 +303,10 @@ fn seccomp_filter_is_on_by_default() {
     match ctr_status(&c, &[]) {
         Ok(st) => v.hole(
             status_field(&st, "Seccomp").as_deref() == Some("2"),
-            format!("default container has Seccomp: {:?}", status_field(&st, "Seccomp")),
+            format!(
+                "default container has Seccomp: {:?}",
+                status_field(&st, "Seccomp")
+            ),
         ),
         Err(e) => v.hole(false, format!("default container failed: {e}")),
     }
@@ -479,8 +499,14 @@ fn seccomp_profile_file_replaces_the_default() {
         &["sh", "-c", "mkdir /tmp/d 2>&1; /probe unshare user"],
     );
     v.hole(
-        r.code == Some(0) && r.stdout.contains("Permission denied") && r.stdout.trim_end().ends_with("ok"),
-        format!("with the profile: mkdir must say Permission denied and unshare must work: {} {:?}", answer(&r), r.stdout),
+        r.code == Some(0)
+            && r.stdout.contains("Permission denied")
+            && r.stdout.trim_end().ends_with("ok"),
+        format!(
+            "with the profile: mkdir must say Permission denied and unshare must work: {} {:?}",
+            answer(&r),
+            r.stdout
+        ),
     );
     let bad = c.l.path("bad.json");
     std::fs::write(&bad, "{ not json").unwrap();
@@ -488,11 +514,21 @@ fn seccomp_profile_file_replaces_the_default() {
     let r = c.run(&["--security-opt", &bad_opt], &["true"]);
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     v.hole(
-        r.code == Some(125) && lines.len() == 1 && lines[0].starts_with("locker: ") && lines[0].contains("bad.json"),
-        format!("a malformed profile must be one error line naming it, exit 125: {:?} {:?}", r.code, r.stderr.trim()),
+        r.code == Some(125)
+            && lines.len() == 1
+            && lines[0].starts_with("locker: ")
+            && lines[0].contains("bad.json"),
+        format!(
+            "a malformed profile must be one error line naming it, exit 125: {:?} {:?}",
+            r.code,
+            r.stderr.trim()
+        ),
     );
     let r = c.run(&[], &["sh", "-c", "mkdir /tmp/d && echo made"]);
-    v.control_ok(r.stdout.trim() == "made", format!("mkdir without a profile\n{}", r.dump()));
+    v.control_ok(
+        r.stdout.trim() == "made",
+        format!("mkdir without a profile\n{}", r.dump()),
+    );
     v.finish();
 }
 
@@ -508,7 +544,10 @@ fn exec_gets_the_same_seccomp_and_capabilities() {
     let vol = probe_vol();
     let _svc = Running::start(&c, &with_probe(&vol, &["--name", "ex"]));
     let r = c.l.run(&["exec", "ex", "/probe", "unshare", "user"]);
-    v.hole(answer(&r) == "errno=1", format!("exec /probe unshare user: {}", answer(&r)));
+    v.hole(
+        answer(&r) == "errno=1",
+        format!("exec /probe unshare user: {}", answer(&r)),
+    );
     let r = c.l.run(&["exec", "ex", "cat", "/proc/self/status"]);
     v.hole(
         status_field(&r.stdout, "Seccomp").as_deref() == Some("2"),
@@ -516,7 +555,10 @@ fn exec_gets_the_same_seccomp_and_capabilities() {
     );
     v.hole(
         status_hex(&r.stdout, "CapEff") == Some(DEFAULT_CAPS),
-        format!("exec: CapEff {:?}, want {DEFAULT_CAPS:016x}", status_field(&r.stdout, "CapEff")),
+        format!(
+            "exec: CapEff {:?}, want {DEFAULT_CAPS:016x}",
+            status_field(&r.stdout, "CapEff")
+        ),
     );
     v.host_control(&["unshare", "user"], Want::Is("ok"));
     drop(_svc);
@@ -545,21 +587,36 @@ fn default_capabilities_are_podmans_set() {
                     format!(
                         "{key} {:?}, want {DEFAULT_CAPS:016x}{}",
                         status_field(&st, key),
-                        got.map(|g| extra_caps(g & !DEFAULT_CAPS)).unwrap_or_default()
+                        got.map(|g| extra_caps(g & !DEFAULT_CAPS))
+                            .unwrap_or_default()
                     ),
                 );
             }
             for key in ["CapInh", "CapAmb"] {
-                v.hole(status_hex(&st, key) == Some(0), format!("{key} {:?}", status_field(&st, key)));
+                v.hole(
+                    status_hex(&st, key) == Some(0),
+                    format!("{key} {:?}", status_field(&st, key)),
+                );
             }
         }
         Err(e) => v.hole(false, e),
     }
-    let add = ["--cap-add", "NET_RAW", "--cap-add", "MKNOD", "--cap-add", "AUDIT_WRITE"];
+    let add = [
+        "--cap-add",
+        "NET_RAW",
+        "--cap-add",
+        "MKNOD",
+        "--cap-add",
+        "AUDIT_WRITE",
+    ];
     match ctr_status(&c, &add) {
         Ok(st) => v.control_ok(
-            status_hex(&st, "CapEff") == Some(DEFAULT_CAPS | CAP_NET_RAW | CAP_MKNOD | CAP_AUDIT_WRITE),
-            format!("{add:?}: CapEff {:?}, want 00000000a80425fb", status_field(&st, "CapEff")),
+            status_hex(&st, "CapEff")
+                == Some(DEFAULT_CAPS | CAP_NET_RAW | CAP_MKNOD | CAP_AUDIT_WRITE),
+            format!(
+                "{add:?}: CapEff {:?}, want 00000000a80425fb",
+                status_field(&st, "CapEff")
+            ),
         ),
         Err(e) => v.control_ok(false, format!("{add:?}: {e}")),
     }
@@ -572,7 +629,11 @@ fn extra_caps(bits: u64) -> String {
         (CAP_MKNOD, "MKNOD"),
         (CAP_AUDIT_WRITE, "AUDIT_WRITE"),
     ];
-    let mut v: Vec<&str> = names.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+    let mut v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if bits & !(CAP_NET_RAW | CAP_MKNOD | CAP_AUDIT_WRITE) != 0 {
         v.push("others");
     }
@@ -605,7 +666,10 @@ fn cap_add_and_cap_drop() {
         match ctr_status(&c, opts) {
             Ok(st) => v.hole(
                 status_hex(&st, "CapEff") == Some(*want),
-                format!("{opts:?}: CapEff {:?}, want {want:016x}", status_field(&st, "CapEff")),
+                format!(
+                    "{opts:?}: CapEff {:?}, want {want:016x}",
+                    status_field(&st, "CapEff")
+                ),
             ),
             Err(e) => v.hole(false, format!("{opts:?}: {e}")),
         }
@@ -613,8 +677,15 @@ fn cap_add_and_cap_drop() {
     let r = c.run(&["--cap-add", "NOPE"], &["true"]);
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     v.hole(
-        r.code == Some(125) && lines.len() == 1 && lines[0].starts_with("locker: ") && lines[0].contains("NOPE"),
-        format!("--cap-add NOPE must be one error line naming NOPE: {:?} {:?}", r.code, r.stderr.trim()),
+        r.code == Some(125)
+            && lines.len() == 1
+            && lines[0].starts_with("locker: ")
+            && lines[0].contains("NOPE"),
+        format!(
+            "--cap-add NOPE must be one error line naming NOPE: {:?} {:?}",
+            r.code,
+            r.stderr.trim()
+        ),
     );
     v.finish();
 }
@@ -641,7 +712,10 @@ fn privileged_turns_protections_off() {
         Ok(st) => {
             v.hole(
                 status_hex(&st, "CapEff") == Some(bnd),
-                format!("--privileged CapEff {:?}, want {bnd:016x}", status_field(&st, "CapEff")),
+                format!(
+                    "--privileged CapEff {:?}, want {bnd:016x}",
+                    status_field(&st, "CapEff")
+                ),
             );
             v.hole(
                 status_field(&st, "Seccomp").as_deref() == Some("0"),
@@ -653,12 +727,19 @@ fn privileged_turns_protections_off() {
     let r = c.run(PRIVILEGED, &["cat", "/proc/self/mountinfo"]);
     v.hole(
         r.code == Some(0) && masked(&r.stdout).is_empty(),
-        format!("--privileged still masks {:?} ({})", masked(&r.stdout), answer(&r)),
+        format!(
+            "--privileged still masks {:?} ({})",
+            masked(&r.stdout),
+            answer(&r)
+        ),
     );
     let r = c.run(&[], &["cat", "/proc/self/mountinfo"]);
     v.control_ok(
         !masked(&r.stdout).is_empty(),
-        format!("a default container masks some of /proc/kcore, /proc/timer_list, /sys/firmware: {:?}", masked(&r.stdout)),
+        format!(
+            "a default container masks some of /proc/kcore, /proc/timer_list, /sys/firmware: {:?}",
+            masked(&r.stdout)
+        ),
     );
     v.finish();
 }
@@ -691,7 +772,7 @@ fn no_mknod_by_default() {
     let vol = probe_vol();
     let r = c.run(
         &with_probe(&vol, &["--cap-add", "MKNOD", "--tmpfs", "/scratch"]),
-        &["sh", "-c", "/probe mknod /tmp/null; /probe open /tmp/null; /probe mknod /scratch/null; /probe open /scratch/null"],
+        &["sh", "-c", "/probe mknod /tmp/null; /probe open /tmp/null; /probe mknod /scratch/null; /probe open /scratch/null; true"],
     );
     let lines: Vec<&str> = r.stdout.lines().collect();
     if r.code != Some(0) || lines.len() != 4 {
@@ -731,7 +812,10 @@ fn hierarchies() -> Vec<Hierarchy> {
         .filter_map(|l| l.split_whitespace().next().map(String::from))
         .collect();
     let mut v = Vec::new();
-    for line in std::fs::read_to_string("/proc/self/mounts").unwrap().lines() {
+    for line in std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+    {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 4 {
             continue;
@@ -801,7 +885,10 @@ fn container_cgroup_in_every_hierarchy_nested() {
         }
     }
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    v.control_ok(!own.contains(&c.parent), format!("the test itself is in {own}"));
+    v.control_ok(
+        !own.contains(&c.parent),
+        format!("the test itself is in {own}"),
+    );
     v.finish();
 }
 
@@ -870,7 +957,16 @@ fn cgroup_mounts_from_inside_show_only_the_container() {
         let script = cgroup_view_script("/tmp/cg");
         let r = c.run(
             &with_probe(&vol, UNCONFINED),
-            &["/probe", "userns-cgroup", h.fstype, &h.opts, "/tmp/cg", "sh", "-c", &script],
+            &[
+                "/probe",
+                "userns-cgroup",
+                h.fstype,
+                &h.opts,
+                "/tmp/cg",
+                "sh",
+                "-c",
+                &script,
+            ],
         );
         let out = r.stdout.clone();
         let me_inside = out
@@ -881,17 +977,32 @@ fn cgroup_mounts_from_inside_show_only_the_container() {
         if r.code != Some(0) || !out.lines().any(|l| l == format!("root {me_inside}")) {
             v.hole(
                 false,
-                format!("{what}: the mount must work and its root hold the shell: {} {}", answer(&r), clip(&r.stdout)),
+                format!(
+                    "{what}: the mount must work and its root hold the shell: {} {}",
+                    answer(&r),
+                    clip(&r.stdout)
+                ),
             );
             continue;
         }
         let dirs: Vec<&str> = out.lines().filter(|l| l.starts_with("dir ")).collect();
         v.hole(
             dirs.is_empty(),
-            format!("{what}: other cgroups visible: {:?}{}", &dirs[..dirs.len().min(5)], if dirs.iter().any(|d| *d == sibling) { " (incl. the sibling next to PARENT)" } else { "" }),
+            format!(
+                "{what}: other cgroups visible: {:?}{}",
+                &dirs[..dirs.len().min(5)],
+                if dirs.iter().any(|d| *d == sibling) {
+                    " (incl. the sibling next to PARENT)"
+                } else {
+                    ""
+                }
+            ),
         );
         let hidden = out.lines().filter(|l| *l == "pid 0").count();
-        v.hole(hidden == 0, format!("{what}: {hidden} processes outside the container listed (as pid 0)"));
+        v.hole(
+            hidden == 0,
+            format!("{what}: {hidden} processes outside the container listed (as pid 0)"),
+        );
         // Host control, in this test's own cgroup of that hierarchy.
         let mut cmd = Command::new(probe_bin());
         cmd.args(["userns-cgroup", h.fstype, &h.opts, host_dir, "sh", "-c"])
@@ -899,9 +1010,14 @@ fn cgroup_mounts_from_inside_show_only_the_container() {
         let r = run_bounded(cmd, Duration::from_secs(60));
         v.control_ok(
             r.code == Some(0) && r.stdout.lines().any(|l| l == format!("root {me}")),
-            format!("{what} on the host: the mount's root must list this test's pid {me}\n{}", clip(&r.dump())),
+            format!(
+                "{what} on the host: the mount's root must list this test's pid {me}\n{}",
+                clip(&r.dump())
+            ),
         );
-        if own_cgroup(&h.key).as_deref() == Some("/") && markers.0.iter().any(|m| m.starts_with(&h.host)) {
+        if own_cgroup(&h.key).as_deref() == Some("/")
+            && markers.0.iter().any(|m| m.starts_with(&h.host))
+        {
             v.control_ok(
                 r.stdout.lines().any(|l| l == sibling),
                 format!("{what} on the host: the sibling cgroup must be visible"),
@@ -918,7 +1034,9 @@ fn pids_hierarchy() -> Hierarchy {
     let v1 = all
         .iter()
         .position(|h| h.fstype == "cgroup" && h.key.split(',').any(|k| k == "pids"));
-    let i = v1.or_else(|| all.iter().position(|h| h.fstype == "cgroup2")).unwrap();
+    let i = v1
+        .or_else(|| all.iter().position(|h| h.fstype == "cgroup2"))
+        .unwrap();
     all.into_iter().nth(i).unwrap()
 }
 
@@ -959,13 +1077,30 @@ fn pids_limit_cannot_be_lifted_from_inside() {
     let vol = probe_vol();
     let r = c.run(
         &with_probe(&vol, &["--pids", "20", UNCONFINED[0], UNCONFINED[1]]),
-        &["/probe", "userns-cgroup", h.fstype, &h.opts, "/tmp/cg", "sh", "-c", &pids_lift_script("/tmp/cg")],
+        &[
+            "/probe",
+            "userns-cgroup",
+            h.fstype,
+            &h.opts,
+            "/tmp/cg",
+            "sh",
+            "-c",
+            &pids_lift_script("/tmp/cg"),
+        ],
     );
-    let field = |out: &str, k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(String::from);
+    let field = |out: &str, k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(String::from)
+    };
     let current = field(&r.stdout, "current=").and_then(|n| n.parse::<u32>().ok());
     v.hole(
         current.is_some_and(|n| (5..=20).contains(&n)),
-        format!("pids.current {current:?} after 40 forks (limit 20): {}\n{}", answer(&r), clip(&r.stdout)),
+        format!(
+            "pids.current {current:?} after 40 forks (limit 20): {}\n{}",
+            answer(&r),
+            clip(&r.stdout)
+        ),
     );
     v.hole(
         field(&r.stdout, "rootmax=").as_deref() != Some("20"),
@@ -979,8 +1114,15 @@ fn pids_limit_cannot_be_lifted_from_inside() {
     let host_dir = c.l.path("pidsmnt");
     let procs = std::ffi::CString::new(cg.0.join("cgroup.procs").to_str().unwrap()).unwrap();
     let mut cmd = Command::new(probe_bin());
-    cmd.args(["userns-cgroup", h.fstype, &h.opts, host_dir.to_str().unwrap(), "sh", "-c"])
-        .arg(pids_lift_script(host_dir.to_str().unwrap()));
+    cmd.args([
+        "userns-cgroup",
+        h.fstype,
+        &h.opts,
+        host_dir.to_str().unwrap(),
+        "sh",
+        "-c",
+    ])
+    .arg(pids_lift_script(host_dir.to_str().unwrap()));
     // SAFETY: between fork and exec only open/write/close on a C string made before.
     unsafe {
         cmd.pre_exec(move || {
@@ -996,14 +1138,18 @@ fn pids_limit_cannot_be_lifted_from_inside() {
     let lifted = std::fs::read_to_string(cg.0.join("pids.max")).unwrap_or_default();
     v.control_ok(
         r.stdout.contains("lifted") && lifted.trim() == "max",
-        format!("host: the namespace root lifts its own limit (pids.max now {lifted:?})\n{}", r.dump()),
+        format!(
+            "host: the namespace root lifts its own limit (pids.max now {lifted:?})\n{}",
+            r.dump()
+        ),
     );
     // Let the sleeps go before the cgroup is removed.
     let _ = std::fs::write(cg.0.join("pids.max"), "max");
     if let Ok(p) = std::fs::read_to_string(cg.0.join("cgroup.procs")) {
         for pid in p.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
             // Only processes in the cgroup this test made: the probe's sleeps.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         }
     }
     drop(cg);
@@ -1045,12 +1191,18 @@ fn default_pids_limit_is_2048() {
     {
         let _svc = Running::start(&c, &[]);
         let got = limited_pids_max(&c);
-        v.hole(got == "2048", format!("default: PARENT/ID/pids.max is {got:?}"));
+        v.hole(
+            got == "2048",
+            format!("default: PARENT/ID/pids.max is {got:?}"),
+        );
     }
     {
         let _svc = Running::start(&c, &["--pids", "20"]);
         let got = limited_pids_max(&c);
-        v.control_ok(got == "20", format!("--pids 20: PARENT/ID/pids.max is {got:?}"));
+        v.control_ok(
+            got == "20",
+            format!("--pids 20: PARENT/ID/pids.max is {got:?}"),
+        );
     }
     let r = c.run(&["--pids", "-1"], &["true"]);
     if r.code != Some(0) {
@@ -1058,7 +1210,10 @@ fn default_pids_limit_is_2048() {
     } else {
         let _svc = Running::start(&c, &["--pids", "-1"]);
         let got = limited_pids_max(&c);
-        v.control_ok(got == "max", format!("--pids -1: PARENT/ID/pids.max is {got:?}"));
+        v.control_ok(
+            got == "max",
+            format!("--pids -1: PARENT/ID/pids.max is {got:?}"),
+        );
     }
     v.finish();
 }
@@ -1078,9 +1233,17 @@ impl HostKey {
         // from this thread inherit it), so the user's own keyrings are not touched.
         // SAFETY: keyctl with a null name pointer: the kernel reads nothing.
         let r = unsafe {
-            libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>())
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>(),
+            )
         };
-        assert!(r >= 0, "join session keyring: {}", std::io::Error::last_os_error());
+        assert!(
+            r >= 0,
+            "join session keyring: {}",
+            std::io::Error::last_os_error()
+        );
         let ty = std::ffi::CString::new("user").unwrap();
         let d = std::ffi::CString::new(desc).unwrap();
         // SAFETY: NUL-terminated strings and a payload buffer with its true length.
@@ -1120,13 +1283,22 @@ fn host_session_key_is_not_readable_inside() {
     let secret = format!("SECRET-{}", c.parent);
     let key = HostKey::add(&desc, &secret);
     let serial = key.0.to_string();
-    v.host_control(&["keyctl-read", &serial], Want::Is(Box::leak(format!("ok {secret}").into_boxed_str())));
+    v.host_control(
+        &["keyctl-read", &serial],
+        Want::Is(Box::leak(format!("ok {secret}").into_boxed_str())),
+    );
     let host_session = host_probe(&["keyctl-session"]);
     for opts in [&[][..], UNCONFINED, PRIVILEGED] {
         let got = probe(&c, opts, &["keyctl-read", &serial]);
-        v.hole(!got.contains(&secret) && !got.starts_with('<'), format!("{opts:?} keyctl-read {serial}: `{got}`"));
+        v.hole(
+            !got.contains(&secret) && !got.starts_with('<'),
+            format!("{opts:?} keyctl-read {serial}: `{got}`"),
+        );
         let got = probe(&c, opts, &["keyctl-search", &desc]);
-        v.hole(!got.starts_with("ok") && !got.starts_with('<'), format!("{opts:?} keyctl-search {desc}: `{got}`"));
+        v.hole(
+            !got.starts_with("ok") && !got.starts_with('<'),
+            format!("{opts:?} keyctl-search {desc}: `{got}`"),
+        );
         if !opts.is_empty() {
             let got = probe(&c, opts, &["keyctl-session"]);
             v.hole(
@@ -1168,14 +1340,22 @@ fn oom_score_adj_is_reset() {
     host.arg("/proc/self/oom_score_adj");
     with_oom_adj(&mut host, b"500");
     let r = run_bounded(host, Duration::from_secs(30));
-    v.control_ok(r.stdout.trim() == "500", format!("host child: {}", r.dump()));
+    v.control_ok(
+        r.stdout.trim() == "500",
+        format!("host child: {}", r.dump()),
+    );
     for (opts, want) in [(&[][..], "0"), (&["--oom-score-adj", "300"][..], "300")] {
-        let mut cmd = c.l.command(&c.args(opts, &["cat", "/proc/self/oom_score_adj"]));
+        let mut cmd =
+            c.l.command(&c.args(opts, &["cat", "/proc/self/oom_score_adj"]));
         with_oom_adj(&mut cmd, b"500");
         let r = run_bounded(cmd, Duration::from_secs(60));
         v.hole(
             r.code == Some(0) && r.stdout.trim() == want,
-            format!("{opts:?}, locker at 500: oom_score_adj {:?}, want {want} ({})", r.stdout.trim(), answer(&r)),
+            format!(
+                "{opts:?}, locker at 500: oom_score_adj {:?}, want {want} ({})",
+                r.stdout.trim(),
+                answer(&r)
+            ),
         );
     }
     v.finish();
@@ -1183,14 +1363,20 @@ fn oom_score_adj_is_reset() {
 
 /// `cmd` with its RLIMIT_NOFILE soft limit set to `soft` between fork and exec.
 fn with_nofile_soft(cmd: &mut Command, soft: u64) {
-    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: a live rlimit struct owned by this frame.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) }, 0);
     let hard = cur.rlim_max;
     // SAFETY: between fork and exec only setrlimit on a stack struct.
     unsafe {
         cmd.pre_exec(move || {
-            let l = libc::rlimit { rlim_cur: soft.min(hard), rlim_max: hard };
+            let l = libc::rlimit {
+                rlim_cur: soft.min(hard),
+                rlim_max: hard,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -1212,15 +1398,25 @@ fn rlimits_are_set_explicitly() {
     host.args(["-c", "ulimit -n"]);
     with_nofile_soft(&mut host, 777);
     let r = run_bounded(host, Duration::from_secs(30));
-    v.control_ok(r.stdout.trim() == "777", format!("host child: {}", r.dump()));
+    v.control_ok(
+        r.stdout.trim() == "777",
+        format!("host child: {}", r.dump()),
+    );
     let mut cmd = c.l.command(&c.args(&[], &["sh", "-c", "ulimit -n"]));
     with_nofile_soft(&mut cmd, 777);
     let r = run_bounded(cmd, Duration::from_secs(60));
     v.hole(
         r.code == Some(0) && r.stdout.trim() == "1024",
-        format!("default nofile soft limit {:?}, want 1024 ({})", r.stdout.trim(), answer(&r)),
+        format!(
+            "default nofile soft limit {:?}, want 1024 ({})",
+            r.stdout.trim(),
+            answer(&r)
+        ),
     );
-    let r = c.run(&["--ulimit", "nofile=100:200"], &["sh", "-c", "ulimit -n; ulimit -Hn"]);
+    let r = c.run(
+        &["--ulimit", "nofile=100:200"],
+        &["sh", "-c", "ulimit -n; ulimit -Hn"],
+    );
     v.hole(
         r.code == Some(0) && r.stdout == "100\n200\n",
         format!("--ulimit nofile=100:200: {:?} ({})", r.stdout, answer(&r)),
@@ -1236,8 +1432,18 @@ fn rlimits_are_set_explicitly() {
 fn tmpfs_size_option_is_enforced() {
     let c = Ctx::new();
     let mut v = Verdict::new("resources: --tmpfs PATH:size=N is bounded");
-    v.attack(&c, &["--tmpfs", "/t:size=8m"], &["write", "/t/f", "16"], Want::Is("errno=28"));
-    v.control(&c, &["--tmpfs", "/t:size=32m"], &["write", "/t/f", "16"], Want::Is("ok"));
+    v.attack(
+        &c,
+        &["--tmpfs", "/t:size=8m"],
+        &["write", "/t/f", "16"],
+        Want::Is("errno=28"),
+    );
+    v.control(
+        &c,
+        &["--tmpfs", "/t:size=32m"],
+        &["write", "/t/f", "16"],
+        Want::Is("ok"),
+    );
     v.finish();
 }
 
@@ -1251,11 +1457,24 @@ fn tmpfs_size_option_is_enforced() {
 #[test]
 fn default_tmpfs_and_upper_are_bounded() {
     let c = Ctx::new();
-    let mut v = Verdict::new("resources: default --tmpfs and the anonymous upper tmpfs are bounded");
+    let mut v =
+        Verdict::new("resources: default --tmpfs and the anonymous upper tmpfs are bounded");
     let r = c.run(&["--tmpfs", "/t"], &["cat", "/proc/mounts"]);
-    let line = r.stdout.lines().find(|l| l.split_whitespace().nth(1) == Some("/t")).unwrap_or("").to_string();
-    v.hole(line.contains("size="), format!("--tmpfs /t: `{line}` has no size= ({})", answer(&r)));
-    let shm = r.stdout.lines().find(|l| l.split_whitespace().nth(1) == Some("/dev/shm")).unwrap_or("");
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/t"))
+        .unwrap_or("")
+        .to_string();
+    v.hole(
+        line.contains("size="),
+        format!("--tmpfs /t: `{line}` has no size= ({})", answer(&r)),
+    );
+    let shm = r
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/dev/shm"))
+        .unwrap_or("");
     v.control_ok(shm.contains("size="), format!("/dev/shm: `{shm}`"));
     let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
         .unwrap()
@@ -1264,12 +1483,20 @@ fn default_tmpfs_and_upper_are_bounded() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     let r = c.run(&[], &["df", "-k", "/"]);
-    let total: Option<u64> = r.stdout.lines().nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|t| t.parse().ok());
+    let total: Option<u64> = r
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|t| t.parse().ok());
     v.control_ok(total.is_some(), format!("df -k /: {}", r.dump()));
     if let Some(t) = total {
         v.hole(
             t < mem_kib / 2 * 95 / 100,
-            format!("the upper tmpfs is {t} KiB: as big as an unbounded tmpfs (MemTotal/2 = {} KiB)", mem_kib / 2),
+            format!(
+                "the upper tmpfs is {t} KiB: as big as an unbounded tmpfs (MemTotal/2 = {} KiB)",
+                mem_kib / 2
+            ),
         );
     }
     v.finish();
@@ -1291,30 +1518,57 @@ fn stdout_host_file_cannot_be_reopened() {
     let secret = "HOST-SECRET\n";
     let file = c.l.path("out.log");
     std::fs::write(&file, secret).unwrap();
-    let append = || std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let append = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap()
+    };
     let vol = probe_vol();
     let mut cmd = c.l.command(&c.args(
         &with_probe(&vol, &[]),
-        &["sh", "-c", "/probe reopen-read 3 3>&1 1>&2; /probe reopen-trunc 3 3>&1 1>&2; echo legit"],
+        &[
+            "sh",
+            "-c",
+            "/probe reopen-read 3 3>&1 1>&2; /probe reopen-trunc 3 3>&1 1>&2; echo legit",
+        ],
     ));
     cmd.stdout(Stdio::from(append()));
     let r = run_bounded_keep_stdout(cmd);
     let after = std::fs::read_to_string(&file).unwrap();
-    v.hole(!r.stderr.contains("HOST-SECRET"), format!("the container read the host file: {}", r.stderr.trim()));
-    v.hole(after == format!("{secret}legit\n"), format!("the host file is now {after:?} (exit {:?}, stderr {})", r.code, r.stderr.trim()));
+    v.hole(
+        !r.stderr.contains("HOST-SECRET"),
+        format!("the container read the host file: {}", r.stderr.trim()),
+    );
+    v.hole(
+        after == format!("{secret}legit\n"),
+        format!(
+            "the host file is now {after:?} (exit {:?}, stderr {})",
+            r.code,
+            r.stderr.trim()
+        ),
+    );
 
     // Control on the host, on the file as it was.
     std::fs::write(&file, secret).unwrap();
     let probe = probe_bin().to_str().unwrap();
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &format!("{probe} reopen-read 3 3>&1 1>&2")]).stdout(Stdio::from(append()));
+    cmd.args(["-c", &format!("{probe} reopen-read 3 3>&1 1>&2")])
+        .stdout(Stdio::from(append()));
     let r = run_bounded_keep_stdout(cmd);
-    v.control_ok(r.stderr.contains("ok HOST-SECRET"), format!("host reopen-read: {}", r.stderr.trim()));
+    v.control_ok(
+        r.stderr.contains("ok HOST-SECRET"),
+        format!("host reopen-read: {}", r.stderr.trim()),
+    );
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &format!("{probe} reopen-trunc 3 3>&1 1>&2")]).stdout(Stdio::from(append()));
+    cmd.args(["-c", &format!("{probe} reopen-trunc 3 3>&1 1>&2")])
+        .stdout(Stdio::from(append()));
     let r = run_bounded_keep_stdout(cmd);
     let after = std::fs::read_to_string(&file).unwrap();
-    v.control_ok(r.stderr.trim() == "ok" && after.is_empty(), format!("host reopen-trunc: {} -> {after:?}", r.stderr.trim()));
+    v.control_ok(
+        r.stderr.trim() == "ok" && after.is_empty(),
+        format!("host reopen-trunc: {} -> {after:?}", r.stderr.trim()),
+    );
     v.finish();
 }
 
@@ -1354,7 +1608,11 @@ fn stdin_directory_cannot_be_written() {
     let vol = probe_vol();
     let mut cmd = c.l.command(&c.args(
         &with_probe(&vol, &["-i"]),
-        &["sh", "-c", "/probe openat-create 0 planted; /probe create /proc/self/fd/0/planted2"],
+        &[
+            "sh",
+            "-c",
+            "/probe openat-create 0 planted; /probe create /proc/self/fd/0/planted2",
+        ],
     ));
     cmd.stdin(Stdio::from(std::fs::File::open(&dir).unwrap()));
     let r = run_bounded(cmd, Duration::from_secs(60));
@@ -1363,7 +1621,10 @@ fn stdin_directory_cannot_be_written() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    v.hole(planted.is_empty(), format!("created in the host directory: {planted:?}\n{}", r.dump()));
+    v.hole(
+        planted.is_empty(),
+        format!("created in the host directory: {planted:?}\n{}", r.dump()),
+    );
     for p in &planted {
         let _ = std::fs::remove_file(dir.join(p));
     }
@@ -1371,7 +1632,10 @@ fn stdin_directory_cannot_be_written() {
     cmd.args(["openat-create", "0", "host-planted"]);
     cmd.stdin(Stdio::from(std::fs::File::open(&dir).unwrap()));
     let r = run_bounded(cmd, Duration::from_secs(30));
-    v.control_ok(dir.join("host-planted").exists(), format!("host: {}", r.dump()));
+    v.control_ok(
+        dir.join("host-planted").exists(),
+        format!("host: {}", r.dump()),
+    );
     v.finish();
 }
 
@@ -1410,7 +1674,9 @@ fn on_pty(mut cmd: Command) -> (Option<i32>, String) {
         let _ = tx.send(String::from_utf8_lossy(&out).replace('\r', ""));
     });
     let st = wait_child(&mut child, Duration::from_secs(60));
-    let out = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| "<no pty output>".into());
+    let out = rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| "<no pty output>".into());
     (st.code(), out)
 }
 
@@ -1433,15 +1699,32 @@ fn host_terminal_without_t_is_not_the_containers_tty() {
         )
     };
     let vol = probe_vol();
-    let (code, out) = on_pty(c.l.command(&c.args(&with_probe(&vol, &[]), &["sh", "-c", &script("/probe")])));
-    v.hole(code == Some(0) && out.contains("end"), format!("run failed: {code:?} {out}"));
-    for bad in ["TTY-0", "TTY-1", "TTY-2", "DEV-TTY", "TIOCSTI-OK", "INJECTED-INPUT"] {
-        v.hole(!out.contains(bad), format!("{bad} in the container's view: {out:?}"));
+    let (code, out) =
+        on_pty(c.l.command(&c.args(&with_probe(&vol, &[]), &["sh", "-c", &script("/probe")])));
+    v.hole(
+        code == Some(0) && out.contains("end"),
+        format!("run failed: {code:?} {out}"),
+    );
+    for bad in [
+        "TTY-0",
+        "TTY-1",
+        "TTY-2",
+        "DEV-TTY",
+        "TIOCSTI-OK",
+        "INJECTED-INPUT",
+    ] {
+        v.hole(
+            !out.contains(bad),
+            format!("{bad} in the container's view: {out:?}"),
+        );
     }
     let mut host = Command::new("sh");
     host.args(["-c", &script(probe_bin().to_str().unwrap())]);
     let (_, out) = on_pty(host);
-    v.control_ok(out.contains("TTY-1") && out.contains("TIOCSTI-OK"), format!("host: {out:?}"));
+    v.control_ok(
+        out.contains("TTY-1") && out.contains("TIOCSTI-OK"),
+        format!("host: {out:?}"),
+    );
     let (_, out) = on_pty(c.l.command(&c.args(&["-t"], &["sh", "-c", "test -t 1 && echo TTY-1"])));
     v.control_ok(out.contains("TTY-1"), format!("-t: {out:?}"));
     v.finish();
@@ -1457,7 +1740,10 @@ fn tty_is_the_containers_own_pts0() {
     let c = Ctx::new();
     let mut v = Verdict::new("stdio: -t gives /dev/pts/0 of the container's devpts");
     let (code, out) = on_pty(c.l.command(&c.args(&["-t"], &["tty"])));
-    v.hole(code == Some(0) && out.trim() == "/dev/pts/0", format!("run -t tty: {code:?} {out:?}"));
+    v.hole(
+        code == Some(0) && out.trim() == "/dev/pts/0",
+        format!("run -t tty: {code:?} {out:?}"),
+    );
     let r = c.run(&[], &["tty"]);
     v.control_ok(r.stdout.trim() == "not a tty", r.dump());
     v.finish();
@@ -1486,16 +1772,26 @@ fn existing_root_is_never_chmodded() {
     let root = c.l.root();
     set_mode(&root, 0o755);
     let r = c.l.run(&["gc"]);
-    v.hole(r.code == Some(0) && mode_of(&root) == 0o755, format!("after gc ROOT is {:o}\n{}", mode_of(&root), r.dump()));
+    v.hole(
+        r.code == Some(0) && mode_of(&root) == 0o755,
+        format!("after gc ROOT is {:o}\n{}", mode_of(&root), r.dump()),
+    );
     set_mode(&root, 0o755);
     let r = c.run(&[], &["true"]);
-    v.hole(r.code == Some(0) && mode_of(&root) == 0o755, format!("after run ROOT is {:o}\n{}", mode_of(&root), r.dump()));
+    v.hole(
+        r.code == Some(0) && mode_of(&root) == 0o755,
+        format!("after run ROOT is {:o}\n{}", mode_of(&root), r.dump()),
+    );
     let fresh = c.l.path("fresh-root");
     let tar = c.l.path("fix.tar");
     std::fs::write(&tar, crate::harness::fixture_tar()).unwrap();
     let mut cmd = Command::new(crate::harness::locker_bin());
-    cmd.arg("--root").arg(&fresh).args(["import", tar.to_str().unwrap(), "--name", "fix"]);
-    cmd.env("HOME", c.l.path("home")).env_remove("LOCKER_ROOT").env_remove("LOCKER_CATALOG");
+    cmd.arg("--root")
+        .arg(&fresh)
+        .args(["import", tar.to_str().unwrap(), "--name", "fix"]);
+    cmd.env("HOME", c.l.path("home"))
+        .env_remove("LOCKER_ROOT")
+        .env_remove("LOCKER_CATALOG");
     let r = run_bounded(cmd, Duration::from_secs(60));
     v.control_ok(
         r.code == Some(0) && fresh.is_dir() && mode_of(&fresh) == 0o700,
@@ -1525,7 +1821,13 @@ fn group_or_world_writable_root_is_refused() {
                     && lines[0].starts_with("locker: ")
                     && lines[0].contains(root.to_str().unwrap())
                     && mode_of(&root) == mode,
-                format!("ROOT {mode:o}, {:?}: exit {:?}, mode now {:o}, stderr {:?}", args[0], r.code, mode_of(&root), r.stderr.trim()),
+                format!(
+                    "ROOT {mode:o}, {:?}: exit {:?}, mode now {:o}, stderr {:?}",
+                    args[0],
+                    r.code,
+                    mode_of(&root),
+                    r.stderr.trim()
+                ),
             );
         }
     }
@@ -1546,14 +1848,23 @@ impl OpenWatch {
     fn new(paths: &[&Path]) -> OpenWatch {
         // SAFETY: inotify_init1 takes integer flags.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        assert!(raw >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+        assert!(
+            raw >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: a fresh fd nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         for p in paths {
             let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
             // SAFETY: a live inotify fd and a NUL-terminated path.
             let w = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
-            assert!(w >= 0, "watch {}: {}", p.display(), std::io::Error::last_os_error());
+            assert!(
+                w >= 0,
+                "watch {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            );
         }
         OpenWatch { fd }
     }
@@ -1572,7 +1883,8 @@ impl OpenWatch {
             while off + std::mem::size_of::<libc::inotify_event>() <= r as usize {
                 // SAFETY: the kernel wrote whole events; read_unaligned copes with the
                 // byte buffer's alignment.
-                let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
                 if ev.mask & libc::IN_OPEN != 0 {
                     n += 1;
                 }
@@ -1592,8 +1904,13 @@ impl OpenWatch {
 #[test]
 fn named_upper_fifo_or_device_passwd_is_never_opened() {
     let c = Ctx::new();
-    let mut v = Verdict::new("named containers: a FIFO/device at upper /etc/passwd|group is never opened by the host");
-    c.sh(&["--name", "ff"], "rm /etc/passwd /etc/group && mkfifo /etc/passwd");
+    let mut v = Verdict::new(
+        "named containers: a FIFO/device at upper /etc/passwd|group is never opened by the host",
+    );
+    c.sh(
+        &["--name", "ff"],
+        "rm /etc/passwd /etc/group && mkfifo /etc/passwd",
+    );
     let upper = c.l.root().join("containers/ff/upper/etc");
     let passwd = upper.join("passwd");
     let group = upper.join("group");
@@ -1613,7 +1930,10 @@ fn named_upper_fifo_or_device_passwd_is_never_opened() {
     );
     let took = start.elapsed();
     let opened = watch.opens();
-    v.hole(opened == 0, format!("the host opened the FIFO/device {opened} time(s) during `run --name ff`"));
+    v.hole(
+        opened == 0,
+        format!("the host opened the FIFO/device {opened} time(s) during `run --name ff`"),
+    );
     v.hole(
         r.code == Some(0) && r.stdout.trim() == "ok" && took < Duration::from_secs(20),
         format!("the next run must work, promptly ({took:?})\n{}", r.dump()),
@@ -1624,9 +1944,11 @@ fn named_upper_fifo_or_device_passwd_is_never_opened() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&passwd);
     let g = std::fs::File::open(&group);
-    v.control_ok(f.is_ok() && g.is_ok() && watch.opens() == 2, "the test's own opens must be seen");
+    v.control_ok(
+        f.is_ok() && g.is_ok() && watch.opens() == 2,
+        "the test's own opens must be seen",
+    );
     drop((f, g));
     let _ = c.l.run(&["rm", "ff"]);
     v.finish();
 }
-

@@ -297,7 +297,9 @@ pub fn probe_bin() -> &'static Path {
         let r = run_bounded(
             {
                 let mut c = Command::new("cc");
-                c.args(["-static", "-O1", "-Wall", "-o"]).arg(&tmp).arg(&src);
+                c.args(["-static", "-O1", "-Wall", "-o"])
+                    .arg(&tmp)
+                    .arg(&src);
                 c
             },
             Duration::from_secs(120),

@@ -1668,7 +1668,13 @@ impl SmallDisk {
     fn new(at: PathBuf, size: &str) -> SmallDisk {
         fs::create_dir_all(&at).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&at)
             .status()
             .unwrap()
