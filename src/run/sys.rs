@@ -197,10 +197,8 @@ pub(crate) fn set_capabilities(caps: u64) -> SysResult<()> {
         inheritable: 0,
     }; 2];
     // SAFETY: capget fills two Data structs for version 3, which `held` is.
-    cvt(
-        unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) }
-            as c_int,
-    )?;
+    let r = unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) };
+    cvt(r as c_int)?;
     let caps = caps & (held[0].permitted as u64 | (held[1].permitted as u64) << 32);
     let lo = caps as u32;
     let hi = (caps >> 32) as u32;
