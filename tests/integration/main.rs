@@ -12,3 +12,4 @@ mod images;
 mod pull;
 mod run;
 mod server;
+mod stdio;
