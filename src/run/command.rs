@@ -3,14 +3,14 @@
 //! container's namespaces), as youki's init and crun's exec share their step helpers.
 //!
 //! In order: not dumpable (the host binary stays unreachable through /proc/PID/exe
-//! until execve), no descriptor but stdio and the error pipe, default signals, umask
-//! 022, a new session, the terminal or stdin, the working directory resolved inside the
-//! root (before the privilege drop: `run` creates a missing one as root), a new session
-//! keyring, oom_score_adj and rlimits, capabilities, no_new_privs, credentials, fchdir
-//! (checked to be inside the root, CVE-2024-21626), the seccomp filter, every other fd
-//! close-on-exec, execve over the planned PATH candidates. A failure is
-//! reported on the error pipe as its `Step` (127 not found, 126 not executable, 125 any
-//! other) and the child exits with that code.
+//! until execve), the planned stdio (stdio.rs), no descriptor but stdio and the error
+//! pipe, default signals, umask 022, a new session, the terminal or stdin, the working
+//! directory resolved inside the root (before the privilege drop: `run` creates a
+//! missing one as root), a new session keyring, oom_score_adj and rlimits,
+//! capabilities, no_new_privs, credentials, fchdir (checked to be inside the root,
+//! CVE-2024-21626), the seccomp filter, every other fd close-on-exec, execve over the
+//! planned PATH candidates. A failure is reported on the error pipe as its `Step` (127
+//! not found, 126 not executable, 125 any other) and the child exits with that code.
 //!
 //! Runs between fork and execve: syscalls only, nothing allocated.
 
@@ -38,6 +38,9 @@ pub(crate) struct Command<'a> {
     pub envp: &'a [*const libc::c_char],
     /// The pty slave, made the controlling terminal and stdio.
     pub tty: Option<RawFd>,
+    /// What goes on fds 0-2 first (stdio.rs's plan; -1 keeps the fd). `run`'s PID 1
+    /// did this already; `exec`'s child does it here.
+    pub stdio: [RawFd; 3],
     /// Keep stdin; else it is /dev/null.
     pub stdin: bool,
     pub capabilities: u64,
@@ -71,6 +74,7 @@ pub(crate) fn exec(c: &Command) -> ! {
     };
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    sys::install_stdio(&c.stdio).unwrap_or_else(|e| fail(Step::Stdio, e));
     sys::close_fds_except(&[c.error_wr, c.tty.unwrap_or(-1)]);
     sys::default_signals();
     // SAFETY: umask and setsid take no pointers.

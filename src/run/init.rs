@@ -10,13 +10,14 @@
 //! means the exec succeeded. Only syscalls from here on: the plan was built before.
 
 use std::ffi::{c_int, CString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::command::{self, Command};
 use super::mounts::{self, Base, Sources};
 use super::plan::{Layers, Plan};
 use super::report::{report, step_err, Report, Step};
 use super::sys::{self, cvt};
+use super::tty;
 use crate::exit::ExitStatus;
 
 /// Signals PID 1 (and the host parent) forward to the command.
@@ -44,8 +45,13 @@ pub(crate) struct Child<'a> {
     /// A pidfd of the parent (getppid() is 0 in the new PID namespace).
     pub parent_pidfd: RawFd,
     pub error_wr: RawFd,
-    pub tty_slave: Option<RawFd>,
-    pub tty_path: Option<&'a std::ffi::CStr>,
+    /// What goes on fds 0-2 first (stdio.rs; -1 keeps the inherited fd).
+    pub stdio: [RawFd; 3],
+    /// With -t: our end of the console socket; the pty's master goes to the parent
+    /// over it (-1 without).
+    pub console_sock: RawFd,
+    /// With -t: the host terminal's window size, set on the pty when it is made.
+    pub winsize: Option<libc::winsize>,
     /// v1: join the cgroup ns after the parent moved us (v2 cloned into it).
     pub unshare_cgroupns: bool,
     pub cap_last: u32,
@@ -59,14 +65,16 @@ pub(crate) fn child_main(c: &Child) -> ! {
     // the release write end goes too (see `setup`).
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_wr) };
-    sys::close_fds_except(&[
-        c.release_rd,
-        c.error_wr,
-        c.parent_pidfd,
-        c.tty_slave.unwrap_or(-1),
-    ]);
+    // The stdio plan first: host fds that are not pipes, sockets or /dev/null leave
+    // fds 0-2 here, and their copies above 2 go with the rest.
+    if let Err(e) = sys::install_stdio(&c.stdio) {
+        report(c.error_wr, step_err(Step::Stdio)(e));
+        // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
+        unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
+    }
+    sys::close_fds_except(&[c.release_rd, c.error_wr, c.parent_pidfd, c.console_sock]);
     let code = match setup(c) {
-        Ok(()) => pid1(c),
+        Ok(tty) => pid1(c, tty),
         Err(r) => {
             report(c.error_wr, r);
             ExitStatus::Failure.code() as c_int
@@ -77,8 +85,8 @@ pub(crate) fn child_main(c: &Child) -> ! {
 }
 
 /// Sets the container up, and hardens PID 1 itself: the command's own privileges are
-/// set by the exec tail.
-fn setup(c: &Child) -> Result<(), Report> {
+/// set by the exec tail. Returns the console's slave (with -t), for the command.
+fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     // If the parent dies, so do we. The parent dying before the release makes the read
     // below see EOF (our copy of the write end was closed in child_main); dying after
     // writing the byte but before this prctl is seen on the parent's pidfd.
@@ -137,16 +145,28 @@ fn setup(c: &Child) -> Result<(), Report> {
             what: "create",
         })?;
     }
-    mounts::apply(
+    let pty = mounts::apply(
         &root,
         &c.base,
         &c.plan.mounts,
-        &Sources {
-            volumes: c.volumes,
-            tty_slave: c.tty_path,
-        },
+        &Sources { volumes: c.volumes },
     )
     .map_err(mfail)?;
+    // The master to the parent (its relay's end); the slave stays for the command.
+    let tty = match pty {
+        Some(p) => {
+            if let Some(ws) = &c.winsize {
+                tty::set_winsize(p.master.as_raw_fd(), ws);
+            }
+            sys::send_fd(c.console_sock, p.master.as_raw_fd()).map_err(step_err(Step::Tty))?;
+            Some(p.slave)
+        }
+        None => None,
+    };
+    if c.console_sock >= 0 {
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.console_sock) };
+    }
     if c.plan.net_none {
         sys::loopback_up().map_err(step_err(Step::Loopback))?;
     }
@@ -170,13 +190,14 @@ fn setup(c: &Child) -> Result<(), Report> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
         .map_err(step_err(Step::Capabilities))?;
-    Ok(())
+    Ok(tty)
 }
 
 extern "C" fn noop(_: c_int) {}
 
-/// PID 1: fork the command, then reap and forward until it exits.
-fn pid1(c: &Child) -> c_int {
+/// PID 1: fork the command (on the console's slave `tty` with -t), then reap and
+/// forward until it exits.
+fn pid1(c: &Child, tty: Option<OwnedFd>) -> c_int {
     // The parent blocked the forwarded signals and SIGCHLD before the clone; handlers
     // make sure the kernel does not drop them for an init process either.
     for &s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
@@ -197,7 +218,8 @@ fn pid1(c: &Child) -> c_int {
             exec_paths: &c.plan.exec_paths,
             argv: c.argv,
             envp: c.envp,
-            tty: c.tty_slave,
+            tty: tty.as_ref().map(|s| s.as_raw_fd()),
+            stdio: [-1; 3],
             stdin: c.plan.stdin,
             capabilities: c.plan.capabilities,
             cap_last: c.cap_last,
@@ -210,10 +232,8 @@ fn pid1(c: &Child) -> c_int {
     }
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.error_wr) };
-    if let Some(s) = c.tty_slave {
-        // SAFETY: closes an fd this process owns and does not use again.
-        unsafe { libc::close(s) };
-    }
+    // The command's copy is the only one left: its exit ends the master's relay.
+    drop(tty);
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: a live signal set owned by this frame.

@@ -1,8 +1,9 @@
 //! `exec`: a command in a running container. Joins the namespaces and cgroups of the
 //! container's PID 1, forks, and the child takes the same exec tail as `run`'s command
 //! (command.rs): the same user, environment, capability and working-directory rules,
-//! the same errors and exit codes. The parent relays signals (and the terminal) as
-//! `run` does.
+//! the same errors and exit codes, the same stdio rule (stdio.rs). With -t the parent,
+//! once in the container's mount namespace, makes the pty on the container's devpts
+//! (tty.rs). The parent relays signals, stdio and the terminal as `run` does.
 //!
 //! The container's /etc files are read on the host through its root, each resolved
 //! inside it and read only when it is a regular file (`read_in_root`).
@@ -19,11 +20,14 @@ use super::plan::{self, ImageFacts};
 use super::seccomp::Program;
 use super::spec::{Process, Rlimit, Security};
 use super::state::{self, alive};
+use super::stdio::{self, Stdio};
 use super::{cap_last, pipe, read_in_root, report, supervise, sys, tty, RunError};
 
 /// Runs `process` in the running container `name` (its name or id); returns the
 /// command's exit code.
 pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, RunError> {
+    // The command's stdio, first (stdio.rs): nothing opened below may sit on fds 0-2.
+    let mut streams = Stdio::plan(process.stdin, process.terminal)?;
     let s = state::find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
     let proc_path = |p: &str| Path::new("/proc").join(s.pid.to_string()).join(p);
     let croot_path = proc_path("root");
@@ -105,11 +109,6 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         fs::write(&procs, std::process::id().to_string())
             .map_err(crate::fs::path_error::io_err("join cgroup", dir))?;
     }
-    let pty = if process.terminal {
-        Some(tty::open_pty()?)
-    } else {
-        None
-    };
     let mut signals = SigSet::empty();
     for &sig in super::init::FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
         signals.add(Signal::try_from(sig).expect("signal"));
@@ -122,6 +121,25 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         nix::sched::setns(f, nix::sched::CloneFlags::empty())
             .map_err(|e| RunError::Sys("join the container's namespaces", e))?;
     }
+    // -t: a pty from the container's devpts, now that its mount namespace (and root)
+    // is ours.
+    let pty = if process.terminal {
+        let pty =
+            crate::fs::openat2::openat2(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+                .and_then(|r| tty::open_in(r.as_raw_fd()))
+                .map_err(|e| {
+                    RunError::Sys(
+                        "open a pty on the container's /dev/pts/ptmx",
+                        nix::Error::from_raw(e),
+                    )
+                })?;
+        if let Some(ws) = tty::host_winsize() {
+            tty::set_winsize(pty.master.as_raw_fd(), &ws);
+        }
+        Some(pty)
+    } else {
+        None
+    };
     // SAFETY: fork in a single-threaded process; the child only makes syscalls (the
     // tail allocates nothing) until execve or _exit.
     let child = unsafe { libc::fork() };
@@ -137,6 +155,7 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
             argv: &argv,
             envp: &envp,
             tty: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+            stdio: streams.child,
             stdin: process.stdin,
             capabilities: sec.capabilities,
             cap_last,
@@ -148,6 +167,7 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         });
     }
     drop(err_wr);
+    streams.close_child_ends();
     let pid = nix::unistd::Pid::from_raw(child);
     let master = pty.map(|p| {
         drop(p.slave);
@@ -159,8 +179,12 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(report::explain(&buf, &argv_c[0], &[], &[]));
     }
-    match master {
-        Some(m) => tty::relay(&m, pid, &signals, process.stdin),
-        None => supervise(pid, &signals),
+    if let Some(m) = master {
+        streams.attach_tty(m, process.stdin);
+    }
+    if streams.is_direct() {
+        supervise(pid, &signals)
+    } else {
+        stdio::relay(streams, pid, &signals)
     }
 }

@@ -1,8 +1,10 @@
-//! `locker run`, the parent side. Reads top to bottom as the steps: clean up stale
-//! containers, plan (pure), prepare host-side resources (state file, cgroup, volume
-//! fds, pipes, pty), clone once with every namespace, put the child in its cgroup,
-//! release it, learn whether the exec worked, then relay signals (and the terminal)
-//! until PID 1 exits; a guard removes cgroup, mount point and state on every path.
+//! `locker run`, the parent side. Reads top to bottom as the steps: decide the
+//! container's stdio (stdio.rs), clean up stale containers, plan (pure), prepare
+//! host-side resources (state file, cgroup, volume fds, pipes, console socket), clone
+//! once with every namespace, put the child in its cgroup, release it, receive the
+//! pty's master (-t), learn whether the exec worked, then relay signals, stdio and the
+//! terminal until PID 1 exits; a guard removes cgroup, mount point and state on every
+//! path.
 //! `locker build` takes the same path with the tree itself as a read-write root
 //! (`Root::Direct`: no overlay, sync calls suppressed) to configure packages.
 //!
@@ -19,6 +21,7 @@ pub(crate) mod report;
 pub(crate) mod seccomp;
 pub(crate) mod spec;
 pub(crate) mod state;
+pub(crate) mod stdio;
 pub(crate) mod sys;
 pub(crate) mod tty;
 
@@ -121,6 +124,9 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
 /// Runs the container `spec` describes, its state under `root`; returns the command's
 /// exit status.
 pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
+    // 0. The container's stdio, first: nothing run opens may sit on a closed fd 0-2.
+    let mut streams = stdio::Stdio::plan(spec.process.stdin, spec.process.terminal)?;
+
     // 1. Leftovers of containers whose `locker run` was killed.
     let _ = state::reap_stale(root);
 
@@ -245,23 +251,18 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     let (error_rd, error_wr) = pipe()?;
     let parent_pidfd =
         sys::pidfd_self().map_err(|e| RunError::Sys("pidfd_open", nix::Error::from_raw(e)))?;
-    let pty = if plan.tty {
-        Some(tty::open_pty()?)
+    // -t: the child makes the pty on the container's devpts and sends us the master.
+    let console = if plan.tty {
+        Some(sys::socketpair().map_err(|e| RunError::Sys("socketpair", nix::Error::from_raw(e)))?)
     } else {
         None
     };
+    let winsize = if plan.tty { tty::host_winsize() } else { None };
     let cgroup_fd = if cgroup.clone_into {
         let d = &cgroup.dirs[0];
         Some(fs::File::open(d).map_err(io_err("open cgroup", d))?)
     } else {
         None
-    };
-    let tty_path = match &pty {
-        Some(p) => Some(cstring(
-            &fs::read_link(format!("/proc/self/fd/{}", p.slave.as_raw_fd()))
-                .map_err(io_err("find pty", Path::new("/dev/pts")))?,
-        )?),
-        None => None,
     };
     let child = init::Child {
         plan: &plan,
@@ -282,8 +283,9 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         release_wr: release_wr.as_raw_fd(),
         parent_pidfd: parent_pidfd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
-        tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
-        tty_path: tty_path.as_deref(),
+        stdio: streams.child,
+        console_sock: console.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
+        winsize,
         unshare_cgroupns: !cgroup.clone_into,
         cap_last,
         envp: &envp,
@@ -311,6 +313,8 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         n.keep = true;
     }
     drop((release_rd, error_wr, cgroup_fd, parent_pidfd));
+    streams.close_child_ends();
+    let console = console.map(|(ours, _theirs)| ours);
 
     // 6. Record the pid (first: if we die from here on, reap_stale knows whom to
     // kill), into the cgroup (v1), release the child.
@@ -318,17 +322,21 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     state.pid_start = state::start_time(pid.as_raw()).unwrap_or(0);
     state::write_state(root, &state)
         .map_err(io_err("write state", &state::state_path(root, &id)))?;
-    let pty = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
     if !cgroup.clone_into {
         cgroup.join(pid.as_raw())?;
     }
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 
-    // 7. EOF: the command was exec'd. A report: which step failed.
+    // 7. The pty's master (-t), sent before the exec (None: the child failed first,
+    // and its report says why). Then EOF: the command was exec'd; a report: which step
+    // failed.
+    let master = match &console {
+        Some(sock) => sys::recv_fd(sock.as_raw_fd())
+            .map_err(|e| RunError::Sys("receive the console", nix::Error::from_raw(e)))?,
+        None => None,
+    };
+    drop(console);
     let mut buf = Vec::new();
     let mut error_rd = fs::File::from(error_rd);
     let _ = error_rd.read_to_end(&mut buf);
@@ -343,9 +351,19 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     }
 
     // 8. Relay until PID 1 exits; its status is the command's.
-    let status = match pty {
-        Some(master) => tty::relay(&master, pid, &signals, plan.stdin)?,
-        None => supervise(pid, &signals)?,
+    if let Some(m) = master {
+        streams.attach_tty(m, plan.stdin);
+    } else if plan.tty {
+        let _ = guard.wait();
+        return Err(RunError::Setup {
+            step: "receive the console".into(),
+            source: io::Error::from_raw_os_error(libc::EPIPE),
+        });
+    }
+    let status = if streams.is_direct() {
+        supervise(pid, &signals)?
+    } else {
+        stdio::relay(streams, pid, &signals)?
     };
     guard.child = None;
     drop(named);

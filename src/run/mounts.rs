@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::plan::{Layers, MountOp};
 use super::sys::{cvt, errno, mount, FdPath, SysResult};
+use super::tty::{self, Pty};
 use crate::fs::openat2::openat2;
 
 /// Opens `rel` inside `root` as an O_PATH fd; symlinks are followed only inside root.
@@ -322,7 +323,6 @@ pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> 
 /// opens them in its own copy of the host tree, before pivot_root.
 pub(crate) struct Sources<'a> {
     pub volumes: &'a [CString],
-    pub tty_slave: Option<&'a CStr>,
 }
 
 const DEV_NODES: &[(&CStr, u32, u32)] = &[
@@ -334,15 +334,17 @@ const DEV_NODES: &[(&CStr, u32, u32)] = &[
     (c"tty", 5, 0),
 ];
 
-/// Applies the mount ops in order inside root.
+/// Applies the mount ops in order inside root. Returns the console's pty (with -t: the
+/// `Console` op), for the caller to send the master to the parent and keep the slave.
 pub(crate) fn apply(
     root: &OwnedFd,
     base: &Base,
     ops: &[MountOp],
     src: &Sources,
-) -> Result<(), MountFailure> {
+) -> Result<Option<Pty>, MountFailure> {
     let root = root.as_raw_fd();
     let mut devnull: Option<OwnedFd> = None;
+    let mut pty = None;
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     for (i, op) in ops.iter().enumerate() {
         match op {
@@ -394,20 +396,23 @@ pub(crate) fn apply(
                 devnull = Some(fd);
             }
             MountOp::Console => {
-                if let Some(slave) = src.tty_slave {
-                    let dev = open_no_symlinks(root, c"dev", libc::O_DIRECTORY)
-                        .map_err(fail("open", i))?;
-                    let t = file_in_root(dev.as_raw_fd(), c"console", false)
-                        .map_err(fail("create", i))?;
-                    mount(
-                        Some(slave),
-                        FdPath::new(t.as_raw_fd()).as_cstr(),
-                        None,
-                        libc::MS_BIND,
-                        None,
-                    )
-                    .map_err(fail("bind pty on", i))?;
-                }
+                // The pty comes from the container's own devpts (mounted with /dev
+                // above), its slave bound over /dev/console.
+                let p = tty::open_in(root)
+                    .map_err(fail("open a pty on the container's /dev/pts/ptmx", i))?;
+                let dev =
+                    open_no_symlinks(root, c"dev", libc::O_DIRECTORY).map_err(fail("open", i))?;
+                let t =
+                    file_in_root(dev.as_raw_fd(), c"console", false).map_err(fail("create", i))?;
+                mount(
+                    Some(FdPath::new(p.slave.as_raw_fd()).as_cstr()),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    None,
+                    libc::MS_BIND,
+                    None,
+                )
+                .map_err(fail("bind pty on", i))?;
+                pty = Some(p);
             }
             MountOp::EtcFile { name } => {
                 let mut path = [0u8; 64];
@@ -568,7 +573,7 @@ pub(crate) fn apply(
             }
         }
     }
-    Ok(())
+    Ok(pty)
 }
 
 /// /dev: tmpfs (nodev, so nodes made later by the container are inert) with the

@@ -27,7 +27,8 @@ pub(crate) enum MountOp {
     Sys,
     /// /dev as a small tmpfs with the standard nodes, pts, shm, mqueue and links.
     Dev,
-    /// The pty slave bound over /dev/console (with -t).
+    /// With -t: a pty from the container's own devpts (tty.rs), its slave bound over
+    /// /dev/console.
     Console,
     /// A file locker wrote (hostname, hosts, resolv.conf) bound over /etc/NAME.
     EtcFile { name: &'static str },

@@ -116,6 +116,7 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
     "stat /dev/null",
     "check /dev/null is char 1:3",
     "open",
+    "open a pty on the container's /dev/pts/ptmx",
     "bind pty on",
     "name",
     "bind file on",

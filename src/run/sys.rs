@@ -357,3 +357,133 @@ pub(crate) fn setrlimit(resource: u32, soft: u64, hard: u64) -> SysResult<()> {
     // SAFETY: a pointer to an rlimit this frame owns.
     cvt(unsafe { libc::setrlimit(resource as _, &lim) }).map(drop)
 }
+
+/// Puts `fds[i]` on fd `i` (negative entries keep what is there). The first step of
+/// the cloned child and of `exec`'s forked one: the stdio plan (stdio.rs) was made in
+/// the parent, and its fds are all above 2, so no dup2 here clobbers another's source.
+pub(crate) fn install_stdio(fds: &[RawFd; 3]) -> SysResult<()> {
+    for (i, &fd) in fds.iter().enumerate() {
+        if fd >= 0 {
+            // SAFETY: dup2 between fds this process owns.
+            cvt(unsafe { libc::dup2(fd, i as c_int) })?;
+        }
+    }
+    Ok(())
+}
+
+/// A connected AF_UNIX SOCK_SEQPACKET pair, close-on-exec (the console socket).
+pub(crate) fn socketpair() -> SysResult<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: socketpair writes two fds into the array it is given.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: two new fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Room for one SCM_RIGHTS message carrying one fd, aligned for `cmsghdr`.
+#[repr(C)]
+union FdCmsg {
+    _align: libc::cmsghdr,
+    buf: [u8; 64],
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS, one byte of payload). Allocates
+/// nothing: the cloned child sends the console's master with it.
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> SysResult<()> {
+    let mut byte = [b'm'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = FdCmsg { buf: [0; 64] };
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: the union's bytes are always initialised; taking their address reads nothing.
+    msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as _;
+    // SAFETY: msg_control points at 64 aligned bytes, more than CMSG_SPACE(4): the
+    // first header and its data lie inside the buffer.
+    unsafe {
+        let h = libc::CMSG_FIRSTHDR(&msg);
+        (*h).cmsg_level = libc::SOL_SOCKET;
+        (*h).cmsg_type = libc::SCM_RIGHTS;
+        (*h).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(h).cast::<c_int>(), fd);
+    }
+    loop {
+        // SAFETY: msg and everything it points at live on this frame for the call.
+        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(());
+        }
+        if errno() != libc::EINTR {
+            return Err(errno());
+        }
+    }
+}
+
+/// Receives one fd sent by `send_fd`, close-on-exec; None when the peer closed the
+/// socket without sending one (the child failed before; its report says why).
+pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = FdCmsg { buf: [0; 64] };
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: the union's bytes are always initialised; taking their address reads nothing.
+    msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
+    msg.msg_controllen = 64;
+    let n = loop {
+        // SAFETY: msg and everything it points at live on this frame for the call.
+        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 {
+            break r;
+        }
+        if errno() != libc::EINTR {
+            return Err(errno());
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel filled msg_control (msg_controllen says how much); the
+    // CMSG_* walk stays inside it, and an SCM_RIGHTS header carries whole fds.
+    unsafe {
+        let mut h = libc::CMSG_FIRSTHDR(&msg);
+        let mut got = None;
+        while !h.is_null() {
+            if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(h).cast::<c_int>();
+                let count = ((*h).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<c_int>();
+                for i in 0..count {
+                    let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
+                    // The first is the one; any other is closed (dropped) here.
+                    if got.is_none() {
+                        got = Some(fd);
+                    }
+                }
+            }
+            h = libc::CMSG_NXTHDR(&msg, h);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(libc::EMSGSIZE);
+        }
+        Ok(got)
+    }
+}

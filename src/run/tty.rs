@@ -1,49 +1,111 @@
-//! `-t`: a pty pair made on the host's devpts before the clone. The slave becomes the
-//! command's controlling terminal (setsid + TIOCSCTTY in init.rs) and is bound over the
-//! container's /dev/console; the host terminal goes raw (restored by a guard, on every
-//! path) and a poll loop copies stdin -> master and master -> stdout, propagating the
-//! window size initially and on SIGWINCH.
+//! `-t`: a pty from the container's own devpts (mounted `newinstance` at /dev/pts by
+//! mounts.rs), as runc's console socket does: the container's side opens its
+//! `dev/pts/ptmx`, unlocks it and takes the slave with TIOCGPTPEER (no lookup in
+//! /dev/pts the container could race); the slave is bound over the container's
+//! /dev/console and becomes the command's controlling terminal and stdio (command.rs),
+//! so `tty` inside prints `/dev/pts/0`. For `run` the cloned child does this and sends
+//! the master to the parent over a socketpair (SCM_RIGHTS, sys.rs); for `exec` the
+//! parent does it itself once it has joined the container's mount namespace. Nothing
+//! of the host's devpts reaches the container.
+//!
+//! On the host side the terminal goes raw (restored by a guard, on every path) and
+//! stdio.rs's relay loop copies stdin -> master and master -> stdout; the window size is
+//! set when the pty is made and copied again on every SIGWINCH.
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
-use super::RunError;
-use crate::exit::ExitStatus;
+use super::sys::{cvt, SysResult};
+use crate::fs::openat2::openat2;
 
+/// A pty pair from a container's devpts.
 pub(crate) struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,
 }
 
-pub(crate) fn open_pty() -> Result<Pty, RunError> {
-    let p = nix::pty::openpty(None, None).map_err(|e| RunError::Sys("open a pty", e))?;
-    for fd in [&p.master, &p.slave] {
-        nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|e| RunError::Sys("set close-on-exec", e))?;
+const DEVPTS_SUPER_MAGIC: libc::c_long = 0x1cd1;
+
+/// Opens a new pty on the devpts at `dev/pts` inside `root` (resolved inside it, no
+/// symlink followed): the master from its `ptmx` (checked to be devpts's char 5:2,
+/// opened non-blocking, so even a FIFO there could not hang us), unlocked, and the slave
+/// from the master with TIOCGPTPEER. Both O_NOCTTY and close-on-exec. Syscalls only:
+/// the cloned child calls this between clone and exec.
+pub(crate) fn open_in(root: RawFd) -> SysResult<Pty> {
+    let master = openat2(
+        root,
+        c"dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+    )?;
+    let m = master.as_raw_fd();
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let (mut st, mut sfs): (libc::stat, libc::statfs) = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd this process owns and pointers to structs this frame owns.
+    cvt(unsafe { libc::fstat(m, &mut st) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fstatfs(m, &mut sfs) })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || st.st_rdev != libc::makedev(5, 2)
+        || sfs.f_type as libc::c_long != DEVPTS_SUPER_MAGIC
+    {
+        return Err(libc::ENOTTY);
     }
-    Ok(Pty {
-        master: p.master,
-        slave: p.slave,
-    })
+    let unlock: libc::c_int = 0;
+    // SAFETY: an ioctl on an fd this process owns; TIOCSPTLCK reads the int it points at.
+    cvt(unsafe { libc::ioctl(m, libc::TIOCSPTLCK, &unlock) })?;
+    // SAFETY: an ioctl on an fd this process owns; TIOCGPTPEER takes open flags and
+    // returns a new fd.
+    let s = cvt(unsafe {
+        libc::ioctl(
+            m,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(s) };
+    Ok(Pty { master, slave })
+}
+
+/// The host terminal's window size (stdin's, else stdout's), when either is a terminal.
+pub(crate) fn host_winsize() -> Option<libc::winsize> {
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    for fd in [0, 1] {
+        // SAFETY: an ioctl on fds 0 and 1, always open (stdio.rs makes sure); TIOCGWINSZ
+        // writes the winsize it points at.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            return Some(ws);
+        }
+    }
+    None
+}
+
+/// Sets `master`'s window size (the kernel sends SIGWINCH to the pty's foreground
+/// process group when it changes). Syscalls only.
+pub(crate) fn set_winsize(master: RawFd, ws: &libc::winsize) {
+    // SAFETY: an ioctl on an fd the caller owns; TIOCSWINSZ reads the winsize it points at.
+    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, ws) };
+}
+
+/// Copies the host terminal's window size to `master`, if there is one.
+pub(crate) fn copy_winsize(master: RawFd) {
+    if let Some(ws) = host_winsize() {
+        set_winsize(master, &ws);
+    }
 }
 
 /// Restores the host terminal's settings when dropped.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: Option<Termios>,
 }
 
 impl RawMode {
-    fn enter() -> RawMode {
+    /// Host stdin raw, when it is a terminal.
+    pub(crate) fn enter() -> RawMode {
         let stdin = io::stdin();
         let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
             return RawMode { saved: None };
@@ -61,116 +123,4 @@ impl Drop for RawMode {
             let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, s);
         }
     }
-}
-
-fn copy_winsize(master: &OwnedFd) {
-    // SAFETY: all-zero is a valid value of this plain C struct.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
-    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
-        // SAFETY: an ioctl on an fd this process owns; the argument is an integer or points at a live value of the type the request reads or writes.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    }
-}
-
-/// Relays until PID 1 exits, then drains what the command wrote last.
-pub(crate) fn relay(
-    master: &OwnedFd,
-    pid: Pid,
-    signals: &SigSet,
-    with_stdin: bool,
-) -> Result<u8, RunError> {
-    let _raw = RawMode::enter();
-    copy_winsize(master);
-    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| RunError::Sys("signalfd", e))?;
-    let stdin = io::stdin();
-    let mut stdin_open = with_stdin;
-    let mut master_open = true;
-    let mut out = io::stdout();
-    let mut buf = [0u8; 8192];
-    let mut status = None;
-    while status.is_none() {
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if master_open {
-            fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
-        }
-        if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(RunError::Sys("poll", e)),
-            Ok(_) => {}
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        let mut i = 1;
-        if master_open {
-            if ready[i] && !pump(master.as_fd(), &mut out, &mut buf) {
-                master_open = false;
-            }
-            i += 1;
-        }
-        if stdin_open && ready[i] {
-            match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
-                Ok(0) | Err(_) => stdin_open = false,
-                Ok(n) => {
-                    let _ = write_all(master.as_fd(), &buf[..n]);
-                }
-            }
-        }
-        if ready[0] {
-            while let Ok(Some(si)) = sfd.read_signal() {
-                let sig = Signal::try_from(si.ssi_signo as i32).unwrap_or(Signal::SIGCHLD);
-                match sig {
-                    Signal::SIGCHLD => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) => {}
-                        Ok(st) => {
-                            status = ExitStatus::from_wait(st).map(ExitStatus::code).or(status)
-                        }
-                        Err(e) => return Err(RunError::Sys("wait for the container", e)),
-                    },
-                    Signal::SIGWINCH => copy_winsize(master),
-                    s => {
-                        let _ = nix::sys::signal::kill(pid, s);
-                    }
-                }
-                if status.is_some() {
-                    break;
-                }
-            }
-        }
-    }
-    // Everything in the container is gone: drain without blocking.
-    let _ = nix::fcntl::fcntl(
-        master.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    while master_open && pump(master.as_fd(), &mut out, &mut buf) {}
-    let _ = out.flush();
-    Ok(status.unwrap_or(ExitStatus::Failure.code()))
-}
-
-/// One read from the master to stdout; false at EOF/EIO (all slave ends closed).
-fn pump(master: BorrowedFd, out: &mut io::Stdout, buf: &mut [u8]) -> bool {
-    match nix::unistd::read(master.as_raw_fd(), buf) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            let _ = out.write_all(&buf[..n]);
-            let _ = out.flush();
-            true
-        }
-    }
-}
-
-fn write_all(fd: BorrowedFd, mut data: &[u8]) -> nix::Result<()> {
-    while !data.is_empty() {
-        let n = nix::unistd::write(fd, data)?;
-        data = &data[n..];
-    }
-    Ok(())
 }

@@ -13,3 +13,4 @@ mod images;
 mod pull;
 mod run;
 mod server;
+mod stdio;
