@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn exec_first_classifies_failures() {
-        let argv = sys::pointers(&[]);
+        let argv = crate::run::plan::pointers(&[]);
         let missing = [c"/nonexistent/a".to_owned(), c"/nonexistent/b".to_owned()];
         assert_eq!(
             exec_first(&missing, &argv, &argv),

@@ -21,7 +21,7 @@ use super::seccomp::Program;
 use super::spec::{Process, Rlimit, Security};
 use super::state::{self, alive};
 use super::stdio::{self, Stdio};
-use super::{cap_last, pipe, read_in_root, report, supervise, sys, tty, RunError};
+use super::{cap_last, pipe, read_in_root, report, supervise, tty, RunError};
 
 /// Runs `process` in the running container `name` (its name or id); returns the
 /// command's exit code.
@@ -55,7 +55,7 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         .map(|a| plan::cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     let env_c = plan::env_cstrings(&env)?;
-    let (argv, envp) = (sys::pointers(&argv_c), sys::pointers(&env_c));
+    let (argv, envp) = (plan::pointers(&argv_c), plan::pointers(&env_c));
     let workdir = plan::cstr(process.cwd.as_deref().unwrap_or("/"))?;
     // The container's own protections (a state without them: locker's defaults).
     let sec = s.security.clone().unwrap_or_else(|| {

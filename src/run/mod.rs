@@ -244,8 +244,8 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         sub("nodes")?,
         sub("files")?,
     );
-    let argv = sys::pointers(&plan.argv);
-    let envp = sys::pointers(&plan.env);
+    let argv = plan::pointers(&plan.argv);
+    let envp = plan::pointers(&plan.env);
     let cap_last = cap_last();
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;

@@ -426,6 +426,14 @@ pub(crate) fn seccomp_program(security: &Security) -> Result<Option<seccomp::Pro
     )?))
 }
 
+/// argv/envp pointer arrays (NULL-terminated) over CStrings that outlive them.
+pub(crate) fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 /// The environment as the K=V strings execve takes.
 pub(crate) fn env_cstrings(env: &[(String, String)]) -> Result<Vec<CString>, RunError> {
     env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect()

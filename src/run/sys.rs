@@ -2,7 +2,7 @@
 //! locks, because most of them run in the cloned child or a forked one, between the
 //! clone and execve (fork safety). Errors are the errno, as `SysResult`.
 
-use std::ffi::{c_int, c_ulong, CStr, CString};
+use std::ffi::{c_int, c_ulong, CStr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// A failed syscall's errno.
@@ -253,14 +253,6 @@ pub(crate) fn redirect_null(fd: c_int) -> SysResult<()> {
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(n) };
     Ok(())
-}
-
-/// argv/envp pointer arrays (NULL-terminated) over CStrings that outlive them.
-pub(crate) fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
 }
 
 /// Random bytes from the kernel (a container id).
