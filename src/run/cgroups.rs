@@ -8,10 +8,13 @@
 //! cgroup in EVERY mounted hierarchy (each v1 hierarchy, named ones such as
 //! name=systemd included, and a hybrid host's cgroup2), not only in those that carry
 //! limits, so its cgroup namespace is rooted at its own cgroup everywhere: nothing it
-//! can mount shows another process. And it is one level below its limits, as systemd
-//! delegates: limits (pids, memory, cpu, the v1 device allow-list, the v2 device BPF
-//! program) are on PARENT/ID, the payload runs in PARENT/ID/ctr and its namespace is
-//! rooted there, so PARENT/ID's files are outside anything it can see.
+//! can mount shows another process. And where a hierarchy carries limits it is one
+//! level below them, as systemd delegates: limits (pids, memory, cpu, the v1 device
+//! allow-list, the v2 device BPF program) are on PARENT/ID, the payload runs in
+//! PARENT/ID/ctr and its namespace is rooted there, so PARENT/ID's files are outside
+//! anything it can see. A hierarchy with nothing written in it (freezer, cpuset, blkio,
+//! name=systemd, memory without --memory, …) has nothing to lift: the payload runs in
+//! PARENT/ID itself, which saves a mkdir and an rmdir per hierarchy on every run.
 //!
 //! Invariants: locker writes only into directories it created (PARENT, made if
 //! missing, PARENT/ID, PARENT/ID/ctr), plus the v2 root's `cgroup.subtree_control` for
@@ -113,16 +116,34 @@ pub(crate) fn detect(limits: &Limits) -> Hierarchy {
 }
 
 /// A container's cgroup in each hierarchy.
+///
+/// How the child gets in without a migration lock: moving another process into a
+/// cgroup write-locks the kernel's global cgroup_threadgroup_rwsem, which waits for an
+/// RCU grace period (5-30 ms measured here, on every run). So nothing is moved: the
+/// child is cloned straight into its cgroup2 directory (CLONE_INTO_CGROUP), and, being
+/// single-threaded, writes "0" to each v1 hierarchy's `tasks` file itself, which moves
+/// only the calling thread and takes no global lock.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Cgroup {
-    /// One hierarchy, cgroup2: the child is cloned straight into `dirs[0]`
-    /// (CLONE_INTO_CGROUP) with a new cgroup namespace; else the parent moves it into
-    /// every dir before releasing it and it unshares its cgroup namespace after.
-    pub clone_into: bool,
-    /// PARENT/ID/ctr in each hierarchy: the payload's cgroups, its namespace roots.
+    /// The payload's directory in the cgroup2 hierarchy (a pure v2 host's, or a hybrid
+    /// host's unified mount), which the child is cloned into; one of `dirs`.
+    pub clone_into: Option<PathBuf>,
+    /// The payload's cgroup in each hierarchy, its namespace roots: PARENT/ID/ctr where
+    /// the hierarchy carries limits, PARENT/ID where it carries none.
     pub dirs: Vec<PathBuf>,
-    /// PARENT/ID in each hierarchy: where the limits are, out of the container's view.
+    /// PARENT/ID in each hierarchy that carries limits: out of the container's view.
     pub limit_dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// The v1 `tasks` files the child writes "0" to (every dir but the cgroup2 one).
+    pub(crate) fn v1_tasks(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|d| Some(*d) != self.clone_into.as_ref())
+            .map(|d| d.join("tasks"))
+            .collect()
+    }
 }
 
 /// The payload's directory below a container's limit cgroup.
@@ -203,13 +224,34 @@ pub(crate) fn create(
             }
         }
     }
+    let carries: Vec<bool> = roots
+        .iter()
+        .map(|(name, r)| match h {
+            Hierarchy::V2 { root } if root == r => true,
+            _ => carries_limits(name, matches!(h, Hierarchy::V1 { .. }), limits),
+        })
+        .collect();
+    let own = |(_, r): &(String, PathBuf)| r.join(parent).join(id);
+    let dirs: Vec<PathBuf> = roots
+        .iter()
+        .zip(&carries)
+        .map(|(r, &c)| if c { own(r).join(PAYLOAD) } else { own(r) })
+        .collect();
+    // The cgroup2 hierarchy: only it has cgroup.controllers at its root.
+    let clone_into = roots
+        .iter()
+        .zip(&dirs)
+        .find(|((_, r), _)| r.join("cgroup.controllers").exists())
+        .map(|(_, d)| d.clone());
     let cg = Cgroup {
-        clone_into: v1_base.is_none(),
-        dirs: roots
+        clone_into,
+        dirs,
+        limit_dirs: roots
             .iter()
-            .map(|(_, r)| r.join(parent).join(id).join(PAYLOAD))
+            .zip(&carries)
+            .filter(|(_, &c)| c)
+            .map(|(r, _)| own(r))
             .collect(),
-        limit_dirs: roots.iter().map(|(_, r)| r.join(parent).join(id)).collect(),
     };
     let result = (|| {
         for (name, root) in &roots {
@@ -223,7 +265,7 @@ pub(crate) fn create(
                 }
             }
         }
-        for d in &cg.dirs {
+        for (d, _) in cg.dirs.iter().zip(&carries).filter(|(_, &c)| c) {
             fs::create_dir(d).map_err(io_err("create cgroup", d))?;
             copy_cpuset(d)?;
         }
@@ -323,6 +365,19 @@ fn copy_cpuset(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Whether locker writes anything into a v1 hierarchy named `name` (its controllers,
+/// comma-separated): the device allow-list always, a limit when `limits_here` (the
+/// limits are on v1) and the hierarchy has that limit's controller.
+fn carries_limits(name: &str, limits_here: bool, limits: &Limits) -> bool {
+    name.split(',').any(|c| match c {
+        "devices" => true,
+        "pids" => limits_here && limits.pids.is_some(),
+        "memory" => limits_here && limits.memory.is_some(),
+        "cpu" => limits_here && limits.cpus.is_some(),
+        _ => false,
+    })
+}
+
 /// PARENT and PARENT/ID in one v1 hierarchy (or a hybrid host's cgroup2 when the
 /// limits are elsewhere), with the limits its controllers carry when `limits_here`.
 fn setup_v1_hierarchy(
@@ -378,14 +433,6 @@ fn setup_v1_hierarchy(
 }
 
 impl Cgroup {
-    /// Moves `pid` into every payload directory.
-    pub(crate) fn join(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
     /// Every directory, inner first (the order they can be removed in).
     pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().chain(&self.limit_dirs).cloned().collect()
@@ -448,7 +495,7 @@ mod tests {
             cpus: Some(0.5),
         };
         let cg = create(&h, "locker-t", "abc", &limits).unwrap();
-        assert!(!cg.clone_into);
+        assert_eq!(cg.clone_into, None, "no cgroup2 hierarchy");
         let b = t.path();
         assert_eq!(
             cg.dirs,
@@ -477,9 +524,11 @@ mod tests {
         for d in &cg.dirs {
             assert_eq!(fs::read_dir(d).unwrap().count(), 0, "{d:?}");
         }
-        cg.join(1234).unwrap();
-        assert_eq!(read(&b.join("pids/locker-t/abc/ctr/cgroup.procs")), "1234");
-        assert!(!b.join("pids/locker-t/abc/cgroup.procs").exists());
+        // The child joins each payload cgroup itself, through its tasks file.
+        assert_eq!(
+            cg.v1_tasks(),
+            ["cpu", "memory", "pids"].map(|c| b.join(c).join("locker-t/abc/ctr/tasks"))
+        );
     }
 
     #[test]
@@ -509,15 +558,17 @@ mod tests {
         assert_eq!(
             names,
             [
-                "cpu/p/id/ctr",
-                "cpu,cpuacct/p/id/ctr",
-                "freezer/p/id/ctr",
-                "memory/p/id/ctr",
+                "cpu/p/id",
+                "cpu,cpuacct/p/id",
+                "freezer/p/id",
+                "memory/p/id",
                 "pids/p/id/ctr",
-                "systemd/p/id/ctr",
-                "unified/p/id/ctr"
+                "systemd/p/id",
+                "unified/p/id"
             ]
         );
+        // Only the hierarchy with a limit has the extra level above the payload.
+        assert_eq!(cg.limit_dirs, [b.join("pids/p/id")]);
         // The default pids limit, and no other limit anywhere.
         assert_eq!(
             read(&b.join("pids/p/id/pids.max")),
@@ -550,14 +601,24 @@ mod tests {
             &Limits::default(),
         )
         .unwrap();
-        assert!(!cg.clone_into, "several hierarchies: the parent joins each");
+        assert_eq!(
+            cg.clone_into.as_ref(),
+            Some(&u.join("locker/c/ctr")),
+            "cloned into the cgroup2 dir"
+        );
+        assert!(
+            !cg.v1_tasks().contains(&u.join("locker/c/ctr/tasks")),
+            "cgroup2 has no tasks file"
+        );
+        assert_eq!(cg.v1_tasks().len(), cg.dirs.len() - 1);
         assert_eq!(cg.dirs[0], u.join("locker/c/ctr"));
         assert_eq!(read(&u.join("locker/c/pids.max")), DEFAULT_PIDS.to_string());
-        assert!(cg.dirs.contains(&b.join("pids/locker/c/ctr")));
+        assert!(cg.dirs.contains(&b.join("pids/locker/c")));
         assert!(
             !b.join("pids/locker/c/pids.max").exists(),
             "limits only in the hierarchy that carries them"
         );
+        assert_eq!(cg.limit_dirs, [u.join("locker/c")]);
     }
 
     #[test]
@@ -574,8 +635,7 @@ mod tests {
         assert_eq!(read(&d.join("devices.deny")), "a");
         // The fake file keeps the last write; the kernel adds each rule.
         assert_eq!(read(&d.join("devices.allow")), "c 136:* rwm");
-        cg.join(42).unwrap();
-        assert_eq!(read(&d.join("ctr/cgroup.procs")), "42");
+        assert!(cg.v1_tasks().contains(&d.join("ctr/tasks")));
     }
 
     #[test]
@@ -647,7 +707,8 @@ mod tests {
             &limits,
         )
         .unwrap();
-        assert!(cg.clone_into);
+        assert_eq!(cg.clone_into.as_ref(), Some(&root.join("locker-t/c1/ctr")));
+        assert!(cg.v1_tasks().is_empty(), "nothing to join on pure v2");
         assert_eq!(cg.dirs, [root.join("locker-t/c1/ctr")]);
         // Only what is missing is added (the fake file is overwritten, the kernel appends).
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+pids +cpu");
@@ -693,7 +754,8 @@ mod tests {
         assert!(create(&h, "../x", "id", &Limits::NONE).is_err());
         assert!(create(&h, "/abs", "id", &Limits::NONE).is_err());
         let cg = create(&h, "a/b", "id", &Limits::NONE).unwrap();
-        assert!(cg.dirs.contains(&t.path().join("pids/a/b/id/ctr")));
+        assert!(cg.dirs.contains(&t.path().join("pids/a/b/id")));
+        assert!(cg.limit_dirs.is_empty(), "no limit, no level above the payload");
         let cg = create(&h, "p", "id", &Limits::NONE).unwrap();
         cg.remove(Duration::from_millis(10)).unwrap();
         assert!(!t.path().join("pids/p/id").exists());

@@ -52,8 +52,10 @@ pub(crate) struct Child<'a> {
     pub console_sock: RawFd,
     /// With -t: the host terminal's window size, set on the pty when it is made.
     pub winsize: Option<libc::winsize>,
-    /// v1: join the cgroup ns after the parent moved us (v2 cloned into it).
-    pub unshare_cgroupns: bool,
+    /// The v1 hierarchies' `tasks` files: the child writes "0" to each (moving only
+    /// itself, no global lock), then makes its cgroup namespace. Empty: cloned into its
+    /// only (v2) cgroup with a new cgroup namespace already.
+    pub cgroup_tasks: &'a [RawFd],
     pub cap_last: u32,
     pub envp: &'a [*const libc::c_char],
     pub argv: &'a [*const libc::c_char],
@@ -65,6 +67,15 @@ pub(crate) fn child_main(c: &Child) -> ! {
     // the release write end goes too (see `setup`).
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_wr) };
+    // Into the container's cgroups before anything else runs here.
+    for &fd in c.cgroup_tasks {
+        // SAFETY: a live byte string and its true length.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            report(c.error_wr, step_err(Step::CgroupJoin)(sys::errno()));
+            // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
+            unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
+        }
+    }
     // The stdio plan first: host fds that are not pipes, sockets or /dev/null leave
     // fds 0-2 here, and their copies above 2 go with the rest.
     if let Err(e) = sys::install_stdio(&c.stdio) {
@@ -114,7 +125,7 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     unsafe { libc::close(c.release_rd) };
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.parent_pidfd) };
-    if c.unshare_cgroupns {
+    if !c.cgroup_tasks.is_empty() {
         // SAFETY: unshare takes integer flags.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
     }

@@ -184,7 +184,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         pid: 0,
         pid_start: 0,
         started: state::now(),
-        cgroup_v2: cgroup.clone_into,
+        cgroup_v2: cgroup.v1_tasks().is_empty(),
         security: Some(state::ExecSecurity {
             capabilities: plan.capabilities,
             no_new_privileges: plan.no_new_privileges,
@@ -258,12 +258,22 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         None
     };
     let winsize = if plan.tty { tty::host_winsize() } else { None };
-    let cgroup_fd = if cgroup.clone_into {
-        let d = &cgroup.dirs[0];
-        Some(fs::File::open(d).map_err(io_err("open cgroup", d))?)
-    } else {
-        None
+    let cgroup_fd = match &cgroup.clone_into {
+        Some(d) => Some(fs::File::open(d).map_err(io_err("open cgroup", d))?),
+        None => None,
     };
+    // The child moves itself into each v1 hierarchy (see cgroups::Cgroup).
+    let tasks: Vec<fs::File> = cgroup
+        .v1_tasks()
+        .iter()
+        .map(|t| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(t)
+                .map_err(io_err("open cgroup", t))
+        })
+        .collect::<Result<_, _>>()?;
+    let task_fds: Vec<RawFd> = tasks.iter().map(|f| f.as_raw_fd()).collect();
     let child = init::Child {
         plan: &plan,
         layers: &layers,
@@ -286,7 +296,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         stdio: streams.child,
         console_sock: console.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
         winsize,
-        unshare_cgroupns: !cgroup.clone_into,
+        cgroup_tasks: &task_fds,
         cap_last,
         envp: &envp,
         argv: &argv,
@@ -302,7 +312,8 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         .map_err(|e| RunError::Sys("block signals", e))?;
 
     // 5. Clone once, with every namespace (and into the cgroup on v2).
-    let pid = sys::clone3(plan.ns_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))
+    let into = cgroup_fd.as_ref().map(|f| f.as_raw_fd());
+    let pid = sys::clone3(plan.ns_flags, into, task_fds.is_empty())
         .map_err(|e| RunError::Sys("clone the container (needs root)", nix::Error::from_raw(e)))?;
     if pid == 0 {
         init::child_main(&child);
@@ -312,7 +323,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     if let Some(n) = named.as_mut() {
         n.keep = true;
     }
-    drop((release_rd, error_wr, cgroup_fd, parent_pidfd));
+    drop((release_rd, error_wr, cgroup_fd, tasks, parent_pidfd));
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);
 
@@ -322,9 +333,6 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     state.pid_start = state::start_time(pid.as_raw()).unwrap_or(0);
     state::write_state(root, &state)
         .map_err(io_err("write state", &state::state_path(root, &id)))?;
-    if !cgroup.clone_into {
-        cgroup.join(pid.as_raw())?;
-    }
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 

@@ -29,6 +29,7 @@ macro_rules! steps {
 
 steps!(
     Release = 1,
+    CgroupJoin,
     CgroupNs,
     Hostname,
     Mount,

@@ -277,16 +277,20 @@ pub(crate) fn pidfd_self() -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
-/// clone3 without CLONE_VM: a fork into new namespaces (and, on v2, into the cgroup
-/// `cgroup_fd`, with a new cgroup namespace rooted there). Returns 0 in the child.
-pub(crate) fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> SysResult<i32> {
+/// clone3 without CLONE_VM: a fork into new namespaces, and into the cgroup2 directory
+/// `cgroup_fd` when given, with a new cgroup namespace rooted there when `cgroupns`
+/// (the child has no v1 hierarchy left to join). Returns 0 in the child.
+pub(crate) fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>, cgroupns: bool) -> SysResult<i32> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     // SAFETY: clone_args is plain data; all-zero is its documented default.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = ns_flags;
     if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP | libc::CLONE_NEWCGROUP as u64;
+        args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
+    }
+    if cgroupns {
+        args.flags |= libc::CLONE_NEWCGROUP as u64;
     }
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: without CLONE_VM this is a fork: the child gets its own copy of the

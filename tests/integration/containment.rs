@@ -870,18 +870,37 @@ fn own_cgroup(key: &str) -> Option<String> {
 #[test]
 fn container_cgroup_in_every_hierarchy_nested() {
     let c = Ctx::new();
-    let mut v = Verdict::new("cgroups: PARENT/ID/ctr in every hierarchy");
-    let _svc = Running::start(&c, &[]);
-    let id = state_id(&c);
-    let (pid1, cmd) = container_pids(&c);
-    let want = format!("/{}/{id}/ctr", c.parent);
-    for pid in [pid1, cmd] {
-        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        for line in cg.lines() {
-            v.hole(
-                line.ends_with(&format!(":{want}")),
-                format!("pid {pid}: `{line}`, want `...:{want}`"),
-            );
+    let mut v = Verdict::new(
+        "cgroups: the container's own cgroup in every hierarchy, below PARENT/ID where limits are",
+    );
+    // Which hierarchies carry limits: devices (the allow-list) and pids always, memory
+    // and cpu when asked. There the payload is one level below the limits (…/ctr);
+    // elsewhere nothing is written and it runs in PARENT/ID itself.
+    for (opts, limited) in [
+        (&[][..], &["devices", "pids"][..]),
+        (
+            &["--memory", "64m", "--cpus", "1"][..],
+            &["devices", "pids", "memory", "cpu"][..],
+        ),
+    ] {
+        let _svc = Running::start(&c, opts);
+        let id = state_id(&c);
+        let (pid1, cmd) = container_pids(&c);
+        for pid in [pid1, cmd] {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            for line in cg.lines() {
+                let ctrls = line.split(':').nth(1).unwrap_or("");
+                let nested = ctrls.split(',').any(|k| limited.contains(&k));
+                let want = if nested {
+                    format!("/{}/{id}/ctr", c.parent)
+                } else {
+                    format!("/{}/{id}", c.parent)
+                };
+                v.hole(
+                    line.ends_with(&format!(":{want}")),
+                    format!("{opts:?}: pid {pid}: `{line}`, want `...:{want}`"),
+                );
+            }
         }
     }
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
