@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::trust::Fingerprint;
 use crate::store::digest::Digest;
 
 /// The catalog compiled into the binary.
@@ -49,12 +50,17 @@ pub(crate) enum Source {
 pub(crate) enum Verification {
     /// The archive's sha256 is written in the catalog.
     Pinned { sha256: Digest },
-    /// A SHA256SUMS file, whose detached OpenPGP signature is checked against `keyring`,
-    /// lists the archive's digest under its file name.
+    /// A SHA256SUMS file, whose detached OpenPGP signature is checked against `keyring`
+    /// (or, when none is named, the built-in key with `fingerprint`: image/trust.rs),
+    /// lists the archive's digest under its file name. With a `fingerprint`, only a
+    /// signature by that key counts.
     Signed {
         checksums: String,
         signature: String,
-        keyring: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keyring: Option<PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<Fingerprint>,
     },
 }
 
@@ -112,6 +118,8 @@ struct RawEntry {
     signature: Option<String>,
     #[serde(default)]
     keyring: Option<PathBuf>,
+    #[serde(default)]
+    fingerprint: Option<String>,
     #[serde(default)]
     build: Option<BuildSpec>,
 }
@@ -264,26 +272,32 @@ fn build_entry(name: &str, raw: RawEntry, layer: &str) -> Result<Entry, String> 
         }
         (Some(url), None) => {
             check_url(&url).map_err(|m| format!("[images.{name}] url: {m}"))?;
-            let verify = match (raw.sha256, raw.checksums, raw.signature, raw.keyring) {
-                (Some(hex), None, None, None) => Verification::Pinned {
+            let fingerprint = raw
+                .fingerprint
+                .map(|f| f.parse::<Fingerprint>())
+                .transpose()
+                .map_err(|m| format!("[images.{name}] fingerprint: {m}"))?;
+            let keys = raw.keyring.is_some() || fingerprint.is_some();
+            let verify = match (raw.sha256, raw.checksums, raw.signature, keys) {
+                (Some(hex), None, None, false) => Verification::Pinned {
                     sha256: hex.parse().map_err(|e| format!("[images.{name}] sha256: {e}"))?,
                 },
-                (None, Some(checksums), Some(signature), Some(keyring)) => {
+                (None, Some(checksums), Some(signature), true) => {
                     check_url(&checksums).map_err(|m| format!("[images.{name}] checksums: {m}"))?;
                     check_url(&signature).map_err(|m| format!("[images.{name}] signature: {m}"))?;
-                    Verification::Signed { checksums, signature, keyring }
+                    Verification::Signed { checksums, signature, keyring: raw.keyring, fingerprint }
                 }
                 (Some(_), ..) => {
-                    return Err(format!("[images.{name}] `sha256` pins the digest; drop `checksums`, `signature` and `keyring`"))
+                    return Err(format!("[images.{name}] `sha256` pins the digest; drop `checksums`, `signature`, `keyring` and `fingerprint`"))
                 }
                 (None, None, ..) => {
-                    return Err(format!("[images.{name}] cannot be verified: add `sha256`, or `checksums` + `signature` + `keyring`"))
+                    return Err(format!("[images.{name}] cannot be verified: add `sha256`, or `checksums` + `signature` + `keyring` (or `fingerprint`)"))
                 }
                 (None, Some(_), None, _) => {
                     return Err(format!("[images.{name}] `checksums` needs a `signature` URL (unsigned checksums prove nothing)"))
                 }
-                (None, Some(_), Some(_), None) => {
-                    return Err(format!("[images.{name}] `signature` needs a `keyring` file to check it against"))
+                (None, Some(_), Some(_), false) => {
+                    return Err(format!("[images.{name}] `signature` needs a `keyring` file or the `fingerprint` of a built-in key to check it against"))
                 }
             };
             Source::Download { url, verify }

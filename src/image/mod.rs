@@ -9,5 +9,6 @@ pub(crate) mod export;
 pub(crate) mod fetch;
 pub(crate) mod pipe;
 pub(crate) mod pull;
+pub(crate) mod trust;
 pub(crate) mod unpack;
 pub(crate) mod verify;

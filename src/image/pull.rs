@@ -17,6 +17,7 @@ use crate::image::catalog::{self, Entry, Verification};
 use crate::image::fetch::{FetchError, Fetcher};
 use crate::image::pipe;
 use crate::image::unpack::{self, UnpackError};
+use crate::image::trust;
 use crate::image::verify::{self, VerifyError};
 use crate::progress::Printer;
 use crate::store::digest::{Digest, Hasher};
@@ -134,26 +135,31 @@ pub(crate) fn download(
             checksums,
             signature,
             keyring,
+            fingerprint,
         } => {
+            let anchor = trust::resolve(keyring.as_deref(), fingerprint.as_ref())?;
             // Before any download: without the keyring nothing could be verified.
-            if !keyring.is_file() {
-                let source = VerifyError::KeyringMissing {
-                    path: keyring.clone(),
-                };
-                return Err(PullError::Verify {
-                    what: checksums.to_string(),
-                    source,
+            if let trust::Anchor::Host(path) = &anchor {
+                if !path.is_file() {
+                    let source = VerifyError::KeyringMissing { path: path.clone() };
+                    return Err(PullError::Verify {
+                        what: checksums.to_string(),
+                        source,
+                    }
+                    .into());
                 }
-                .into());
             }
-            printer.detail(&format!("verifying {checksums} with {}", keyring.display()));
+            printer.detail(&format!("verifying {checksums} with {}", anchor.describe()));
             let sums = fetcher.get_small(checksums, CHECKSUMS_LIMIT)?;
             let sig = fetcher.get_small(signature, SIGNATURE_LIMIT)?;
             let what = checksums.to_string();
-            verify::check_signature(&sums, &sig, keyring).map_err(|source| PullError::Verify {
-                what: what.clone(),
-                source,
-            })?;
+            let signer = fingerprint.as_ref().map(|f| f.as_str());
+            verify::check_signature_by(&sums, &sig, anchor.source(), signer).map_err(
+                |source| PullError::Verify {
+                    what: what.clone(),
+                    source,
+                },
+            )?;
             verify::lookup_sha256sums(&sums, file_name(url))
                 .map_err(|source| PullError::Verify { what, source })?
         }

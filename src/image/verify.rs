@@ -45,6 +45,8 @@ pub(crate) enum VerifyError {
     GpgvMissing,
     #[error("signed by unknown key {key}; not in {keyring}")]
     UnknownKey { key: String, keyring: PathBuf },
+    #[error("signed by {got}, not by the key the catalog pins ({expected}); the download was discarded")]
+    WrongSigner { expected: String, got: String },
     #[error("BAD signature by key {key}: the data does not match its signature (corrupted or tampered with)")]
     BadSignature { key: String },
     #[error("no valid signature ({detail})")]
@@ -145,16 +147,43 @@ fn clean_name(name: &str) -> String {
     name.strip_prefix("./").unwrap_or(name).to_string()
 }
 
+/// Where the keys gpgv trusts come from: a keyring file, or bytes compiled into locker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeySource<'a> {
+    File(&'a Path),
+    Builtin { name: &'a str, bytes: &'a [u8] },
+}
+
 /// Checks a detached OpenPGP `signature` (binary or armored) over `data` against `keyring`.
 pub(crate) fn check_signature(
     data: &[u8],
     signature: &[u8],
     keyring: &Path,
 ) -> Result<(), VerifyError> {
+    check_signature_by(data, signature, KeySource::File(keyring), None)
+}
+
+/// [`check_signature`] with the keys from `keys`, and, when `signer` is given, only a
+/// signature by that key (primary or subkey fingerprint) counts.
+pub(crate) fn check_signature_by(
+    data: &[u8],
+    signature: &[u8],
+    keys: KeySource<'_>,
+    signer: Option<&str>,
+) -> Result<(), VerifyError> {
     let tmp = TempDir::new()?;
     let sig = tmp.write("data.sig", signature)?;
     let dat = tmp.write("data", data)?;
-    run_gpgv(&tmp, keyring, &[sig.as_os_str(), dat.as_os_str()])
+    let signers = run_gpgv(&tmp, keys, &[sig.as_os_str(), dat.as_os_str()])?;
+    match signer {
+        Some(want) if !signers.iter().any(|s| s.eq_ignore_ascii_case(want)) => {
+            Err(VerifyError::WrongSigner {
+                expected: want.to_string(),
+                got: signers.join(", "),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks an inline-signed document (apt's InRelease, `gpg --clearsign`) against `keyring`
@@ -166,7 +195,7 @@ pub(crate) fn verify_cleartext(signed: &[u8], keyring: &Path) -> Result<Vec<u8>,
     let output = tmp.path.join("content");
     run_gpgv(
         &tmp,
-        keyring,
+        KeySource::File(keyring),
         &[
             OsStr::new("--output"),
             output.as_os_str(),
@@ -181,7 +210,12 @@ pub(crate) fn verify_cleartext(signed: &[u8], keyring: &Path) -> Result<Vec<u8>,
 
 const ARMORED_KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
-fn run_gpgv(tmp: &TempDir, keyring: &Path, args: &[&OsStr]) -> Result<(), VerifyError> {
+/// Runs gpgv; on a good signature returns the fingerprints (key and primary) it was made by.
+fn run_gpgv(
+    tmp: &TempDir,
+    keyring: KeySource<'_>,
+    args: &[&OsStr],
+) -> Result<Vec<String>, VerifyError> {
     let keyring = usable_keyring(tmp, keyring)?;
     let out = Command::new("gpgv")
         // An empty home: only `--keyring` is trusted, never ~/.gnupg/trustedkeys.kbx.
@@ -207,8 +241,9 @@ fn run_gpgv(tmp: &TempDir, keyring: &Path, args: &[&OsStr]) -> Result<(), Verify
 /// Decides from gpgv's status lines (doc/DETAILS in GnuPG), not its exit code: gpgv
 /// exits 2 when one of several signatures is from a key we do not have (Debian signs
 /// InRelease with more than one key), and 0 for a good signature by an expired key.
-fn judge_status(status: &str, stderr: &str, keyring: &Path) -> Result<(), VerifyError> {
+fn judge_status(status: &str, stderr: &str, keyring: &Path) -> Result<Vec<String>, VerifyError> {
     let mut valid = false;
+    let mut signers = Vec::new();
     let mut unknown = None;
     let mut refused = Vec::new();
     for line in status.lines() {
@@ -219,7 +254,13 @@ fn judge_status(status: &str, stderr: &str, keyring: &Path) -> Result<(), Verify
         let keyword = words.next().unwrap_or("");
         let key = words.next().unwrap_or("?").to_string();
         match keyword {
-            "VALIDSIG" => valid = true,
+            "VALIDSIG" => {
+                valid = true;
+                // VALIDSIG <fpr> <date> <ts> <expire> <ver> <reserved> <algo> <hash>
+                // <class> <primary fpr>
+                signers.push(key.clone());
+                signers.extend(words.nth(8).map(str::to_string));
+            }
             "BADSIG" => return Err(VerifyError::BadSignature { key: who(rest) }),
             "NO_PUBKEY" => unknown = Some(key),
             // A revoked key or an expired signature is refused even if the maths holds.
@@ -237,7 +278,7 @@ fn judge_status(status: &str, stderr: &str, keyring: &Path) -> Result<(), Verify
         });
     }
     if valid {
-        return Ok(());
+        return Ok(signers);
     }
     if let Some(key) = unknown {
         return Err(VerifyError::UnknownKey {
@@ -266,7 +307,15 @@ struct Keyring {
 
 /// gpgv resolves a relative `--keyring` against its home directory and (2.2) cannot read
 /// armored keys, so make the path absolute and dearmor `.asc` keyrings into `tmp`.
-fn usable_keyring(tmp: &TempDir, keyring: &Path) -> Result<Keyring, VerifyError> {
+fn usable_keyring(tmp: &TempDir, keys: KeySource<'_>) -> Result<Keyring, VerifyError> {
+    let keyring = match keys {
+        KeySource::File(path) => path,
+        KeySource::Builtin { name, bytes } => {
+            let used = tmp.write("builtin.gpg", bytes)?;
+            let named = PathBuf::from(format!("<built-in key: {name}>"));
+            return Ok(Keyring { used, named });
+        }
+    };
     let named = keyring.to_path_buf();
     let missing = || VerifyError::KeyringMissing {
         path: named.clone(),

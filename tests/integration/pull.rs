@@ -722,6 +722,136 @@ fn signed_pull_rejects_checksums_without_the_file() {
     assert_nothing_installed(&t.l, &r);
 }
 
+// ---------------------------------------------------------------- built-in trust anchors
+
+/// The cloud-image key locker ships (keys/README.md); the built-in catalog pins it.
+const UBUNTU_CLOUDIMAGE_FPR: &str = "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81";
+
+/// A loopback copy of Ubuntu's cloud-image release layout
+/// (`minimal/releases/bionic/release/{root.tar.xz,SHA256SUMS,SHA256SUMS.gpg}`), its
+/// SHA256SUMS signed by a fresh test key, and a catalog entry shaped like the built-in
+/// one: `fingerprint` pinned, no `keyring`.
+struct UbuntuLayout {
+    l: Locker,
+    _server: Server,
+    key: Gpg,
+    hex: String,
+    url: String,
+    checksums: String,
+    signature: String,
+}
+
+fn ubuntu_layout() -> UbuntuLayout {
+    let l = Locker::new();
+    let server = Server::start();
+    let key = Gpg::new(l.path("gnupg"), "not ubuntu <n@example.invalid>");
+    let dir = "/minimal/releases/bionic/release";
+    let file = "ubuntu-18.04-minimal-cloudimg-amd64-root.tar.xz";
+    let data = compress(fixture_tar(), "xz");
+    let hex = sha256_hex(&data);
+    let url = server.serve(&format!("{dir}/{file}"), data);
+    let sums = format!("{hex} *{file}\n");
+    let sums_path = l.path("SHA256SUMS");
+    let sig_path = l.path("SHA256SUMS.gpg");
+    fs::write(&sums_path, &sums).unwrap();
+    key.sign(&sums_path, &sig_path);
+    let checksums = server.serve(&format!("{dir}/SHA256SUMS"), sums.into_bytes());
+    let signature = server.serve(&format!("{dir}/SHA256SUMS.gpg"), fs::read(&sig_path).unwrap());
+    UbuntuLayout { l, _server: server, key, hex, url, checksums, signature }
+}
+
+impl UbuntuLayout {
+    fn catalog(&self, fingerprint: &str, keyring: Option<&Path>) -> String {
+        let keyring = keyring.map_or(String::new(), |k| format!("keyring = \"{}\"\n", s(k)));
+        write_catalog(
+            &self.l,
+            &format!(
+                "[images.\"ubuntu-18.04\"]\naliases = [\"bionic\"]\narch = \"amd64\"\nurl = \"{}\"\nchecksums = \"{}\"\nsignature = \"{}\"\nfingerprint = \"{fingerprint}\"\n{keyring}",
+                self.url, self.checksums, self.signature
+            ),
+        )
+    }
+}
+
+#[test]
+fn builtin_key_refuses_sums_signed_by_an_unknown_key() {
+    let t = ubuntu_layout();
+    let catalog = t.catalog(UBUNTU_CLOUDIMAGE_FPR, None);
+    let r = pull(&t.l, &catalog, "bionic");
+    expect_fail(&r);
+    let fpr = t.key.fingerprint().to_lowercase();
+    let err = r.stderr.to_lowercase();
+    assert!(
+        err.contains(&fpr[fpr.len() - 16..]) || err.contains(&fpr),
+        "error must name the signing key\n{}",
+        r.dump()
+    );
+    assert!(!err.contains("not found"), "the built-in key is used, not a missing keyring\n{}", r.dump());
+    assert_nothing_installed(&t.l, &r);
+}
+
+#[test]
+fn builtin_key_injected_for_tests_verifies_the_layout() {
+    let t = ubuntu_layout();
+    let fpr = t.key.fingerprint();
+    let key = t.l.path("injected.gpg");
+    t.key.export(&key);
+    let catalog = t.catalog(&fpr, None);
+    let mut cmd = t.l.command(&["--catalog", &catalog, "pull", "bionic"]);
+    cmd.env("LOCKER_TEST_BUILTIN_KEY", format!("{fpr}:{}", s(&key)));
+    let r = run_bounded(cmd, Duration::from_secs(120));
+    expect_ok(&r);
+    assert_installed(&t.l, "ubuntu-18.04", &t.hex);
+    // Without the injected key the same fingerprint has no keyring at all.
+    let l2 = Locker::new();
+    let catalog2 = write_catalog(&l2, &fs::read_to_string(&catalog).unwrap());
+    let r = pull(&l2, &catalog2, "bionic");
+    expect_fail(&r);
+    assert!(r.stderr.contains(&fpr), "names the key with no keyring\n{}", r.dump());
+    assert_nothing_installed(&l2, &r);
+}
+
+#[test]
+fn pinned_fingerprint_refuses_another_key_of_the_keyring() {
+    let t = ubuntu_layout();
+    // The named keyring holds the signer, but the entry pins another key.
+    let keyring = t.l.path("keyring.gpg");
+    t.key.export(&keyring);
+    let catalog = t.catalog(UBUNTU_CLOUDIMAGE_FPR, Some(&keyring));
+    let r = pull(&t.l, &catalog, "bionic");
+    expect_fail(&r);
+    assert!(r.stderr.contains(UBUNTU_CLOUDIMAGE_FPR), "names the pinned key\n{}", r.dump());
+    assert_nothing_installed(&t.l, &r);
+    // The same keyring with the signer's fingerprint pinned passes.
+    let catalog = t.catalog(&t.key.fingerprint(), Some(&keyring));
+    expect_ok(&pull(&t.l, &catalog, "bionic"));
+    assert_installed(&t.l, "ubuntu-18.04", &t.hex);
+}
+
+#[test]
+fn builtin_catalog_ubuntu_entries_need_no_host_keyring() {
+    let l = Locker::new();
+    let out = l.ok(&["catalog", "--json"]);
+    for (name, fpr) in [
+        ("ubuntu-18.04", UBUNTU_CLOUDIMAGE_FPR),
+        ("ubuntu-14.04", UBUNTU_CLOUDIMAGE_FPR),
+        ("ubuntu-base-24.04", "843938DF228D22F7B3742BC0D94AA3F0EFE21092"),
+    ] {
+        let entry = catalog_entry(&out, name);
+        let text = entry.to_string();
+        assert!(text.contains(fpr), "{name} pins {fpr}: {text}");
+        assert!(!text.contains("keyring"), "{name} names no host keyring: {text}");
+    }
+}
+
+fn catalog_entry(json: &str, name: &str) -> Value {
+    let v: Value = serde_json::from_str(json).unwrap();
+    as_list(v, "images")
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the catalog: {json}"))
+}
+
 // ---------------------------------------------------------------- bad catalogs, names, URLs
 
 #[test]
