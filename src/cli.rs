@@ -35,8 +35,13 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 pub(crate) enum Command {
-    /// Download, verify and unpack an image from the catalog (no-op if present)
+    /// Download, verify and unpack an image from the catalog, or an OCI image from a
+    /// registry (REGISTRY/REPO[:TAG|@DIGEST]); no-op if present
     Pull(PullArgs),
+    /// Upload an image of the store to a registry as an OCI image
+    Push(PushArgs),
+    /// Store credentials for a registry (checked against it first)
+    Login(LoginArgs),
     /// Add a local root tarball or one at a URL to the store
     Import(ImportArgs),
     /// Bootstrap an image from a Debian/Ubuntu apt archive (verified), like mmdebstrap
@@ -65,8 +70,31 @@ pub(crate) enum Command {
 
 #[derive(Args, Debug)]
 pub(crate) struct PullArgs {
-    /// Image name or alias from the catalog
+    /// Image name or alias from the catalog, or an OCI reference (has a `/`, `:` or `@`)
     pub name: String,
+    /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: this machine's)
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PushArgs {
+    /// Image name or alias in the store
+    pub name: String,
+    /// Where to: REGISTRY/REPO[:TAG]
+    pub reference: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LoginArgs {
+    /// Registry host[:port]
+    pub registry: String,
+    /// User name
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from stdin (the only way: never on the command line)
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -119,9 +147,13 @@ pub(crate) struct BuildArgs {
 pub(crate) struct ExportArgs {
     /// Image name or alias
     pub name: String,
-    /// Output: FILE.tar, .tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst; `-` for a plain tar on stdout
+    /// Output: FILE.tar, .tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst; `-` for a plain tar on stdout;
+    /// with --format oci: a directory (OCI image layout) or FILE.tar of one
     #[arg(short, long)]
     pub output: PathBuf,
+    /// rootfs (a root filesystem tarball) or oci (an OCI image layout)
+    #[arg(long, default_value = "rootfs")]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
@@ -257,9 +289,12 @@ pub(crate) struct RunArgs {
     pub read_only: bool,
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Override an OCI image's Entrypoint (an empty string clears it)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// Image name or alias
     pub image: String,
-    /// Command and arguments (default: /bin/bash, else /bin/sh)
+    /// Command and arguments (default: the image's Entrypoint + Cmd; else /bin/bash, else /bin/sh)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }

@@ -486,11 +486,11 @@ fn configure(
     }
     // The tree itself is the container's root: what dpkg writes stays in it. No
     // network: everything was downloaded and verified before.
-    let mut spec = run::Spec::new(Resolved {
-        name: req.name.clone(),
-        digest: String::new(),
-        rootfs: t.path().to_path_buf(),
-    });
+    let mut spec = run::Spec::new(Resolved::tree(
+        req.name.clone(),
+        String::new(),
+        t.path().to_path_buf(),
+    ));
     spec.root = run::Root::Direct;
     spec.net = run::Net::None;
     spec.process.args = vec!["/bin/sh".to_string(), "-c".to_string(), script];

@@ -193,6 +193,7 @@ impl Deb {
         let options = unpack::Options {
             keep_directory_symlinks: true,
             list: true,
+            ..unpack::Options::default()
         };
         unpack::unpack_with(self.reader(m)?, tree, options)
             .map(|(_, listing)| listing)

@@ -17,6 +17,7 @@ use crate::store::Resolved;
 
 /// `locker run`'s flags as a spec for `image`.
 pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError> {
+    let config = image.config.clone();
     let mut spec = Spec::new(image);
     spec.name = args.name.clone();
     spec.hostname = args.hostname.clone();
@@ -29,6 +30,10 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
         args.tty,
         args.interactive,
     )?;
+    if config.is_some() || args.entrypoint.is_some() {
+        let config = config.unwrap_or_default();
+        spec::apply_image_config(&mut spec.process, &config, args.entrypoint.as_deref())?;
+    }
     if args.read_only {
         spec.root = Root::ReadOnly;
     }

@@ -13,6 +13,8 @@ use crate::build;
 use crate::cli::{BuildArgs, Cli};
 use crate::image::catalog::{self, Catalog, Source, Verification};
 use crate::image::pull::{self, Origin};
+use crate::image::reference::{self, Reference};
+use crate::image::{oci, registry};
 use crate::progress::{Printer, Verbosity};
 use crate::store::digest::Digest;
 use crate::store::{Installed, Store};
@@ -43,12 +45,98 @@ impl Context {
     }
 }
 
-pub(crate) fn pull(ctx: &Context, name: &str) -> anyhow::Result<()> {
+pub(crate) fn pull(ctx: &Context, name: &str, platform: Option<&str>) -> anyhow::Result<()> {
+    if reference::is_reference(name) {
+        let installed = pull_reference(ctx, name, platform).with_context(|| format!("pull {name}"))?;
+        report(ctx, &installed)?;
+        return Ok(());
+    }
+    if platform.is_some() {
+        anyhow::bail!("pull {name}: --platform applies to OCI references (REGISTRY/REPO:TAG), not catalog names");
+    }
     let store = ctx.store()?;
     let catalog = ctx.catalog()?;
     let installed =
         pull_entry(&store, &catalog, name, &ctx.printer).with_context(|| format!("pull {name}"))?;
     report(ctx, &installed)?;
+    Ok(())
+}
+
+/// An OCI image from its registry; layers the store has are not fetched again.
+fn pull_reference(ctx: &Context, name: &str, platform: Option<&str>) -> anyhow::Result<Installed> {
+    let reference = Reference::parse(name)?;
+    let platform = platform.map(oci::Platform::parse).transpose()?;
+    let store = ctx.store()?;
+    oci::pull(&store, &reference, platform.as_ref(), &ctx.printer)
+}
+
+/// The store's name for what the user typed: a reference in its full form
+/// (`127.0.0.1:5000/img` is `127.0.0.1:5000/img:latest`), a catalog name as it is.
+pub(crate) fn store_name(name: &str) -> String {
+    if reference::is_reference(name) {
+        if let Ok(r) = Reference::parse(name) {
+            return r.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// `locker login REGISTRY -u USER --password-stdin`: the credentials are checked with a
+/// request the registry must authorize, then written to podman's auth.json
+/// (`$XDG_RUNTIME_DIR/containers/auth.json`), or Docker's config.json without it.
+pub(crate) fn login(ctx: &Context, registry_host: &str, user: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("login {registry_host}: empty password on stdin");
+    }
+    let creds = registry::Credentials {
+        user: user.to_string(),
+        password,
+    };
+    // Any repository works for the handshake; a token for it proves the credentials.
+    let probe = Reference::parse(&format!("{registry_host}/locker-login-check"))
+        .with_context(|| format!("login {registry_host}"))?;
+    registry::Registry::new(&probe, false)?
+        .with_credentials(creds.clone())
+        .ping()
+        .with_context(|| format!("login {registry_host}"))?;
+    let path = registry::auth_files()
+        .into_iter()
+        .find(|p| !p.ends_with("config.json") || std::env::var_os("XDG_RUNTIME_DIR").is_none())
+        .ok_or_else(|| anyhow::anyhow!("login {registry_host}: neither XDG_RUNTIME_DIR nor HOME is set"))?;
+    let old = match std::fs::read(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let text = registry::set_auth(old.as_deref(), registry_host, &creds)
+        .map_err(|r| anyhow::anyhow!("login {registry_host}: {}: {r}", path.display()))?;
+    write_private(&path, &text).with_context(|| format!("write {}", path.display()))?;
+    ctx.printer.info(&format!("Login Succeeded: credentials for {registry_host} in {}", path.display()));
+    Ok(())
+}
+
+/// Writes a 0600 file by rename (credentials: never readable by others, never half-written).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = f.write_all(data).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -180,6 +268,9 @@ struct ImageRow {
     size: u64,
     source: String,
     created: String,
+    /// An OCI image's layers (sha256:HEX, bottom first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    layers: Vec<String>,
 }
 
 pub(crate) fn images(ctx: &Context, json: bool) -> anyhow::Result<()> {
@@ -196,6 +287,7 @@ pub(crate) fn images(ctx: &Context, json: bool) -> anyhow::Result<()> {
             source: r.source.clone(),
             created: humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.created))
                 .to_string(),
+            layers: r.layers.iter().map(|l| format!("sha256:{l}")).collect(),
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -238,9 +330,10 @@ pub(crate) fn rmi(
     in_use: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
     let store = Store::existing(&ctx.root);
-    let freed = store.remove_names(names, in_use).context("rmi")?;
+    let names: Vec<String> = names.iter().map(|n| store_name(n)).collect();
+    let freed = store.remove_names(&names, in_use).context("rmi")?;
     let mut out = std::io::stdout().lock();
-    for name in names {
+    for name in &names {
         writeln!(out, "untagged {name}")?;
     }
     for digest in freed {
@@ -394,4 +487,10 @@ mod tests {
         print_table(&mut out, &["A", "B"], &[vec!["long".into(), "x".into()]]).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "A      B\nlong   x\n");
     }
+}
+
+/// `locker push NAME REF`.
+pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result<()> {
+    let _ = (ctx, name, reference);
+    anyhow::bail!("push {name} {reference}: not implemented yet")
 }

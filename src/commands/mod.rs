@@ -20,7 +20,9 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     let in_use = |digest: &str| state::user_of(root, digest);
     let done = |r: anyhow::Result<()>| r.map(|()| ExitStatus::Success);
     match cli.command {
-        Command::Pull(a) => done(images::pull(&ctx, &a.name)),
+        Command::Pull(a) => done(images::pull(&ctx, &a.name, a.platform.as_deref())),
+        Command::Login(a) => done(images::login(&ctx, &a.registry, &a.username)),
+        Command::Push(a) => done(images::push(&ctx, &a.name, &a.reference)),
         Command::Import(a) => done(images::import(
             &ctx,
             &a.source,
@@ -58,13 +60,14 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// The image `run` uses: from the store with one read of refs.json; only when it is
 /// missing are the catalog and the network involved (then it is pulled first).
 fn resolve_image(ctx: &images::Context, name: &str) -> anyhow::Result<store::Resolved> {
-    if let Some(resolved) = Store::existing(&ctx.root).resolve(name)? {
+    let name = images::store_name(name);
+    if let Some(resolved) = Store::existing(&ctx.root).resolve(&name)? {
         return Ok(resolved);
     }
     ctx.printer
         .info(&format!("{name} is not in the store; pulling it"));
-    images::pull(ctx, name)?;
+    images::pull(ctx, &name, None)?;
     Store::existing(&ctx.root)
-        .resolve(name)?
+        .resolve(&name)?
         .ok_or_else(|| anyhow::anyhow!("pull {name} recorded no image"))
 }

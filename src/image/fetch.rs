@@ -97,6 +97,9 @@ pub(crate) struct Fetcher {
     agent: ureq::Agent,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// An `Authorization` header for every request (a registry's token); ureq drops it
+    /// on a redirect to another host (a blob store's signed URL needs none).
+    authorization: Option<String>,
 }
 
 impl Fetcher {
@@ -116,7 +119,19 @@ impl Fetcher {
             agent,
             connect_timeout: connect,
             read_timeout: read,
+            authorization: None,
         }
+    }
+
+    /// This fetcher, sending `Authorization: value` with each request.
+    pub(crate) fn with_authorization(mut self, value: Option<String>) -> Self {
+        self.authorization = value;
+        self
+    }
+
+    /// The underlying agent, for the registry client's own requests.
+    pub(crate) fn agent(&self) -> &ureq::Agent {
+        &self.agent
     }
 
     /// A small document (SHA256SUMS, a signature), whole, at most `limit` bytes.
@@ -280,6 +295,9 @@ impl Fetcher {
         if_range: Option<&str>,
     ) -> Result<ureq::Response, FetchError> {
         let mut req = self.agent.get(url);
+        if let Some(auth) = &self.authorization {
+            req = req.set("Authorization", auth);
+        }
         if from > 0 {
             req = req.set("Range", &format!("bytes={from}-"));
             if let Some(tag) = if_range {

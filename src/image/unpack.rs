@@ -92,6 +92,34 @@ pub(crate) struct Options {
     pub keep_directory_symlinks: bool,
     /// Return every entry's path in archive order (dpkg's `.list` of a package).
     pub list: bool,
+    /// An OCI layer (image-spec layer.md) that overlayfs will stack: a whiteout
+    /// `.wh.NAME` becomes overlayfs' whiteout (a 0/0 character device NAME), an opaque
+    /// marker `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory, and a
+    /// hard link whose target is not in this layer (a file of a lower layer) is
+    /// reported in `lower_links` for the caller to copy up.
+    pub oci_layer: bool,
+}
+
+/// What an OCI layer left to the caller: hard links to files of lower layers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerReport {
+    pub stats: Stats,
+    /// (link path, target path), both relative to the tree.
+    pub lower_links: Vec<(PathBuf, PathBuf)>,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Unpacks one OCI layer beneath `dest` (see `Options::oci_layer`).
+pub(crate) fn unpack_layer(reader: impl Read + Send, dest: &Path) -> Result<LayerReport, UnpackError> {
+    let options = Options {
+        oci_layer: true,
+        ..Options::default()
+    };
+    let mut lower_links = Vec::new();
+    let (stats, _) = unpack_inner(reader, dest, options, Some(&mut lower_links))?;
+    Ok(LayerReport { stats, lower_links })
 }
 
 /// One archive entry as `Options::list` reports it.
@@ -104,9 +132,18 @@ pub(crate) struct Listed {
 
 /// `unpack` with options; the listing is empty unless `options.list`.
 pub(crate) fn unpack_with(
+    reader: impl Read + Send,
+    dest: &Path,
+    options: Options,
+) -> Result<(Stats, Vec<Listed>), UnpackError> {
+    unpack_inner(reader, dest, options, None)
+}
+
+fn unpack_inner(
     mut reader: impl Read + Send,
     dest: &Path,
     options: Options,
+    lower_links: Option<&mut Vec<(PathBuf, PathBuf)>>,
 ) -> Result<(Stats, Vec<Listed>), UnpackError> {
     let root = open_dest(dest)?;
     let mut unpacker = Unpacker {
@@ -117,6 +154,7 @@ pub(crate) fn unpack_with(
         same_owner: nix::unistd::geteuid().is_root(),
         options,
         listing: Vec::new(),
+        lower_links: Vec::new(),
     };
     std::thread::scope(|scope| {
         let (tx, rx) = pipe::pipe();
@@ -145,6 +183,9 @@ pub(crate) fn unpack_with(
         extracted
     })?;
     unpacker.finish()?;
+    if let Some(out) = lower_links {
+        *out = std::mem::take(&mut unpacker.lower_links);
+    }
     Ok((unpacker.stats, unpacker.listing))
 }
 
@@ -271,6 +312,7 @@ struct Unpacker {
     same_owner: bool,
     options: Options,
     listing: Vec<Listed>,
+    lower_links: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Unpacker {
@@ -310,6 +352,16 @@ impl Unpacker {
                 .try_clone()
                 .map_err(entry_err(&name, "open image root"))?;
             return self.directory_meta(root, PathBuf::new(), &meta, &name);
+        }
+        if self.options.oci_layer {
+            let file_name = rel.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+            if file_name == OPAQUE_MARKER.as_bytes() {
+                return self.opaque(&rel, &name);
+            }
+            if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+                let target = rel.with_file_name(OsStr::from_bytes(hidden));
+                return self.whiteout(&target, &name);
+            }
         }
         match kind {
             tar::EntryType::Directory => self.directory(&rel, &meta, &name),
@@ -574,6 +626,70 @@ impl Unpacker {
         Ok(())
     }
 
+    /// `.wh.NAME`: overlayfs' whiteout for NAME (a 0/0 character device), which hides
+    /// NAME of the layers below.
+    fn whiteout(&mut self, rel: &Path, entry: &str) -> Result<(), UnpackError> {
+        if rel.file_name().is_none_or(|n| n.is_empty() || n == "." || n == "..") {
+            return Err(UnpackError::Invalid {
+                entry: entry.to_owned(),
+                what: "whiteout without a name",
+            });
+        }
+        let (parent, name) = self.parent(rel, entry)?;
+        let make = || {
+            // SAFETY: valid fd and C string.
+            at::cvt(unsafe {
+                libc::mknodat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::S_IFCHR,
+                    libc::makedev(0, 0),
+                )
+            })
+        };
+        match make() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                make_room(&parent, &name, false)
+                    .map_err(entry_err(entry, "replace existing entry"))?;
+                make()
+            }
+            other => other,
+        }
+        .map_err(entry_err(entry, "create whiteout (overlayfs needs CAP_MKNOD)"))?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// `DIR/.wh..wh..opq`: DIR hides everything the layers below have in it.
+    fn opaque(&mut self, rel: &Path, entry: &str) -> Result<(), UnpackError> {
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        let fd = if dir.as_os_str().is_empty() {
+            self.root
+                .try_clone()
+                .map_err(entry_err(entry, "open image root"))?
+        } else {
+            // Makes DIR (and its parents) if the layer did not list it before.
+            let (parent, name) = self.parent(&dir.join("x"), entry)?;
+            drop(name);
+            parent
+        };
+        let path = cstring(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes(), entry)?;
+        let value = b"y";
+        // SAFETY: valid C strings and buffer; the magic link names the directory fd.
+        at::cvt(unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        })
+        .map_err(entry_err(entry, "mark directory opaque (overlayfs needs root)"))?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
     fn hardlink(&mut self, target: &[u8], rel: &Path, entry: &str) -> Result<(), UnpackError> {
         let target_name = String::from_utf8_lossy(target).into_owned();
         let target_rel = sanitize(Path::new(OsStr::from_bytes(target))).ok_or_else(|| {
@@ -591,12 +707,20 @@ impl Unpacker {
         let target_c = cstring(target_rel.as_os_str().as_bytes(), entry)?;
         // The target is resolved like any path in the image: it can only be a file
         // already beneath the root (a symlink on the way resolves as in the container).
-        let src = openat2_in_root(
+        let src = match openat2_in_root(
             self.root.as_raw_fd(),
             &target_c,
             libc::O_PATH | libc::O_NOFOLLOW,
-        )
-        .map_err(|e| e.into_unpack(entry, "open hard link target"))?;
+        ) {
+            // In an OCI layer the target may be a file of a layer below.
+            Err(OpenInTreeError::Io(e))
+                if self.options.oci_layer && e.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                self.lower_links.push((rel.to_path_buf(), target_rel));
+                return Ok(());
+            }
+            other => other.map_err(|e| e.into_unpack(entry, "open hard link target"))?,
+        };
         let src_stat = at::fstat(&src).map_err(entry_err(entry, "stat hard link target"))?;
         if src_stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(UnpackError::Invalid {
@@ -817,6 +941,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta,
                     mtime = t;
                 }
             } else if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
+                // overlayfs' own attributes (opaque, redirect, metacopy) in a lower
+                // layer steer its lookups: an archive never sets them.
+                if attr.starts_with("trusted.overlay.") || attr.starts_with("user.overlay.") {
+                    continue;
+                }
                 xattrs.push((cstring(attr.as_bytes(), name)?, ext.value_bytes().to_vec()));
             } else if key.starts_with("GNU.sparse.") {
                 // PAX sparse formats 0.x/1.0 keep the map in the data; the tar crate does
@@ -1298,6 +1427,7 @@ mod tests {
         let options = Options {
             keep_directory_symlinks: true,
             list: true,
+            ..Options::default()
         };
         let (_, listing) = unpack_with(&data[..], &dest, options).unwrap();
         // dpkg's rule: a merged /usr's bin -> usr/bin survives a package's ./bin/.

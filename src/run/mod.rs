@@ -137,7 +137,10 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         Some(n) => Some(Named::claim(root, n, image)?),
         None => None,
     };
-    let facts = image_facts(&image.rootfs, named.as_ref().map(|n| n.upper.as_path()))?;
+    let facts = image_facts(
+        &image.lower_dirs(),
+        named.as_ref().map(|n| n.upper.as_path()),
+    )?;
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
     let (plan, resolv) = plan::build(spec, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
 
@@ -179,6 +182,11 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        stop_signal: image
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_signal.as_deref())
+            .and_then(spec::parse_signal),
         locker_pid: std::process::id() as i32,
         locker_start: state::start_time(std::process::id() as i32).unwrap_or(0),
         pid: 0,
@@ -206,6 +214,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
 
     let layers = match &named {
         _ if spec.root == Root::Direct => Layers::Direct,
+        _ if spec.root == Root::ReadOnly && image.lowers.len() > 1 => Layers::ReadOnlyStack,
         _ if spec.root == Root::ReadOnly => Layers::ReadOnly,
         Some(n) => Layers::Disk {
             upper: cstring(&n.upper)?,
@@ -217,8 +226,12 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         Layers::Disk { upper, work } => (upper.clone(), work.clone()),
         _ => (cstring(&base.join("upper"))?, cstring(&base.join("work"))?),
     };
-    let lower = cstring(&image.rootfs)?;
-    for p in [&lower, &upper, &work] {
+    let lowers = image
+        .lower_dirs()
+        .into_iter()
+        .map(cstring)
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in lowers.iter().chain([&upper, &work]) {
         if p.as_bytes()
             .iter()
             .any(|b| matches!(b, b',' | b':' | b'\\'))
@@ -228,13 +241,30 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
             )));
         }
     }
-    let overlay_data = CString::new(format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.to_string_lossy(),
-        upper.to_string_lossy(),
-        work.to_string_lossy()
-    ))
-    .expect("no NUL");
+    let lower = lowers
+        .iter()
+        .map(|l| l.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(":");
+    // mount(2) takes at most one page of options; overlayfs itself stacks up to 500.
+    if lower.len() + upper.as_bytes().len() + work.as_bytes().len() + 64 > 4096 {
+        return Err(RunError::Usage(format!(
+            "image {} has {} layers, more than one overlay mount takes from this store path; flatten it first (`locker export {} -o FILE.tar`, then `locker import`)",
+            image.name,
+            lowers.len(),
+            image.name
+        )));
+    }
+    let overlay_data = match layers {
+        Layers::ReadOnlyStack => format!("lowerdir={lower}"),
+        _ => format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            upper.to_string_lossy(),
+            work.to_string_lossy()
+        ),
+    };
+    let overlay_data = CString::new(overlay_data).expect("no NUL");
+    let lower_top = lowers[0].clone();
     let base_c = cstring(&base)?;
     let sub = |s: &str| cstring(&base.join(s));
     let (root_c, upper_tmp, work_tmp, nodes_c, files_c) = (
@@ -284,7 +314,7 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
             work: &work_tmp,
             nodes: &nodes_c,
             files: &files_c,
-            lower: &lower,
+            lower: &lower_top,
             overlay_data: &overlay_data,
         },
         resolv: &resolv,
@@ -383,22 +413,28 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
 /// Reads /etc/passwd, /etc/group and whether /bin/bash exists, resolving every path
 /// inside the image (an image's symlink never reaches the host's files). A named
 /// container's upper layer wins over the image.
-fn image_facts(rootfs: &Path, upper: Option<&Path>) -> Result<plan::ImageFacts, RunError> {
+fn image_facts(lowers: &[&Path], upper: Option<&Path>) -> Result<plan::ImageFacts, RunError> {
     let open_dir = |p: &Path| -> Result<fs::File, RunError> {
         Ok(fs::File::open(p).map_err(io_err("open image", p))?)
     };
-    let lower = open_dir(rootfs)?;
+    let lowers = lowers
+        .iter()
+        .map(|l| open_dir(l))
+        .collect::<Result<Vec<_>, _>>()?;
     let upper = upper.and_then(|u| fs::File::open(u).ok());
-    // The first layer that has the file decides (in upper, a whiteout or a FIFO
-    // reads as empty).
+    // The first layer that has the file decides (a whiteout or a FIFO reads as empty).
+    // An OCI image's symlinks may cross layers (`bin -> usr/bin` in the base, bash in
+    // a later layer): that is resolved per layer here, which is what `has_bash` needs.
     let read = |rel: &std::ffi::CStr| -> String {
         upper
             .iter()
-            .chain(std::iter::once(&lower))
+            .chain(lowers.iter())
             .find_map(|dir| read_in_root(dir.as_raw_fd(), rel))
             .unwrap_or_default()
     };
-    let has_bash = mounts::open_in_root(lower.as_raw_fd(), c"bin/bash", 0).is_ok();
+    let has_bash = lowers.iter().any(|l| {
+        mounts::open_in_root(l.as_raw_fd(), c"bin/bash", 0).is_ok()
+    });
     Ok(plan::ImageFacts {
         passwd: read(c"etc/passwd"),
         group: read(c"etc/group"),

@@ -251,7 +251,7 @@ pub(crate) fn prepare_root(
         .map_err(fail("mount overlay", NONE))?,
     }
     match layers {
-        Layers::ReadOnly => mount(
+        Layers::ReadOnly | Layers::ReadOnlyStack => mount(
             None,
             base.root,
             None,

@@ -60,6 +60,9 @@ pub(crate) enum Layers {
     Disk { upper: CString, work: CString },
     /// No upper: the lower bound read-only.
     ReadOnly,
+    /// No upper: an OCI image's layers stacked by overlayfs (read-only without an
+    /// upper), then made read-only per mount too.
+    ReadOnlyStack,
     /// No upper: the tree itself bound read-write as the root, so every change lands
     /// in it (`locker build` configures a tree that becomes an image).
     Direct,
@@ -454,11 +457,11 @@ mod tests {
     }
 
     fn opts() -> Spec {
-        Spec::new(crate::store::Resolved {
-            name: "img".into(),
-            digest: String::new(),
-            rootfs: "/nonexistent".into(),
-        })
+        Spec::new(crate::store::Resolved::tree(
+            "img".into(),
+            String::new(),
+            "/nonexistent".into(),
+        ))
     }
 
     fn with(f: impl FnOnce(&mut Spec)) -> Spec {

@@ -422,6 +422,62 @@ impl Spec {
     }
 }
 
+/// An OCI image's config as the defaults of `process`, by Docker's rules
+/// (Dockerfile reference, "Understand how CMD and ENTRYPOINT interact"): the command is
+/// Entrypoint + (the given arguments, else Cmd); `--entrypoint` replaces Entrypoint and
+/// drops Cmd (an empty one clears Entrypoint); Env comes before `-e` (later wins);
+/// WorkingDir and User apply unless `-w` / `-u` were given. No command at all leaves
+/// the args empty: the image's shell, as for a catalog image.
+pub(crate) fn apply_image_config(
+    process: &mut Process,
+    config: &crate::store::ImageConfig,
+    entrypoint: Option<&str>,
+) -> Result<(), RunError> {
+    let entry: Vec<String> = match entrypoint {
+        Some("") => Vec::new(),
+        Some(e) => vec![e.to_string()],
+        None => config.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd = if !process.args.is_empty() {
+        std::mem::take(&mut process.args)
+    } else if entrypoint.is_some() {
+        Vec::new()
+    } else {
+        config.cmd.clone().unwrap_or_default()
+    };
+    process.args = entry.into_iter().chain(cmd).collect();
+    let mut env: Vec<(String, String)> = config
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.append(&mut process.env);
+    process.env = env;
+    if process.cwd.is_none() {
+        if let Some(w) = &config.working_dir {
+            // A relative WorkingDir is relative to `/` (Docker does the same).
+            let abs = if w.starts_with('/') { w.clone() } else { format!("/{w}") };
+            process.cwd = Some(format!("/{}", container_path(&abs)?));
+        }
+    }
+    if process.user.is_none() {
+        process.user = config.user.clone();
+    }
+    Ok(())
+}
+
+/// A signal as an image's StopSignal names it: `SIGQUIT`, `QUIT` or `3`.
+pub(crate) fn parse_signal(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+}
+
 /// A container path as a relative, normalised path ("/a/./b/" -> "a/b"); `..` refused.
 pub(crate) fn container_path(p: &str) -> Result<String, RunError> {
     if !p.starts_with('/') {
@@ -522,6 +578,70 @@ pub(crate) fn parse_env(
         }
     }
     Ok(env)
+}
+
+#[cfg(test)]
+mod image_config_tests {
+    use super::*;
+    use crate::store::ImageConfig;
+
+    fn config() -> ImageConfig {
+        ImageConfig {
+            entrypoint: Some(vec!["/bin/ep".into(), "-x".into()]),
+            cmd: Some(vec!["default".into()]),
+            env: vec!["PATH=/img/bin".into(), "A=image".into()],
+            working_dir: Some("/srv/app".into()),
+            user: Some("1000:1000".into()),
+            stop_signal: Some("SIGQUIT".into()),
+            ..ImageConfig::default()
+        }
+    }
+
+    fn apply(args: &[&str], entrypoint: Option<&str>) -> Process {
+        let mut p = Process {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![("A".into(), "flag".into())],
+            ..Process::default()
+        };
+        apply_image_config(&mut p, &config(), entrypoint).unwrap();
+        p
+    }
+
+    #[test]
+    fn docker_rules_for_entrypoint_and_cmd() {
+        assert_eq!(apply(&[], None).args, ["/bin/ep", "-x", "default"]);
+        assert_eq!(apply(&["a", "b"], None).args, ["/bin/ep", "-x", "a", "b"]);
+        assert_eq!(apply(&[], Some("/bin/sh")).args, ["/bin/sh"]);
+        assert_eq!(apply(&["-c", "id"], Some("/bin/sh")).args, ["/bin/sh", "-c", "id"]);
+        assert_eq!(apply(&["ls"], Some("")).args, ["ls"]);
+        assert!(apply(&[], Some("")).args.is_empty());
+    }
+
+    #[test]
+    fn env_workdir_user() {
+        let p = apply(&[], None);
+        assert_eq!(p.env[0], ("PATH".into(), "/img/bin".into()));
+        // -e comes later, so it wins.
+        assert_eq!(p.env.last().unwrap(), &("A".to_string(), "flag".to_string()));
+        assert_eq!(p.cwd.as_deref(), Some("/srv/app"));
+        assert_eq!(p.user.as_deref(), Some("1000:1000"));
+        let mut q = Process {
+            cwd: Some("/tmp".into()),
+            user: Some("0".into()),
+            ..Process::default()
+        };
+        apply_image_config(&mut q, &config(), None).unwrap();
+        assert_eq!(q.cwd.as_deref(), Some("/tmp"));
+        assert_eq!(q.user.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(parse_signal("SIGQUIT"), Some(libc::SIGQUIT));
+        assert_eq!(parse_signal("quit"), Some(libc::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
 }
 
 #[cfg(test)]

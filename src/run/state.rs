@@ -34,6 +34,9 @@ pub(crate) struct State {
     #[serde(default)]
     pub digest: String,
     pub command: Vec<String>,
+    /// What `stop` sends first (an OCI image's StopSignal); SIGTERM when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
     /// The `locker run` process (host pid) and its start time (clock ticks since boot).
     pub locker_pid: i32,
     pub locker_start: u64,
@@ -253,7 +256,11 @@ pub(crate) fn stop(root: &Path, name: &str, grace: Duration) -> Result<(), RunEr
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let s = find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
-    let _ = kill(Pid::from_raw(s.pid), Signal::SIGTERM);
+    let first = s
+        .stop_signal
+        .and_then(|n| Signal::try_from(n).ok())
+        .unwrap_or(Signal::SIGTERM);
+    let _ = kill(Pid::from_raw(s.pid), first);
     let deadline = Instant::now() + grace;
     while alive(s.pid, s.pid_start) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -301,6 +308,7 @@ mod tests {
             image: "img".into(),
             digest: String::new(),
             command: vec!["true".into()],
+            stop_signal: None,
             locker_pid: 0,
             locker_start: 0,
             pid: 0,

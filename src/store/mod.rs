@@ -3,6 +3,8 @@
 //!
 //! Layout (documented in README.md):
 //!   rootfs/HEX/        an unpacked image; HEX is the sha256 of the verified archive
+//!   layers/HEX/        one unpacked OCI layer (HEX: its blob digest), whiteouts as
+//!                      overlayfs ones; shared by every image that lists it
 //!   refs.json          name -> digest index; replaced whole by rename, never edited
 //!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
 //!                      alive) and `downloads/*.part` (kept across runs for resume)
@@ -11,7 +13,9 @@
 //!                      sha256 (partial/ holds downloads in progress), kept across builds
 //!
 //! Invariants: an image is visible only once complete (one rename of its finished
-//! tree into rootfs/); a name exists only for a published rootfs; everything a killed
+//! tree into rootfs/ or of each layer into layers/); a name exists only for a
+//! published rootfs or a complete list of published layers; a layer lives as long as
+//! one name lists it (reference-counted by `rmi` and `gc`); everything a killed
 //! process leaves lies under tmp/ and `gc` removes it. `run` resolves a name with one
 //! read of refs.json and no lock.
 
@@ -56,6 +60,37 @@ pub(crate) struct ImageRef {
     pub created: u64,
     /// Bytes the unpacked tree uses on disk.
     pub size: u64,
+    /// An OCI image: its layers (digests, bottom first) under layers/; `digest` is then
+    /// the manifest's digest and there is no rootfs/ tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// An OCI image's config: what `run` does by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ImageConfig>,
+}
+
+/// The part of an OCI image config that drives `run` (image-spec config.md), kept in
+/// refs.json so `run` reads one file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ImageConfig {
+    /// The config blob's digest.
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -91,7 +126,33 @@ pub(crate) struct Installed {
 pub(crate) struct Resolved {
     pub name: String,
     pub digest: String,
+    /// The tree (a catalog image), or an OCI image's top layer.
     pub rootfs: PathBuf,
+    /// An OCI image's layers, top first (overlayfs' lowerdir order); empty for a tree.
+    pub lowers: Vec<PathBuf>,
+    pub config: Option<ImageConfig>,
+}
+
+impl Resolved {
+    /// A plain tree, no layers and no config.
+    pub(crate) fn tree(name: String, digest: String, rootfs: PathBuf) -> Resolved {
+        Resolved {
+            name,
+            digest,
+            rootfs,
+            lowers: Vec::new(),
+            config: None,
+        }
+    }
+
+    /// The read-only layers the container's overlay stacks, top first.
+    pub(crate) fn lower_dirs(&self) -> Vec<&Path> {
+        if self.lowers.is_empty() {
+            vec![self.rootfs.as_path()]
+        } else {
+            self.lowers.iter().map(PathBuf::as_path).collect()
+        }
+    }
 }
 
 pub(crate) struct Store {
@@ -134,7 +195,12 @@ impl Store {
             root: root.to_path_buf(),
         };
         root_dir(&store.root).map_err(io_err("use store directory", &store.root))?;
-        for dir in [store.rootfs_dir(), store.tmp_dir(), store.downloads_dir()] {
+        for dir in [
+            store.rootfs_dir(),
+            store.layers_dir(),
+            store.tmp_dir(),
+            store.downloads_dir(),
+        ] {
             private_dir(&dir).map_err(io_err("create store directory", &dir))?;
         }
         // A store made before ROOT was private: narrow what `run` made in it too.
@@ -166,6 +232,15 @@ impl Store {
 
     fn rootfs_dir(&self) -> PathBuf {
         self.root.join("rootfs")
+    }
+
+    fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// One unpacked OCI layer, named by its blob digest.
+    pub(crate) fn layer(&self, digest: &Digest) -> PathBuf {
+        self.layers_dir().join(digest.hex())
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -204,10 +279,23 @@ impl Store {
     /// `name` (or an alias) to its tree; `None` when the store does not have it.
     pub(crate) fn resolve(&self, name: &str) -> Result<Option<Resolved>, StoreError> {
         let refs = self.refs()?;
-        Ok(refs.find(name).map(|(name, r)| Resolved {
-            name: name.to_string(),
-            digest: r.digest.clone(),
-            rootfs: self.rootfs_dir().join(&r.digest),
+        Ok(refs.find(name).map(|(name, r)| {
+            let lowers: Vec<PathBuf> = r
+                .layers
+                .iter()
+                .rev()
+                .map(|l| self.layers_dir().join(l))
+                .collect();
+            Resolved {
+                name: name.to_string(),
+                digest: r.digest.clone(),
+                rootfs: lowers
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.rootfs_dir().join(&r.digest)),
+                lowers,
+                config: r.config.clone(),
+            }
         }))
     }
 
@@ -270,6 +358,50 @@ impl Store {
         self.tag_locked(name, digest, aliases, source)
     }
 
+    /// Publishes the unpacked layers in `works` (those the store lacks) and names the
+    /// OCI image `manifest` with `layers` (bottom first), under one lock: a layer never
+    /// appears without the name that keeps it, so `gc` cannot take it in between.
+    pub(crate) fn publish_layers(
+        &self,
+        works: Vec<(Work, Digest)>,
+        name: &str,
+        manifest: &Digest,
+        layers: &[Digest],
+        config: ImageConfig,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        for (work, digest) in works {
+            let target = self.layer(&digest);
+            if !target.exists() {
+                fs::rename(work.tree(), &target).map_err(io_err("publish", &target))?;
+            }
+        }
+        let missing = layers.iter().find(|l| !self.layer(l).is_dir());
+        if let Some(l) = missing {
+            return Err(StoreError::NoSuchImage(format!("layer {}", l.hex())));
+        }
+        let mut refs = self.refs()?;
+        let size = layers.iter().map(|l| disk_usage(&self.layer(l))).sum();
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        refs.images.insert(
+            name.to_string(),
+            ImageRef {
+                digest: manifest.hex(),
+                aliases: Vec::new(),
+                source: source.to_string(),
+                created,
+                size,
+                layers: layers.iter().map(Digest::hex).collect(),
+                config: Some(config),
+            },
+        );
+        self.write_refs(&refs)
+    }
+
     /// Points `name` at an already published `digest`.
     pub(crate) fn tag(
         &self,
@@ -310,6 +442,8 @@ impl Store {
                 source: source.to_string(),
                 created,
                 size,
+                layers: Vec::new(),
+                config: None,
             },
         );
         self.write_refs(&refs)
@@ -350,9 +484,11 @@ impl Store {
         }
         let mut freed = Vec::new();
         let mut removed = Vec::new();
+        let mut removed_layers = Vec::new();
         for key in &keys {
             if let Some(r) = refs.images.remove(key) {
                 removed.push(r.digest);
+                removed_layers.extend(r.layers);
             }
         }
         for digest in removed {
@@ -369,7 +505,22 @@ impl Store {
         }
         self.write_refs(&refs)?;
         for digest in &freed {
-            self.discard(&self.rootfs_dir().join(digest))?;
+            let tree = self.rootfs_dir().join(digest);
+            if tree.exists() {
+                self.discard(&tree)?;
+            }
+        }
+        // A layer goes with the last name that lists it.
+        removed_layers.sort();
+        removed_layers.dedup();
+        for layer in removed_layers {
+            if refs.images.values().any(|r| r.layers.contains(&layer)) {
+                continue;
+            }
+            let dir = self.layers_dir().join(&layer);
+            if dir.exists() {
+                self.discard(&dir)?;
+            }
         }
         Ok(freed)
     }
@@ -405,6 +556,20 @@ impl Store {
             report
                 .items
                 .push(format!("image {}", &name[..name.len().min(12)]));
+        }
+        let layers = self.layers_dir();
+        if layers.is_dir() {
+            for entry in read_dir(&layers)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if refs.images.values().any(|r| r.layers.contains(&name)) {
+                    continue;
+                }
+                report.bytes += disk_usage(&entry.path());
+                self.discard(&entry.path())?;
+                report
+                    .items
+                    .push(format!("layer {}", &name[..name.len().min(12)]));
+            }
         }
         let tmp = self.tmp_dir();
         for entry in read_dir(&tmp)? {
