@@ -18,9 +18,21 @@ use crate::store::Resolved;
 /// `locker run`'s flags as a spec for `image`.
 pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError> {
     let config = image.config.clone();
+    // An OCI reference is no hostname: its repository's last component is.
+    let default_hostname = image.name.contains(['/', ':', '@']).then(|| {
+        let repo = image.name.split(['@']).next().unwrap_or(&image.name);
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        let last = last.split(':').next().unwrap_or(last);
+        let clean: String = last
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(63)
+            .collect();
+        clean.trim_matches('-').to_string()
+    });
     let mut spec = Spec::new(image);
     spec.name = args.name.clone();
-    spec.hostname = args.hostname.clone();
+    spec.hostname = args.hostname.clone().or(default_hostname.filter(|h| !h.is_empty()));
     spec.process = process(
         &args.command,
         &args.env,

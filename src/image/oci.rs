@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use serde::Deserialize;
 
 use crate::image::fetch::{FetchError, Reporter};
 use crate::image::pipe;
@@ -171,6 +172,46 @@ fn oci_digest(d: &Descriptor, what: &str) -> Result<Digest, OciError> {
         .ok_or_else(|| bad(what, format!("digest {text} is not sha256 (the only one locker checks)")))
 }
 
+/// The parts of an image config (image-spec config.md) locker reads. Its own type, not
+/// oci-spec's `ImageConfiguration`: that one requires `history`, which many images
+/// (umoci's, for one) leave out.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct ImageConfiguration {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: Option<ContainerConfig>,
+    #[serde(default)]
+    pub rootfs: RootFs,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ContainerConfig {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
 /// What a resolved reference names: the manifest for the platform and its image.
 pub(crate) struct Resolved {
     pub manifest_digest: Digest,
@@ -238,15 +279,15 @@ pub(crate) fn resolve(
         }
         layers.push((oci_digest(l, &what)?, l.size(), media_type));
     }
-    let diff_ids = config.rootfs().diff_ids().len();
+    let diff_ids = config.rootfs.diff_ids.len();
     if diff_ids != layers.len() {
         return Err(bad(
             format!("image {what}"),
             format!("the manifest lists {} layers, the config {diff_ids}", layers.len()),
         ));
     }
-    let (os, arch) = (config.os().to_string(), config.architecture().to_string());
-    if !platform.matches(&os, &arch, config.variant().as_deref()) {
+    let (os, arch) = (config.os.clone(), config.architecture.clone());
+    if !platform.matches(&os, &arch, config.variant.as_deref()) {
         return Err(OciError::NoPlatform {
             reference: what,
             wanted: platform.to_string(),
@@ -277,17 +318,17 @@ fn is_tar_layer(media_type: &str) -> bool {
 
 /// The run-time part of the config, as the store keeps it.
 pub(crate) fn run_config(config: &ImageConfiguration, digest: &Digest) -> ImageConfig {
-    let c = config.config().clone().unwrap_or_default();
+    let c = config.config.clone().unwrap_or_default();
     ImageConfig {
         digest: digest.hex(),
-        entrypoint: c.entrypoint().clone(),
-        cmd: c.cmd().clone(),
-        env: c.env().clone().unwrap_or_default(),
-        working_dir: c.working_dir().clone().filter(|w| !w.is_empty()),
-        user: c.user().clone().filter(|u| !u.is_empty()),
-        stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
-        os: config.os().to_string(),
-        architecture: config.architecture().to_string(),
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env: c.env.unwrap_or_default(),
+        working_dir: c.working_dir.filter(|w| !w.is_empty()),
+        user: c.user.filter(|u| !u.is_empty()),
+        stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
     }
 }
 
@@ -559,5 +600,24 @@ mod tests {
         assert!(is_tar_layer("application/vnd.docker.image.rootfs.diff.tar.gzip"));
         assert!(!is_tar_layer("application/vnd.oci.image.layer.v1.tar+encrypted"));
         assert!(!is_tar_layer("application/octet-stream"));
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn config_without_history_and_docker_keys() {
+        let c: ImageConfiguration = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/e"],"Cmd":["c"],"Env":["A=1"],"WorkingDir":"/w","User":"1","StopSignal":"SIGQUIT","ExposedPorts":{"80/tcp":{}}},"rootfs":{"type":"layers","diff_ids":["sha256:00"]}}"#,
+        )
+        .unwrap();
+        let r = run_config(&c, &Digest::of(b"x"));
+        assert_eq!(r.entrypoint.unwrap(), ["/e"]);
+        assert_eq!(r.cmd.unwrap(), ["c"]);
+        assert_eq!(r.working_dir.as_deref(), Some("/w"));
+        assert_eq!(r.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(c.rootfs.diff_ids.len(), 1);
     }
 }

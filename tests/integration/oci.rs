@@ -1,0 +1,519 @@
+//! OCI images: `locker pull REF` from a real registry (Debian's docker-registry on
+//! 127.0.0.1), images made by umoci and copied in by skopeo (OCI and Docker schema 2,
+//! gzip and zstd), layers shared in the store, the image config driving `run`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{fixture_tar, run_bounded, Locker, Run};
+use crate::registry::{Layout, Registry};
+use crate::server::{Behaviour, Server};
+
+fn expect_ok(r: &Run) {
+    assert_eq!(r.code, Some(0), "expected success\n{}", r.dump());
+}
+
+fn expect_fail(r: &Run) {
+    assert_eq!(r.code, Some(125), "expected exit 125\n{}", r.dump());
+    let last = r.stderr.lines().rfind(|l| !l.trim().is_empty());
+    assert!(
+        last.is_some_and(|l| l.starts_with("locker: ")),
+        "one `locker: ` error line\n{}",
+        r.dump()
+    );
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+fn layers(l: &Locker) -> Vec<String> {
+    names_in(&l.root().join("layers"))
+}
+
+fn work_dirs(l: &Locker) -> Vec<String> {
+    names_in(&l.root().join("tmp"))
+        .into_iter()
+        .filter(|n| n.starts_with("work-") && !n.ends_with(".lock"))
+        .collect()
+}
+
+fn images_json(l: &Locker) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&l.ok(&["images", "--json"])).unwrap();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn assert_nothing_stored(l: &Locker, r: &Run) {
+    assert!(layers(l).is_empty(), "no layer may be stored: {:?}\n{}", layers(l), r.dump());
+    assert!(images_json(l).is_empty(), "no image may be named\n{}", r.dump());
+    assert!(work_dirs(l).is_empty(), "no work dir left: {:?}\n{}", work_dirs(l), r.dump());
+}
+
+/// A tar of `entries`: (path, kind, data) with kind `f` file, `d` dir, `h` hard link
+/// (data = target), `s` symlink (data = target).
+fn tar_of(entries: &[(&str, char, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        match kind {
+            'd' => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+            'f' => {
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, data.as_bytes()).unwrap();
+            }
+            'x' => {
+                h.set_mode(0o755);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, data.as_bytes()).unwrap();
+            }
+            'h' => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                h.set_mode(0o755);
+                b.append_link(&mut h, path, data).unwrap();
+            }
+            's' => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, path, data).unwrap();
+            }
+            other => panic!("kind {other}"),
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+struct Fixture {
+    l: Locker,
+    layout: Layout,
+    reg: Registry,
+}
+
+fn write(l: &Locker, name: &str, data: &[u8]) -> PathBuf {
+    let p = l.path(name);
+    fs::write(&p, data).unwrap();
+    p
+}
+
+/// The busybox base layer plus a layer with /srv, and a config for `run`.
+fn fixture() -> Fixture {
+    let l = Locker::new();
+    let layout = Layout::init(&l.path("layout"));
+    let base = write(&l, "base.tar", fixture_tar());
+    layout.new_from_tar("app", &base);
+    let app = write(
+        &l,
+        "app.tar",
+        &tar_of(&[("srv", 'd', ""), ("srv/app", 'd', ""), ("srv/app/hello.txt", 'f', "hello from the app layer\n")]),
+    );
+    layout.add_layer("app", &app);
+    layout.config(
+        "app",
+        &[
+            "--config.entrypoint", "/bin/echo",
+            "--config.entrypoint", "ep",
+            "--config.cmd", "default-cmd",
+            "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "--config.env", "FROM_IMAGE=yes",
+            "--config.workingdir", "/srv/app",
+            "--config.user", "1000",
+            "--config.stopsignal", "SIGQUIT",
+            "--architecture", "amd64",
+            "--os", "linux",
+        ],
+    );
+    let reg = Registry::start(&l.path("registry"));
+    Fixture { l, layout, reg }
+}
+
+fn pull(l: &Locker, reference: &str) -> Run {
+    l.run(&["--verbose", "pull", reference])
+}
+
+fn manifest_digest(reg: &Registry, reference: &str) -> String {
+    let r = reg.skopeo(&["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &format!("docker://{reference}")]);
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn oci_pull_by_tag_and_digest_and_run_with_its_config() {
+    let f = fixture();
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    let reference = f.reg.reference("team/app:v1");
+    let r = pull(&f.l, &reference);
+    expect_ok(&r);
+    let imgs = images_json(&f.l);
+    assert_eq!(imgs.len(), 1, "{imgs:?}");
+    assert_eq!(imgs[0]["name"], reference.as_str());
+    let digest = manifest_digest(&f.reg, &reference);
+    assert_eq!(imgs[0]["digest"], digest.as_str(), "the image is named by its manifest digest");
+    assert_eq!(imgs[0]["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(layers(&f.l).len(), 2);
+    let human = f.l.ok(&["images"]);
+    assert!(human.contains(&reference), "{human}");
+
+    // Entrypoint + Cmd, then Entrypoint + args (Docker's rules).
+    let out = f.l.ok(&["run", &reference]);
+    assert_eq!(out.trim(), "ep default-cmd");
+    let out = f.l.ok(&["run", &reference, "a", "b"]);
+    assert_eq!(out.trim(), "ep a b");
+    // --entrypoint drops Cmd; Env, WorkingDir and User come from the config.
+    let out = f.l.ok(&[
+        "run", "--entrypoint", "/bin/sh", &reference, "-c",
+        "echo $FROM_IMAGE; pwd; id -u; cat hello.txt",
+    ]);
+    assert_eq!(out, "yes\n/srv/app\n1000\nhello from the app layer\n");
+    // Flags still win.
+    let out = f.l.ok(&[
+        "run", "--entrypoint", "/bin/sh", "-e", "FROM_IMAGE=flag", "-w", "/", "-u", "0",
+        &reference, "-c", "echo $FROM_IMAGE; pwd; id -u",
+    ]);
+    assert_eq!(out, "flag\n/\n0\n");
+
+    // By digest: the same manifest, nothing new stored, a second name.
+    let by_digest = format!("{}@{digest}", f.reg.reference("team/app"));
+    let before = layers(&f.l);
+    expect_ok(&pull(&f.l, &by_digest));
+    assert_eq!(layers(&f.l), before, "a digest pull of the same image reuses its layers");
+    assert_eq!(images_json(&f.l).len(), 2);
+    let out = f.l.ok(&["run", &by_digest, "x"]);
+    assert_eq!(out.trim(), "ep x");
+    // Pulling again is a no-op.
+    let again = pull(&f.l, &reference);
+    expect_ok(&again);
+    assert!(again.stderr.contains("already present"), "{}", again.dump());
+}
+
+#[test]
+fn oci_docker_schema2_multi_layer_whiteouts_opaque_and_lower_hardlink() {
+    let f = fixture();
+    let top = write(
+        &f.l,
+        "top.tar",
+        &tar_of(&[
+            // A whiteout for a file of the base layer.
+            ("etc/.wh.os-release", 'f', ""),
+            // An opaque /home: tester's home from the base is hidden, new-home is kept.
+            ("home", 'd', ""),
+            ("home/.wh..wh..opq", 'f', ""),
+            ("home/new-home", 'd', ""),
+            // A hard link to a file only the base layer has.
+            ("usr/bin/bb-link", 'h', "bin/busybox"),
+        ]),
+    );
+    f.layout.add_layer("app", &top);
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/layered:v2s2", &["--format", "v2s2"]);
+    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}", f.reg.reference("team/layered:v2s2"))]);
+    assert!(raw.stdout.contains("application/vnd.docker.distribution.manifest.v2+json"), "{}", raw.stdout);
+    let reference = f.reg.reference("team/layered:v2s2");
+    expect_ok(&pull(&f.l, &reference));
+    assert_eq!(layers(&f.l).len(), 3);
+    let out = f.l.ok(&[
+        "run", "--entrypoint", "/bin/sh", "-u", "0", "-w", "/", &reference, "-c",
+        "test -e /etc/os-release && echo os-release-visible; ls /home; cmp /usr/bin/bb-link /bin/busybox && echo same; test -x /usr/bin/bb-link && echo executable",
+    ]);
+    assert_eq!(out, "new-home\nsame\nexecutable\n");
+}
+
+#[test]
+fn oci_zstd_layers() {
+    let f = fixture();
+    f.reg.skopeo_push(
+        &f.layout.skopeo_src("app"),
+        "team/zstd:v1",
+        &["--dest-compress-format", "zstd", "--dest-compress"],
+    );
+    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}", f.reg.reference("team/zstd:v1"))]);
+    assert!(raw.stdout.contains("tar+zstd"), "skopeo wrote zstd layers: {}", raw.stdout);
+    let reference = f.reg.reference("team/zstd:v1");
+    expect_ok(&pull(&f.l, &reference));
+    assert_eq!(f.l.ok(&["run", &reference, "z"]).trim(), "ep z");
+}
+
+#[test]
+fn oci_images_sharing_a_base_store_it_once_and_rmi_counts_references() {
+    let f = fixture();
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/one:v1", &[]);
+    // A second image on the same base with another top layer.
+    let other = write(&f.l, "other.tar", &tar_of(&[("other.txt", 'f', "other\n")]));
+    f.layout.umoci(&["new", "--image", &f.layout.image("two")]);
+    f.layout.add_layer("two", &f.l.path("base.tar"));
+    f.layout.add_layer("two", &other);
+    f.reg.skopeo_push(&f.layout.skopeo_src("two"), "team/two:v1", &[]);
+
+    let one = f.reg.reference("team/one:v1");
+    let two = f.reg.reference("team/two:v1");
+    expect_ok(&pull(&f.l, &one));
+    assert_eq!(layers(&f.l).len(), 2);
+    let r = pull(&f.l, &two);
+    expect_ok(&r);
+    assert!(r.stderr.contains("1 to fetch"), "only the new layer is fetched\n{}", r.dump());
+    assert_eq!(layers(&f.l).len(), 3, "the shared base is stored once");
+    assert_eq!(f.l.ok(&["run", &two, "/bin/cat", "/other.txt"]), "other\n");
+
+    let base: String = images_json(&f.l)[0]["layers"][0].as_str().unwrap().trim_start_matches("sha256:").into();
+    f.l.ok(&["rmi", &one]);
+    let left = layers(&f.l);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&base), "the base stays while `two` uses it");
+    f.l.ok(&["rmi", &two]);
+    assert!(layers(&f.l).is_empty(), "the last name frees its layers");
+    f.l.ok(&["gc"]);
+}
+
+#[test]
+fn oci_corrupt_blob_or_manifest_is_refused_and_nothing_stored() {
+    let f = fixture();
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/bad:v1", &[]);
+    let reference = f.reg.reference("team/bad:v1");
+    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")]);
+    let manifest: Value = serde_json::from_str(&raw.stdout).unwrap();
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+
+    // A layer blob changed on the registry's disk.
+    let path = f.reg.blob_path(&layer);
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    fs::write(&path, &bad).unwrap();
+    let r = pull(&f.l, &reference);
+    expect_fail(&r);
+    assert!(r.stderr.contains(&layer[..12]) || r.stderr.contains("digest"), "names the blob\n{}", r.dump());
+    // The other (good) layer was unpacked too, but nothing may be published.
+    assert_nothing_stored(&f.l, &r);
+    fs::write(&path, &good).unwrap();
+
+    // The manifest itself changed on disk: it no longer hashes to its digest.
+    let mdigest = manifest_digest(&f.reg, &reference);
+    let mpath = f.reg.blob_path(mdigest.trim_start_matches("sha256:"));
+    let text = fs::read_to_string(&mpath).unwrap();
+    fs::write(&mpath, format!("{text}\n")).unwrap();
+    let r = pull(&f.l, &reference);
+    expect_fail(&r);
+    assert!(r.stderr.contains("manifest"), "names the manifest\n{}", r.dump());
+    assert_nothing_stored(&f.l, &r);
+    fs::write(&mpath, text).unwrap();
+    expect_ok(&pull(&f.l, &reference));
+}
+
+/// An index in the layout pointing at two platform manifests, copied with `--all`.
+#[test]
+fn oci_multi_arch_index_picks_the_platform() {
+    let f = fixture();
+    f.layout.config("app", &["--tag", "arm", "--architecture", "arm64", "--os", "linux"]);
+    let index: Value = serde_json::from_slice(&fs::read(f.layout.dir.join("index.json")).unwrap()).unwrap();
+    let find = |tag: &str| -> Value {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .cloned()
+            .unwrap()
+    };
+    let entry = |m: Value, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m["digest"], "size": m["size"],
+            "platform": {"architecture": arch, "os": "linux"}
+        })
+    };
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(find("arm"), "arm64"), entry(find("app"), "amd64")]
+    });
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let hex = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    fs::write(f.layout.dir.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    let mut index = index.clone();
+    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": format!("sha256:{hex}"), "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}
+    }));
+    fs::write(f.layout.dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    f.reg.skopeo_push(&f.layout.skopeo_src("multi"), "team/multi:v1", &["--all"]);
+
+    let reference = f.reg.reference("team/multi:v1");
+    expect_ok(&pull(&f.l, &reference));
+    let img = &images_json(&f.l)[0];
+    let amd = find("app")["digest"].as_str().unwrap().to_string();
+    assert_eq!(img["digest"], amd.as_str(), "the host's platform (amd64) was chosen");
+    assert_eq!(f.l.ok(&["run", &reference, "m"]).trim(), "ep m");
+
+    let l2 = Locker::new();
+    expect_ok(&l2.run(&["pull", "--platform", "linux/arm64", &reference]));
+    let arm = find("arm")["digest"].as_str().unwrap().to_string();
+    assert_eq!(images_json(&l2)[0]["digest"], arm.as_str());
+
+    let l3 = Locker::new();
+    let r = l3.run(&["pull", "--platform", "linux/s390x", &reference]);
+    expect_fail(&r);
+    assert!(r.stderr.contains("linux/arm64") && r.stderr.contains("linux/amd64"), "lists what there is\n{}", r.dump());
+    assert_nothing_stored(&l3, &r);
+}
+
+#[test]
+fn oci_basic_auth_needs_login_then_pulls() {
+    let l = Locker::new();
+    let layout = Layout::init(&l.path("layout"));
+    let base = write(&l, "base.tar", fixture_tar());
+    layout.new_from_tar("app", &base);
+    let reg = Registry::start_with(&l.path("registry"), Some(("tester", "s3cret")));
+    reg.skopeo_push(&layout.skopeo_src("app"), "private/app:v1", &[]);
+    let reference = reg.reference("private/app:v1");
+    let xdg = l.path("xdg");
+    fs::create_dir_all(&xdg).unwrap();
+    let with_env = |args: &[&str], stdin: Option<&str>| -> Run {
+        let mut cmd = l.command(args);
+        cmd.env("XDG_RUNTIME_DIR", &xdg);
+        match stdin {
+            Some(text) => {
+                cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+                let mut child = cmd.spawn().unwrap();
+                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                Run {
+                    cmd: format!("{args:?}"),
+                    code: out.status.code(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into(),
+                }
+            }
+            None => run_bounded(cmd, Duration::from_secs(120)),
+        }
+    };
+    let r = with_env(&["pull", &reference], None);
+    expect_fail(&r);
+    assert!(r.stderr.contains("locker login"), "says to log in\n{}", r.dump());
+    assert_nothing_stored(&l, &r);
+
+    let r = with_env(&["login", &reg.host(), "-u", "tester", "--password-stdin"], Some("wrong\n"));
+    expect_fail(&r);
+    assert!(!xdg.join("containers/auth.json").exists(), "bad credentials are not stored");
+    let r = with_env(&["login", &reg.host(), "-u", "tester", "--password-stdin"], Some("s3cret\n"));
+    expect_ok(&r);
+    let auth = xdg.join("containers/auth.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&auth).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "credentials are private");
+    expect_ok(&with_env(&["pull", &reference], None));
+    assert_eq!(layers(&l).len(), 1);
+
+    // Docker's config.json is read too.
+    let l2 = Locker::new();
+    let docker = l2.path("home/.docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(docker.join("config.json"), fs::read(&auth).unwrap()).unwrap();
+    let mut cmd = l2.command(&["pull", &reference]);
+    cmd.env_remove("XDG_RUNTIME_DIR");
+    expect_ok(&run_bounded(cmd, Duration::from_secs(120)));
+}
+
+/// A registry stand-in on the harness's HTTP server (Range support, throttling): the
+/// layer blob trickles, `locker pull` is killed with SIGKILL mid-blob, and the next
+/// pull resumes the partial download with a Range request.
+#[test]
+fn oci_kill_mid_pull_then_pull_resumes() {
+    let l = Locker::new();
+    let layout = Layout::init(&l.path("layout"));
+    // Incompressible data, so the blob is big enough to be caught mid-way.
+    let mut noise = vec![0u8; 6 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(noise.len() as u64);
+    h.set_mtime(1_700_000_000);
+    b.append_data(&mut h, "noise.bin", &noise[..]).unwrap();
+    let tar = write(&l, "noise.tar", &b.into_inner().unwrap());
+    layout.new_from_tar("big", &tar);
+    let index: Value = serde_json::from_slice(&fs::read(layout.dir.join("index.json")).unwrap()).unwrap();
+    let mhex = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let blob = |hex: &str| fs::read(layout.dir.join("blobs/sha256").join(hex)).unwrap();
+    let manifest: Value = serde_json::from_slice(&blob(&mhex)).unwrap();
+    let chex = manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let lhex = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+
+    let server = Server::start();
+    server.serve("/v2/r/big/manifests/v1", blob(&mhex));
+    server.serve(&format!("/v2/r/big/blobs/sha256:{chex}"), blob(&chex));
+    let layer_path = format!("/v2/r/big/blobs/sha256:{lhex}");
+    server.serve_with(
+        &layer_path,
+        blob(&lhex),
+        Behaviour {
+            chunk: 64 << 10,
+            delay: Some(Duration::from_millis(20)),
+            ..Behaviour::default()
+        },
+    );
+    let reference = format!("127.0.0.1:{}/r/big:v1", server.port());
+    let mut cmd = l.command(&["pull", &reference]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let downloads = l.root().join("tmp/downloads");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partial: u64 = fs::read_dir(&downloads)
+            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
+        if partial > 512 << 10 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "pull ended before it could be killed");
+        assert!(Instant::now() < deadline, "no partial download appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(images_json(&l).is_empty(), "a killed pull names nothing");
+    assert!(layers(&l).is_empty(), "a killed pull publishes no layer");
+
+    server.configure(&layer_path, |b| b.delay = None);
+    let r = l.run(&["pull", &reference]);
+    expect_ok(&r);
+    let gets = server.requests_for(&layer_path);
+    let resumed = gets.iter().filter(|g| g.method == "GET").last().unwrap();
+    assert!(
+        resumed.range.as_deref().is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-")),
+        "the second pull resumes with Range: {gets:?}"
+    );
+    assert_eq!(layers(&l).len(), 1);
+    // What the killed pull left behind (its work dir) is gone after gc.
+    l.ok(&["gc"]);
+    assert!(work_dirs(&l).is_empty(), "{:?}", work_dirs(&l));
+}
