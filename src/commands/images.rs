@@ -489,8 +489,14 @@ mod tests {
     }
 }
 
-/// `locker push NAME REF`.
+/// `locker push NAME REF`: prints `REF sha256:MANIFEST`.
 pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result<()> {
-    let _ = (ctx, name, reference);
-    anyhow::bail!("push {name} {reference}: not implemented yet")
+    let what = || format!("push {name} {reference}");
+    let target = Reference::parse(reference).with_context(what)?;
+    let epoch = crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+        .with_context(what)?;
+    let store = ctx.store()?;
+    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch).with_context(what)?;
+    writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
+    Ok(())
 }

@@ -36,10 +36,25 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Export(a) => {
             let epoch = export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
                 .with_context(|| format!("export {}", a.name))?;
-            done(
-                export::export(&Store::existing(root), &a.name, &a.output, epoch)
-                    .with_context(|| format!("export {}", a.name)),
-            )
+            let name = images::store_name(&a.name);
+            let store = Store::existing(root);
+            let r = match a.format.as_str() {
+                "oci" => crate::image::oci_out::export(&store, &name, &a.output, epoch),
+                "rootfs" => {
+                    let layered = store.resolve(&name)?.is_some_and(|i| !i.lowers.is_empty());
+                    if layered {
+                        Err(anyhow::anyhow!(
+                            "{name} is an OCI image (layers): use --format oci"
+                        ))
+                    } else {
+                        export::export(&store, &name, &a.output, epoch)
+                    }
+                }
+                other => Err(anyhow::anyhow!(
+                    "unknown --format {other:?}: use rootfs or oci"
+                )),
+            };
+            done(r.with_context(|| format!("export {}", a.name)))
         }
         Command::Gc => {
             state::reap_stale(root).context("remove leftovers of killed containers")?;

@@ -64,6 +64,26 @@ pub(crate) fn write_tar(
     out: &mut dyn Write,
     epoch: Option<u64>,
 ) -> Result<(), ExportError> {
+    write_tar_as(tree, out, epoch, false)
+}
+
+/// `write_tar` of one of the store's OCI layers: overlayfs' whiteouts (0/0 character
+/// devices) become `.wh.NAME` entries and `trusted.overlay.opaque=y` directories get a
+/// `.wh..wh..opq` entry (image-spec layer.md); overlayfs' own xattrs are left out.
+pub(crate) fn write_layer_tar(
+    tree: &Path,
+    out: &mut dyn Write,
+    epoch: Option<u64>,
+) -> Result<(), ExportError> {
+    write_tar_as(tree, out, epoch, true)
+}
+
+fn write_tar_as(
+    tree: &Path,
+    out: &mut dyn Write,
+    epoch: Option<u64>,
+    oci_layer: bool,
+) -> Result<(), ExportError> {
     let root = Dir::open(
         tree,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -78,6 +98,7 @@ pub(crate) fn write_tar(
         root_dev: st.st_dev,
         first_path: HashMap::new(),
         buf: vec![0; COPY_BUF],
+        oci_layer,
     };
     walker.directory(root, &st, b"./".to_vec(), PathBuf::new())?;
     walker.builder.finish().map_err(ExportError::Write)
@@ -257,6 +278,8 @@ struct Walker<'a> {
     /// (st_dev, st_ino) -> archive name of the first path, for inodes with links.
     first_path: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
+    /// Overlayfs whiteouts and opaque directories written as OCI's (`write_layer_tar`).
+    oci_layer: bool,
 }
 
 /// What an entry is, beyond the common metadata.
@@ -266,6 +289,8 @@ enum Body<'a> {
     Symlink(Vec<u8>),
     HardLink(Vec<u8>),
     Node(tar::EntryType),
+    /// An empty regular file (an OCI whiteout marker).
+    Empty,
 }
 
 impl Walker<'_> {
@@ -292,7 +317,14 @@ impl Walker<'_> {
             |key, buf, len| unsafe { libc::fgetxattr(fd, key.as_ptr(), buf, len) },
         )
         .map_err(io_err("read xattrs of", &self.host_path(&rel)))?;
+        let (xattrs, opaque) = self.overlay_xattrs(xattrs);
         self.entry(&name, st, &xattrs, Body::Directory, &rel)?;
+        if opaque {
+            let prefix: &[u8] = if name == b"./" { b"" } else { &name };
+            let mut marker = prefix.to_vec();
+            marker.extend_from_slice(b".wh..wh..opq");
+            self.entry(&marker, st, &[], Body::Empty, &rel)?;
+        }
         if st.st_dev != self.root_dev {
             return Ok(());
         }
@@ -341,6 +373,14 @@ impl Walker<'_> {
         if kind == libc::S_IFSOCK {
             return Ok(());
         }
+        if self.oci_layer && kind == libc::S_IFCHR && st.st_rdev == 0 {
+            // overlayfs' whiteout of NAME: OCI's `.wh.NAME`.
+            let cut = name.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            let mut wh = name[..cut].to_vec();
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(&name[cut..]);
+            return self.entry(&wh, &st, &[], Body::Empty, &rel);
+        }
         if st.st_nlink > 1 {
             if let Some(first) = self.first_path.get(&(st.st_dev, st.st_ino)) {
                 let first = first.clone();
@@ -369,6 +409,7 @@ impl Walker<'_> {
                 |key, buf, len| unsafe { libc::fgetxattr(fd, key.as_ptr(), buf, len) },
             )
             .map_err(io_err("read xattrs of", &path))?;
+            let (xattrs, _) = self.overlay_xattrs(xattrs);
             return self.entry(&name, &st, &xattrs, Body::File(&mut file), &rel);
         }
         let body = match kind {
@@ -393,7 +434,24 @@ impl Walker<'_> {
             |key, buf, len| unsafe { libc::lgetxattr(proc_path.as_ptr(), key.as_ptr(), buf, len) },
         )
         .map_err(io_err("read xattrs of", &path))?;
+        let (xattrs, _) = self.overlay_xattrs(xattrs);
         self.entry(&name, &st, &xattrs, body, &rel)
+    }
+
+    /// In an OCI layer, overlayfs' xattrs are not content: drop them, and say whether
+    /// the entry was an opaque directory.
+    fn overlay_xattrs(&self, xattrs: Vec<(CString, Vec<u8>)>) -> (Vec<(CString, Vec<u8>)>, bool) {
+        if !self.oci_layer {
+            return (xattrs, false);
+        }
+        let opaque = xattrs
+            .iter()
+            .any(|(k, v)| k.as_bytes() == b"trusted.overlay.opaque" && v == b"y");
+        let kept = xattrs
+            .into_iter()
+            .filter(|(k, _)| !k.as_bytes().starts_with(b"trusted.overlay."))
+            .collect();
+        (kept, opaque)
     }
 
     /// Appends one entry: a PAX header if needed, the ustar header, the file's data.
@@ -413,6 +471,7 @@ impl Walker<'_> {
             Body::Symlink(_) => (tar::EntryType::Symlink, 0),
             Body::HardLink(_) => (tar::EntryType::Link, 0),
             Body::Node(kind) => (*kind, 0),
+            Body::Empty => (tar::EntryType::Regular, 0),
         };
         h.set_entry_type(kind);
         {
@@ -460,7 +519,10 @@ impl Walker<'_> {
         } else {
             h.set_mtime(mtime);
         }
-        h.set_mode(st.st_mode & 0o7777);
+        h.set_mode(match body {
+            Body::Empty => 0o644,
+            _ => st.st_mode & 0o7777,
+        });
         let (major, minor) = match body {
             Body::Node(_) => (libc::major(st.st_rdev), libc::minor(st.st_rdev)),
             _ => (0, 0),

@@ -8,6 +8,7 @@ pub(crate) mod codec;
 pub(crate) mod export;
 pub(crate) mod fetch;
 pub(crate) mod oci;
+pub(crate) mod oci_out;
 pub(crate) mod pipe;
 pub(crate) mod pull;
 pub(crate) mod reference;

@@ -517,3 +517,94 @@ fn oci_kill_mid_pull_then_pull_resumes() {
     l.ok(&["gc"]);
     assert!(work_dirs(&l).is_empty(), "{:?}", work_dirs(&l));
 }
+
+/// A root tarball imported into the store, as `locker build` would leave an image.
+fn imported(l: &Locker, name: &str) {
+    let tar = write(l, "rootfs.tar", fixture_tar());
+    l.ok(&["import", tar.to_str().unwrap(), "--name", name]);
+}
+
+#[test]
+fn oci_export_layout_is_reproducible_and_read_by_skopeo_and_umoci() {
+    let l = Locker::new();
+    imported(&l, "fx");
+    let export = |out: &Path| {
+        let mut cmd = l.command(&["export", "fx", "--format", "oci", "-o", out.to_str().unwrap()]);
+        cmd.env("SOURCE_DATE_EPOCH", "1700000000");
+        expect_ok(&run_bounded(cmd, Duration::from_secs(120)));
+    };
+    let (a, b) = (l.path("a.tar"), l.path("b.tar"));
+    export(&a);
+    export(&b);
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "two exports are byte-identical");
+    let dir = l.path("layout-dir");
+    export(&dir);
+    assert!(dir.join("oci-layout").is_file() && dir.join("index.json").is_file());
+    let reg = Registry::start(&l.path("registry"));
+    let inspect = reg.skopeo(&["inspect", &format!("oci:{}:fx", dir.display())]);
+    let v: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1, "{}", inspect.stdout);
+    // umoci unpacks it to the same busybox.
+    let bundle = l.path("bundle");
+    let layout = Layout { dir: dir.clone() };
+    layout.umoci(&["unpack", "--image", &layout.image("fx"), bundle.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(bundle.join("rootfs/bin/busybox")).unwrap(),
+        fs::read(crate::harness::busybox_path()).unwrap()
+    );
+    // And the archive form goes to a registry.
+    reg.skopeo_push(&format!("oci-archive:{}:fx", a.display()), "out/fx:archive", &[]);
+    // An existing directory is not overwritten.
+    let r = l.run(&["export", "fx", "--format", "oci", "-o", dir.to_str().unwrap()]);
+    expect_fail(&r);
+}
+
+#[test]
+fn oci_push_of_a_store_image_then_skopeo_inspect_copy_and_pull_back() {
+    let l = Locker::new();
+    imported(&l, "fx");
+    let reg = Registry::start(&l.path("registry"));
+    let reference = reg.reference("pushed/fx:v1");
+    let out = l.ok(&["push", "fx", &reference]);
+    assert!(out.contains("sha256:"), "{out}");
+    let inspect = reg.skopeo(&["inspect", "--tls-verify=false", &format!("docker://{reference}")]);
+    let v: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["Os"], "linux");
+    let cfg = reg.skopeo(&["inspect", "--config", "--tls-verify=false", &format!("docker://{reference}")]);
+    assert!(cfg.stdout.contains("/bin/sh"), "default Cmd: {}", cfg.stdout);
+    // skopeo copies it back out; umoci unpacks it.
+    let back = l.path("back");
+    reg.skopeo(&["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{reference}"), &format!("oci:{}:v1", back.display())]);
+    let layout = Layout { dir: back };
+    let bundle = l.path("bundle");
+    layout.umoci(&["unpack", "--image", &layout.image("v1"), bundle.to_str().unwrap()]);
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    // A second push uploads no blob again and gives the same digest.
+    assert_eq!(l.ok(&["push", "fx", &reference]), out);
+    // locker pulls it back and runs it.
+    let l2 = Locker::new();
+    expect_ok(&l2.run(&["pull", &reference]));
+    assert_eq!(l2.ok(&["run", &reference, "/bin/sh", "-c", "echo pulled back"]), "pulled back\n");
+}
+
+#[test]
+fn oci_layered_image_round_trips_through_push() {
+    let f = fixture();
+    let top = write(
+        &f.l,
+        "top.tar",
+        &tar_of(&[("etc/.wh.os-release", 'f', ""), ("home", 'd', ""), ("home/.wh..wh..opq", 'f', ""), ("home/kept", 'f', "k\n")]),
+    );
+    f.layout.add_layer("app", &top);
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/rt:v1", &[]);
+    let src = f.reg.reference("team/rt:v1");
+    expect_ok(&pull(&f.l, &src));
+    let dst = f.reg.reference("copy/rt:v1");
+    f.l.ok(&["push", &src, &dst]);
+    let l2 = Locker::new();
+    expect_ok(&l2.run(&["pull", &dst]));
+    assert_eq!(layers(&l2).len(), 3);
+    let out = l2.ok(&["run", "--entrypoint", "/bin/sh", "-u", "0", &dst, "-c", "test -e /etc/os-release || echo gone; ls /home; echo $FROM_IMAGE; pwd"]);
+    assert_eq!(out, "gone\nkept\nyes\n/srv/app\n");
+}
