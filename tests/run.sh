@@ -13,7 +13,9 @@ fi
 # static glibc (libc6-dev) for the containment probe (tests/probe/probe.c), gpg to make
 # test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to make the real Debian
 # root filesystem (from the host's apt sources; cached in /var/cache/locker-tests) and
-# to compare `locker build` against.
+# to compare `locker build` against; the distribution registry (docker-registry, started
+# by the OCI tests on 127.0.0.1 with their own config, never as the packaged service),
+# skopeo and umoci to make and copy images, htpasswd (apache2-utils) for Basic auth.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cc >/dev/null || need+=(gcc)
@@ -23,10 +25,24 @@ command -v gpgv >/dev/null || need+=(gpgv)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v umoci >/dev/null || need+=(umoci)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # docker-registry's package starts a service listening on every interface; keep
+    # invoke-rc.d from starting anything during this install (policy-rc.d, exit 101),
+    # unless the host already has a policy of its own.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -n "$policy" ] && rm -f "$policy"
 fi
 
 # The module graph: no cycle, layers point one way (and the checker catches a cycle).

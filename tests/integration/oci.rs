@@ -608,3 +608,45 @@ fn oci_layered_image_round_trips_through_push() {
     let out = l2.ok(&["run", "--entrypoint", "/bin/sh", "-u", "0", &dst, "-c", "test -e /etc/os-release || echo gone; ls /home; echo $FROM_IMAGE; pwd"]);
     assert_eq!(out, "gone\nkept\nyes\n/srv/app\n");
 }
+
+#[test]
+fn oci_bearer_token_from_the_challenge_anonymous_and_with_credentials() {
+    use crate::registry::TokenGate;
+    let f = fixture();
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    // Anonymous tokens.
+    let gate = TokenGate::start(f.reg.port, None);
+    let reference = gate.reference("team/app:v1");
+    expect_ok(&pull(&f.l, &reference));
+    assert_eq!(f.l.ok(&["run", &reference, "t"]).trim(), "ep t");
+    let asked = gate.token_requests.lock().unwrap().clone();
+    assert!(!asked.is_empty(), "a token was requested");
+    assert!(
+        asked.iter().all(|(q, _)| q.contains("scope=repository%3Ateam%2Fapp%3Apull") || q.contains("scope=repository:team/app:pull")) && asked.iter().all(|(q, _)| q.contains("service=locker-test")),
+        "scope and service from the challenge: {asked:?}"
+    );
+    assert!(asked.iter().all(|(_, basic)| !basic), "anonymous: no credentials sent");
+
+    // A token server that wants credentials: refused without, granted with
+    // ~/.docker/config.json's.
+    let gate = TokenGate::start(f.reg.port, Some(("tok", "pw")));
+    let reference = gate.reference("team/app:v1");
+    let l2 = Locker::new();
+    let r = pull(&l2, &reference);
+    expect_fail(&r);
+    assert!(r.stderr.contains("locker login"), "{}", r.dump());
+    assert_nothing_stored(&l2, &r);
+    let docker = l2.path("home/.docker");
+    fs::create_dir_all(&docker).unwrap();
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("tok:pw")
+    };
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{auth}"}}}}}}"#, gate.port),
+    )
+    .unwrap();
+    expect_ok(&pull(&l2, &reference));
+    assert!(gate.token_requests.lock().unwrap().iter().any(|(_, basic)| *basic));
+}

@@ -232,3 +232,134 @@ impl Layout {
         format!("oci:{}:{tag}", self.dir.display())
     }
 }
+
+/// A token server and gate in front of a registry, for the Bearer flow (the
+/// distribution spec's token authentication): a request without the token gets 401 and
+/// `WWW-Authenticate: Bearer realm="http://127.0.0.1:P/token",service=…,scope=…`;
+/// `GET /token?service=…&scope=…` answers `{"token": …}` (with `creds`, only to Basic
+/// credentials); a request with the token is forwarded to the registry unchanged.
+pub struct TokenGate {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Query strings of token requests and whether they carried Basic credentials.
+    pub token_requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+const TOKEN: &str = "locker-test-token-7f3a";
+
+impl TokenGate {
+    pub fn start(backend: u16, creds: Option<(&str, &str)>) -> TokenGate {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let basic = creds.map(|(u, p)| {
+            use base64::Engine as _;
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+        });
+        let (s, l) = (stop.clone(), log.clone());
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (l, basic) = (l.clone(), basic.clone());
+                std::thread::spawn(move || {
+                    let _ = gate(stream, port, backend, basic.as_deref(), &l);
+                });
+            }
+        });
+        TokenGate {
+            port,
+            stop,
+            token_requests: log,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("127.0.0.1:{}/{repo_tag}", self.port)
+    }
+}
+
+impl Drop for TokenGate {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+fn gate(
+    mut client: TcpStream,
+    port: u16,
+    backend: u16,
+    basic: Option<&str>,
+    log: &std::sync::Mutex<Vec<(String, bool)>>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut line = String::new();
+    let mut auth = None;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("authorization:") {
+            auth = Some(line[line.len() - v.len()..].trim().to_string());
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") && !lower.starts_with("authorization:") {
+            head.push(line.clone());
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let target = head.first().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
+    let respond = |c: &mut TcpStream, status: &str, extra: &str, body: &str| {
+        write!(c, "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    };
+    if let Some(query) = target.strip_prefix("/token?") {
+        let with_basic = auth.as_deref().is_some_and(|a| a.starts_with("Basic "));
+        log.lock().unwrap().push((query.to_string(), with_basic));
+        if basic.is_some() && auth.as_deref() != basic {
+            return respond(&mut client, "401 Unauthorized", "", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
+        }
+        return respond(&mut client, "200 OK", "", &format!(r#"{{"token":"{TOKEN}"}}"#));
+    }
+    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        let repo = target
+            .strip_prefix("/v2/")
+            .and_then(|p| p.split("/manifests/").next())
+            .map(|p| p.split("/blobs/").next().unwrap_or(p).to_string())
+            .unwrap_or_default();
+        let challenge = format!(
+            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"locker-test\",scope=\"repository:{repo}:pull\"\r\n"
+        );
+        return respond(&mut client, "401 Unauthorized", &challenge, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
+    }
+    let mut upstream = TcpStream::connect(("127.0.0.1", backend))?;
+    for h in &head {
+        upstream.write_all(h.as_bytes())?;
+    }
+    upstream.write_all(b"Connection: close\r\n\r\n")?;
+    upstream.write_all(&body)?;
+    std::io::copy(&mut upstream, &mut client)?;
+    Ok(())
+}
