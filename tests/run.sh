@@ -41,8 +41,10 @@ if [ ${#need[@]} -gt 0 ]; then
         printf '#!/bin/sh\nexit 101\n' > "$policy"
         chmod 755 "$policy"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    [ -n "$policy" ] && rm -f "$policy"
+    status=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || status=$?
+    if [ -n "$policy" ]; then rm -f "$policy"; fi
+    [ "$status" = 0 ] || exit "$status"
 fi
 
 # The module graph: no cycle, layers point one way (and the checker catches a cycle).
