@@ -67,7 +67,7 @@ fn pull_reference(ctx: &Context, name: &str, platform: Option<&str>) -> anyhow::
     let reference = Reference::parse(name)?;
     let platform = platform.map(oci::Platform::parse).transpose()?;
     let store = ctx.store()?;
-    oci::pull(&store, &reference, platform.as_ref(), &ctx.printer)
+    oci::pull(&store, &reference, platform.as_ref(), None, &ctx.printer)
 }
 
 /// The store's name for what the user typed: a reference in its full form
@@ -155,6 +155,10 @@ fn pull_entry(
     pull::check_arch(entry)?;
     match &entry.source {
         Source::Download { url, verify } => pull::download(store, entry, url, verify, printer),
+        Source::Oci { reference } => {
+            let reference = Reference::parse(reference)?;
+            oci::pull(store, &reference, None, Some((&entry.name, &entry.aliases)), printer)
+        }
         Source::Build(spec) => {
             let req = build::Request::from_entry(entry, spec, build::deb_cache(store));
             build::build(store, &req, printer)
@@ -193,7 +197,7 @@ pub(crate) fn build(ctx: &Context, args: &BuildArgs) -> anyhow::Result<()> {
     let catalog = ctx.catalog()?;
     let from_catalog = catalog.find(&args.name).ok().and_then(|e| match &e.source {
         Source::Build(spec) => Some(build::Request::from_entry(e, spec, cache.clone())),
-        Source::Download { .. } => None,
+        Source::Download { .. } | Source::Oci { .. } => None,
     });
     let mut req = match (from_catalog, &args.suite) {
         (Some(r), _) => r,
@@ -385,6 +389,7 @@ pub(crate) fn catalog(ctx: &Context, json: bool) -> anyhow::Result<()> {
                     verify: Verification::Signed { .. },
                 } => ("signed", url.clone()),
                 Source::Build(b) => ("build", format!("apt suite {}", b.suite)),
+                Source::Oci { reference } => ("oci", reference.clone()),
             };
             vec![
                 e.name.clone(),

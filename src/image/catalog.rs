@@ -43,6 +43,9 @@ pub(crate) enum CatalogError {
 pub(crate) enum Source {
     Download { url: String, verify: Verification },
     Build(BuildSpec),
+    /// An OCI image, pinned by digest (`oci = "REGISTRY/REPO@sha256:…"`): the digest
+    /// verifies the manifest, which verifies the config and every layer.
+    Oci { reference: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,6 +125,8 @@ struct RawEntry {
     fingerprint: Option<String>,
     #[serde(default)]
     build: Option<BuildSpec>,
+    #[serde(default)]
+    oci: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +242,37 @@ fn build_entry(name: &str, raw: RawEntry, layer: &str) -> Result<Entry, String> 
     check_name(name).map_err(|m| format!("image name {name:?}: {m}"))?;
     for alias in &raw.aliases {
         check_name(alias).map_err(|m| format!("[images.{name}] alias {alias:?}: {m}"))?;
+    }
+    if let Some(reference) = raw.oci {
+        let others = [
+            ("url", raw.url.is_some()),
+            ("build", raw.build.is_some()),
+            ("sha256", raw.sha256.is_some()),
+            ("checksums", raw.checksums.is_some()),
+            ("signature", raw.signature.is_some()),
+            ("keyring", raw.keyring.is_some()),
+            ("fingerprint", raw.fingerprint.is_some()),
+        ];
+        if let Some((key, _)) = others.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "[images.{name}] `oci` names the whole source; drop `{key}`"
+            ));
+        }
+        let parsed = crate::image::reference::Reference::parse(&reference)
+            .map_err(|e| format!("[images.{name}] oci: {e}"))?;
+        if parsed.digest.is_none() {
+            return Err(format!(
+                "[images.{name}] oci: pin the image by digest (REGISTRY/REPO@sha256:…): a tag can change under the catalog"
+            ));
+        }
+        return Ok(Entry {
+            name: name.to_string(),
+            aliases: raw.aliases,
+            arch: raw.arch.unwrap_or_else(|| host_arch().to_string()),
+            description: raw.description,
+            source: Source::Oci { reference },
+            layer: layer.to_string(),
+        });
     }
     let source = match (raw.url, raw.build) {
         (Some(_), Some(_)) => {
@@ -385,6 +421,22 @@ mod tests {
                 assert_eq!(c.find(alias).unwrap().name, entry.name);
             }
         }
+    }
+
+    #[test]
+    fn oci_entries_are_pinned_by_digest() {
+        let c = layer(&format!(
+            "[images.d]\naliases=[\"dd\"]\noci=\"registry.example/library/debian@sha256:{HEX}\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(c.find("dd").unwrap().source, Source::Oci { .. }));
+        let err = layer("[images.d]\noci=\"registry.example/library/debian:12\"\n").unwrap_err();
+        assert!(err.to_string().contains("digest"), "{err}");
+        let err = layer(&format!(
+            "[images.d]\noci=\"r.example/x@sha256:{HEX}\"\nurl=\"https://h/x\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("`url`"), "{err}");
     }
 
     #[test]

@@ -337,16 +337,21 @@ fn blob_key(digest: &Digest) -> String {
     format!("oci-blob:sha256:{}", digest.hex())
 }
 
-/// `locker pull REF`.
+/// `locker pull REF`; `named` records it under a catalog entry's name and aliases
+/// instead of the reference.
 pub(crate) fn pull(
     store: &Store,
     reference: &Reference,
     platform: Option<&Platform>,
+    named: Option<(&str, &[String])>,
     printer: &Printer,
 ) -> anyhow::Result<Installed> {
     let host = Platform::host();
     let platform = platform.unwrap_or(&host);
-    let name = reference.to_string();
+    let (name, aliases) = match named {
+        Some((n, a)) => (n.to_string(), a.to_vec()),
+        None => (reference.to_string(), Vec::new()),
+    };
     let _source_lock = store.lock_source(&name)?;
     let reg = Registry::new(reference, false)?;
     let started = Instant::now();
@@ -420,11 +425,11 @@ pub(crate) fn pull(
     let fetched = !works.is_empty();
     store.publish_layers(
         works,
-        &name,
+        (&name, &aliases),
         &image.manifest_digest,
         &layers,
         config,
-        &name,
+        &reference.to_string(),
     )?;
     printer.detail(&format!(
         "{name}: {} MiB unpacked in {:.1}s",

@@ -97,7 +97,22 @@ impl Origin {
 pub(crate) fn present(store: &Store, entry: &Entry) -> anyhow::Result<Option<Installed>> {
     if let Some((_, r)) = store.refs()?.find(&entry.name) {
         let digest: Digest = r.digest.parse()?;
-        if store.rootfs(&digest).is_dir() {
+        if let catalog::Source::Oci { reference } = &entry.source {
+            let wanted = crate::image::reference::Reference::parse(reference)?.to_string();
+            if r.source != wanted {
+                return Ok(None);
+            }
+        }
+        let complete = if r.layers.is_empty() {
+            store.rootfs(&digest).is_dir()
+        } else {
+            // An OCI entry: pinned by digest, so present means every layer is there.
+            r.layers
+                .iter()
+                .filter_map(|l| l.parse::<Digest>().ok())
+                .all(|l| store.layer(&l).is_dir())
+        };
+        if complete {
             return Ok(Some(Installed {
                 name: entry.name.clone(),
                 digest,

@@ -364,7 +364,7 @@ impl Store {
     pub(crate) fn publish_layers(
         &self,
         works: Vec<(Work, Digest)>,
-        name: &str,
+        (name, aliases): (&str, &[String]),
         manifest: &Digest,
         layers: &[Digest],
         config: ImageConfig,
@@ -383,6 +383,9 @@ impl Store {
         }
         let mut refs = self.refs()?;
         let size = layers.iter().map(|l| disk_usage(&self.layer(l))).sum();
+        for r in refs.images.values_mut() {
+            r.aliases.retain(|a| !aliases.contains(a) && a != name);
+        }
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -391,7 +394,7 @@ impl Store {
             name.to_string(),
             ImageRef {
                 digest: manifest.hex(),
-                aliases: Vec::new(),
+                aliases: aliases.to_vec(),
                 source: source.to_string(),
                 created,
                 size,

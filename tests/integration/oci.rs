@@ -650,3 +650,30 @@ fn oci_bearer_token_from_the_challenge_anonymous_and_with_credentials() {
     expect_ok(&pull(&l2, &reference));
     assert!(gate.token_requests.lock().unwrap().iter().any(|(_, basic)| *basic));
 }
+
+#[test]
+fn oci_catalog_entry_pinned_by_digest() {
+    let f = fixture();
+    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    let digest = manifest_digest(&f.reg, &f.reg.reference("team/app:v1"));
+    let catalog = f.l.path("catalog.toml");
+    fs::write(
+        &catalog,
+        format!(
+            "[images.mini]\naliases = [\"mn\"]\noci = \"{}@{digest}\"\n",
+            f.reg.reference("team/app")
+        ),
+    )
+    .unwrap();
+    let c = catalog.to_str().unwrap();
+    expect_ok(&f.l.run(&["--catalog", c, "pull", "mn"]));
+    assert_eq!(images_json(&f.l)[0]["name"], "mini");
+    assert_eq!(f.l.ok(&["run", "mn", "x"]).trim(), "ep x");
+    let again = f.l.run(&["--catalog", c, "pull", "mini"]);
+    expect_ok(&again);
+    assert!(again.stderr.contains("already present"), "{}", again.dump());
+    fs::write(&catalog, format!("[images.mini]\noci = \"{}\"\n", f.reg.reference("team/app:v1"))).unwrap();
+    let r = f.l.run(&["--catalog", c, "pull", "mini"]);
+    expect_fail(&r);
+    assert!(r.stderr.contains("digest"), "{}", r.dump());
+}
