@@ -82,6 +82,7 @@ pub(crate) enum TrustError {
     )]
     NoKeyring { fingerprint: Fingerprint },
     #[error("test key {path} (LOCKER_TEST_BUILTIN_KEY)")]
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     TestKey {
         path: PathBuf,
         #[source]

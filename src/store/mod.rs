@@ -112,6 +112,22 @@ impl Refs {
     }
 }
 
+/// A refs.json entry for a plain tree, recorded now.
+fn new_ref(digest: &Digest, aliases: &[String], source: &str, size: u64) -> ImageRef {
+    ImageRef {
+        digest: digest.hex(),
+        aliases: aliases.to_vec(),
+        source: source.to_string(),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        size,
+        layers: Vec::new(),
+        config: None,
+    }
+}
+
 /// What a successful install (pull, import, build) produced.
 #[derive(Debug)]
 pub(crate) struct Installed {
@@ -383,26 +399,10 @@ impl Store {
         }
         let mut refs = self.refs()?;
         let size = layers.iter().map(|l| disk_usage(&self.layer(l))).sum();
-        for r in refs.images.values_mut() {
-            r.aliases.retain(|a| !aliases.contains(a) && a != name);
-        }
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        refs.images.insert(
-            name.to_string(),
-            ImageRef {
-                digest: manifest.hex(),
-                aliases: aliases.to_vec(),
-                source: source.to_string(),
-                created,
-                size,
-                layers: layers.iter().map(Digest::hex).collect(),
-                config: Some(config),
-            },
-        );
-        self.write_refs(&refs)
+        let mut r = new_ref(manifest, aliases, source, size);
+        r.layers = layers.iter().map(Digest::hex).collect();
+        r.config = Some(config);
+        self.record(&mut refs, name, r)
     }
 
     /// Points `name` at an already published `digest`.
@@ -429,27 +429,18 @@ impl Store {
             Some(r) => r.size,
             None => disk_usage(&self.rootfs(digest)),
         };
-        // An alias belongs to one name: a newer name claiming it takes it over.
-        for r in refs.images.values_mut() {
-            r.aliases.retain(|a| !aliases.contains(a) && a != name);
+        let r = new_ref(digest, aliases, source, size);
+        self.record(&mut refs, name, r)
+    }
+
+    /// Records `name` as `r` and writes refs.json. An alias belongs to one name: a newer
+    /// name claiming it takes it over.
+    fn record(&self, refs: &mut Refs, name: &str, r: ImageRef) -> Result<(), StoreError> {
+        for other in refs.images.values_mut() {
+            other.aliases.retain(|a| !r.aliases.contains(a) && a != name);
         }
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        refs.images.insert(
-            name.to_string(),
-            ImageRef {
-                digest: digest.hex(),
-                aliases: aliases.to_vec(),
-                source: source.to_string(),
-                created,
-                size,
-                layers: Vec::new(),
-                config: None,
-            },
-        );
-        self.write_refs(&refs)
+        refs.images.insert(name.to_string(), r);
+        self.write_refs(refs)
     }
 
     fn write_refs(&self, refs: &Refs) -> Result<(), StoreError> {

@@ -314,3 +314,15 @@ pub fn probe_bin() -> &'static Path {
         out
     })
 }
+
+/// The sorted entry names of `dir` (none if it is missing).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(it) => it
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{fixture_tar, run_bounded, Locker, Run};
+use crate::harness::{fixture_tar, names_in, run_bounded, Locker, Run};
 use crate::registry::{Layout, Registry};
 use crate::server::{Behaviour, Server};
 
@@ -26,18 +26,6 @@ fn expect_fail(r: &Run) {
         "one `locker: ` error line\n{}",
         r.dump()
     );
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
 }
 
 fn layers(l: &Locker) -> Vec<String> {

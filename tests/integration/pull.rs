@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::{busybox_path, compress, fixture_tar, run_bounded, Locker, Run};
+use crate::harness::{busybox_path, compress, fixture_tar, names_in, run_bounded, Locker, Run};
 use crate::server::{Behaviour, Cut, Server};
 
 // ---------------------------------------------------------------- helpers
@@ -63,17 +63,6 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(it) => it
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
 }
 
 /// Digests under ROOT/rootfs.
