@@ -27,8 +27,11 @@ use crate::progress::Printer;
 use crate::store::digest::{Digest, Hasher};
 use crate::store::{ImageConfig, Installed, Store, Work};
 
-/// Layers downloaded at once (as Docker's default of 3, podman's 6).
-const PARALLEL: usize = 4;
+/// Layers downloaded at once (Docker's default is 3, podman's 6).
+const PARALLEL: usize = 3;
+/// Chunks in flight in each layer's two pipes: three layers at once use about what one
+/// catalog pull's pipes (`pipe::DEPTH`) do.
+const LAYER_PIPE_DEPTH: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OciError {
@@ -460,7 +463,7 @@ fn fetch_layer(
     let tree = work.tree();
     let fetcher = reg.fetcher();
     let result: anyhow::Result<(Digest, LayerReport)> = std::thread::scope(|scope| {
-        let (tx, rx) = pipe::pipe();
+        let (tx, rx) = pipe::pipe_depth(LAYER_PIPE_DEPTH);
         let (fetcher, url, partial) = (&fetcher, &url, &partial);
         let reader = scope.spawn(move || -> anyhow::Result<Digest> {
             let mut input = fetcher.download(url, partial, reporter)?;
@@ -468,7 +471,7 @@ fn fetch_layer(
             pipe::feed(&mut input, &tx, true, |chunk| hasher.update(chunk)).map_err(unwrap_io)?;
             Ok(hasher.finish())
         });
-        let unpacked = unpack::unpack_layer(rx, &tree);
+        let unpacked = unpack::unpack_layer(rx, &tree, LAYER_PIPE_DEPTH);
         let actual = reader.join().expect("reader thread panicked")?;
         if actual != *digest {
             return Err(OciError::Mismatch {

@@ -13,7 +13,13 @@ pub(crate) const DEPTH: usize = 16;
 pub(crate) type Sender = SyncSender<io::Result<Vec<u8>>>;
 
 pub(crate) fn pipe() -> (Sender, PipeReader) {
-    let (tx, rx) = sync_channel(DEPTH);
+    pipe_depth(DEPTH)
+}
+
+/// A pipe with `depth` chunks in flight: several pipelines at once (an OCI image's
+/// layers) each get a shorter one, so their sum stays near one pull's.
+pub(crate) fn pipe_depth(depth: usize) -> (Sender, PipeReader) {
+    let (tx, rx) = sync_channel(depth.max(1));
     (
         tx,
         PipeReader {

@@ -98,6 +98,8 @@ pub(crate) struct Options {
     /// hard link whose target is not in this layer (a file of a lower layer) is
     /// reported in `lower_links` for the caller to copy up.
     pub oci_layer: bool,
+    /// Chunks in flight between decompression and extraction (0: `pipe::DEPTH`).
+    pub pipe_depth: usize,
 }
 
 /// What an OCI layer left to the caller: hard links to files of lower layers.
@@ -112,9 +114,14 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// Unpacks one OCI layer beneath `dest` (see `Options::oci_layer`).
-pub(crate) fn unpack_layer(reader: impl Read + Send, dest: &Path) -> Result<LayerReport, UnpackError> {
+pub(crate) fn unpack_layer(
+    reader: impl Read + Send,
+    dest: &Path,
+    pipe_depth: usize,
+) -> Result<LayerReport, UnpackError> {
     let options = Options {
         oci_layer: true,
+        pipe_depth,
         ..Options::default()
     };
     let mut lower_links = Vec::new();
@@ -157,7 +164,10 @@ fn unpack_inner(
         lower_links: Vec::new(),
     };
     std::thread::scope(|scope| {
-        let (tx, rx) = pipe::pipe();
+        let (tx, rx) = match options.pipe_depth {
+            0 => pipe::pipe(),
+            depth => pipe::pipe_depth(depth),
+        };
         let decoder = scope.spawn(move || -> Result<(), UnpackError> {
             let mut tar = open_tar(&mut reader)?;
             // Everything is read, the second zero block, record padding, the
