@@ -32,7 +32,10 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
     });
     let mut spec = Spec::new(image);
     spec.name = args.name.clone();
-    spec.hostname = args.hostname.clone().or(default_hostname.filter(|h| !h.is_empty()));
+    spec.hostname = args
+        .hostname
+        .clone()
+        .or(default_hostname.filter(|h| !h.is_empty()));
     spec.process = process(
         &args.command,
         &args.env,

@@ -47,7 +47,8 @@ impl Context {
 
 pub(crate) fn pull(ctx: &Context, name: &str, platform: Option<&str>) -> anyhow::Result<()> {
     if reference::is_reference(name) {
-        let installed = pull_reference(ctx, name, platform).with_context(|| format!("pull {name}"))?;
+        let installed =
+            pull_reference(ctx, name, platform).with_context(|| format!("pull {name}"))?;
         report(ctx, &installed)?;
         return Ok(());
     }
@@ -107,7 +108,9 @@ pub(crate) fn login(ctx: &Context, registry_host: &str, user: &str) -> anyhow::R
     let path = registry::auth_files()
         .into_iter()
         .find(|p| !p.ends_with("config.json") || std::env::var_os("XDG_RUNTIME_DIR").is_none())
-        .ok_or_else(|| anyhow::anyhow!("login {registry_host}: neither XDG_RUNTIME_DIR nor HOME is set"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("login {registry_host}: neither XDG_RUNTIME_DIR nor HOME is set")
+        })?;
     let old = match std::fs::read(&path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -116,7 +119,10 @@ pub(crate) fn login(ctx: &Context, registry_host: &str, user: &str) -> anyhow::R
     let text = registry::set_auth(old.as_deref(), registry_host, &creds)
         .map_err(|r| anyhow::anyhow!("login {registry_host}: {}: {r}", path.display()))?;
     write_private(&path, &text).with_context(|| format!("write {}", path.display()))?;
-    ctx.printer.info(&format!("Login Succeeded: credentials for {registry_host} in {}", path.display()));
+    ctx.printer.info(&format!(
+        "Login Succeeded: credentials for {registry_host} in {}",
+        path.display()
+    ));
     Ok(())
 }
 
@@ -124,7 +130,10 @@ pub(crate) fn login(ctx: &Context, registry_host: &str, user: &str) -> anyhow::R
 fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
@@ -157,7 +166,13 @@ fn pull_entry(
         Source::Download { url, verify } => pull::download(store, entry, url, verify, printer),
         Source::Oci { reference } => {
             let reference = Reference::parse(reference)?;
-            oci::pull(store, &reference, None, Some((&entry.name, &entry.aliases)), printer)
+            oci::pull(
+                store,
+                &reference,
+                None,
+                Some((&entry.name, &entry.aliases)),
+                printer,
+            )
         }
         Source::Build(spec) => {
             let req = build::Request::from_entry(entry, spec, build::deb_cache(store));
@@ -498,10 +513,12 @@ mod tests {
 pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result<()> {
     let what = || format!("push {name} {reference}");
     let target = Reference::parse(reference).with_context(what)?;
-    let epoch = crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
-        .with_context(what)?;
+    let epoch =
+        crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+            .with_context(what)?;
     let store = ctx.store()?;
-    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch).with_context(what)?;
+    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
+        .with_context(what)?;
     writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
     Ok(())
 }

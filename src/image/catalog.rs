@@ -41,11 +41,16 @@ pub(crate) enum CatalogError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub(crate) enum Source {
-    Download { url: String, verify: Verification },
+    Download {
+        url: String,
+        verify: Verification,
+    },
     Build(BuildSpec),
     /// An OCI image, pinned by digest (`oci = "REGISTRY/REPO@sha256:…"`): the digest
     /// verifies the manifest, which verifies the config and every layer.
-    Oci { reference: String },
+    Oci {
+        reference: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

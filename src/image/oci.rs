@@ -37,7 +37,9 @@ const LAYER_PIPE_DEPTH: usize = 4;
 pub(crate) enum OciError {
     #[error("{what}: {reason}")]
     Bad { what: String, reason: String },
-    #[error("{reference} has no image for {wanted}; it has: {available}; choose one with --platform")]
+    #[error(
+        "{reference} has no image for {wanted}; it has: {available}; choose one with --platform"
+    )]
     NoPlatform {
         reference: String,
         wanted: String,
@@ -91,7 +93,8 @@ pub(crate) struct Platform {
 impl Platform {
     pub(crate) fn parse(s: &str) -> Result<Platform, OciError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match parts.as_slice() {
             [os, arch] if ok(os) && ok(arch) => Ok(Platform {
                 os: os.to_string(),
@@ -172,7 +175,12 @@ fn oci_digest(d: &Descriptor, what: &str) -> Result<Digest, OciError> {
     let text = d.digest().to_string();
     text.strip_prefix("sha256:")
         .and_then(|h| h.parse().ok())
-        .ok_or_else(|| bad(what, format!("digest {text} is not sha256 (the only one locker checks)")))
+        .ok_or_else(|| {
+            bad(
+                what,
+                format!("digest {text} is not sha256 (the only one locker checks)"),
+            )
+        })
 }
 
 /// The parts of an image config (image-spec config.md) locker reads. Its own type, not
@@ -232,8 +240,8 @@ pub(crate) fn resolve(
     let mut fetched = reg.manifest(&reference.lookup())?;
     let what = reference.to_string();
     if fetched.media_type == registry::OCI_INDEX || fetched.media_type == registry::DOCKER_LIST {
-        let index: ImageIndex =
-            serde_json::from_slice(&fetched.bytes).map_err(|e| bad(format!("index of {what}"), e))?;
+        let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| bad(format!("index of {what}"), e))?;
         let mut available = Vec::new();
         let mut chosen = None;
         for m in index.manifests() {
@@ -258,14 +266,19 @@ pub(crate) fn resolve(
         })?;
         fetched = reg.manifest(&format!("sha256:{}", digest.hex()))?;
     }
-    if fetched.media_type != registry::OCI_MANIFEST && fetched.media_type != registry::DOCKER_MANIFEST {
+    if fetched.media_type != registry::OCI_MANIFEST
+        && fetched.media_type != registry::DOCKER_MANIFEST
+    {
         return Err(bad(
             format!("manifest of {what}"),
-            format!("media type {} is neither an OCI nor a Docker schema 2 image", fetched.media_type),
+            format!(
+                "media type {} is neither an OCI nor a Docker schema 2 image",
+                fetched.media_type
+            ),
         ));
     }
-    let manifest: ImageManifest =
-        serde_json::from_slice(&fetched.bytes).map_err(|e| bad(format!("manifest of {what}"), e))?;
+    let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| bad(format!("manifest of {what}"), e))?;
     let config_digest = oci_digest(manifest.config(), &what)?;
     let config_bytes = reg.small_blob(&config_digest)?;
     let config: ImageConfiguration =
@@ -286,7 +299,10 @@ pub(crate) fn resolve(
     if diff_ids != layers.len() {
         return Err(bad(
             format!("image {what}"),
-            format!("the manifest lists {} layers, the config {diff_ids}", layers.len()),
+            format!(
+                "the manifest lists {} layers, the config {diff_ids}",
+                layers.len()
+            ),
         ));
     }
     let (os, arch) = (config.os.clone(), config.architecture.clone());
@@ -415,11 +431,7 @@ pub(crate) fn pull(
         works.push(r.transpose()?);
     }
     copy_up_lower_links(store, &layers, &mut works)?;
-    let bytes: u64 = works
-        .iter()
-        .flatten()
-        .map(|(_, rep)| rep.stats.bytes)
-        .sum();
+    let bytes: u64 = works.iter().flatten().map(|(_, rep)| rep.stats.bytes).sum();
     let works: Vec<(Work, Digest)> = works
         .into_iter()
         .zip(&layers)
@@ -543,7 +555,9 @@ fn copy_up_lower_links(
                 target: target.display().to_string(),
                 source,
             };
-            let found = (0..i).rev().find_map(|j| open_in(&trees[j], &target).transpose());
+            let found = (0..i)
+                .rev()
+                .find_map(|j| open_in(&trees[j], &target).transpose());
             let mut file = match found {
                 Some(f) => f.map_err(err)?,
                 None => {
@@ -559,7 +573,8 @@ fn copy_up_lower_links(
             file.read_to_end(&mut data).map_err(err)?;
             let rel = link.to_string_lossy().into_owned();
             if let Some(parent) = link.parent().filter(|p| !p.as_os_str().is_empty()) {
-                dest.create_dir_all(&parent.to_string_lossy()).map_err(err)?;
+                dest.create_dir_all(&parent.to_string_lossy())
+                    .map_err(err)?;
             }
             use std::os::unix::fs::MetadataExt;
             dest.write(&rel, &data, meta.mode() & 0o7777).map_err(err)?;
@@ -596,7 +611,10 @@ mod tests {
         assert!(!p.matches("linux", "amd64", None));
         let p = Platform::parse("linux/arm/v6").unwrap();
         assert!(!p.matches("linux", "arm", Some("v7")));
-        assert_eq!(Platform::parse("linux/armhf").unwrap().variant.as_deref(), Some("v7"));
+        assert_eq!(
+            Platform::parse("linux/armhf").unwrap().variant.as_deref(),
+            Some("v7")
+        );
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux/../x").is_err());
         assert_eq!(Platform::host().os, "linux");
@@ -605,8 +623,12 @@ mod tests {
     #[test]
     fn layer_types() {
         assert!(is_tar_layer("application/vnd.oci.image.layer.v1.tar+zstd"));
-        assert!(is_tar_layer("application/vnd.docker.image.rootfs.diff.tar.gzip"));
-        assert!(!is_tar_layer("application/vnd.oci.image.layer.v1.tar+encrypted"));
+        assert!(is_tar_layer(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        ));
+        assert!(!is_tar_layer(
+            "application/vnd.oci.image.layer.v1.tar+encrypted"
+        ));
         assert!(!is_tar_layer("application/octet-stream"));
     }
 }

@@ -84,7 +84,12 @@ fn put_blob(dir: &Path, bytes: &[u8], media_type: &'static str) -> anyhow::Resul
 
 /// One layer: the canonical tar of `tree`, gzip'd into a blob; returns it and the
 /// uncompressed digest (the config's diff_id).
-fn put_layer(dir: &Path, tree: &Path, oci_layer: bool, epoch: Option<u64>) -> anyhow::Result<(Blob, Digest)> {
+fn put_layer(
+    dir: &Path,
+    tree: &Path,
+    oci_layer: bool,
+    epoch: Option<u64>,
+) -> anyhow::Result<(Blob, Digest)> {
     let tmp = blobs_dir(dir).join(".layer.partial");
     let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
     let compressed = Counting {
@@ -92,7 +97,9 @@ fn put_layer(dir: &Path, tree: &Path, oci_layer: bool, epoch: Option<u64>) -> an
         hasher: Hasher::default(),
         size: 0,
     };
-    let encoder = Compression::Gzip.encoder(compressed).map_err(io_err("write", &tmp))?;
+    let encoder = Compression::Gzip
+        .encoder(compressed)
+        .map_err(io_err("write", &tmp))?;
     let mut plain = Counting {
         inner: encoder,
         hasher: Hasher::default(),
@@ -141,7 +148,8 @@ fn descriptor(b: &Blob) -> serde_json::Value {
 }
 
 fn rfc3339(epoch: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
+        .to_string()
 }
 
 /// The image config JSON of `image`.
@@ -172,7 +180,11 @@ fn config_json(image: &Resolved, diff_ids: &[Digest], epoch: Option<u64>) -> Vec
     if let Some(s) = &c.stop_signal {
         run.insert("StopSignal".into(), serde_json::json!(s));
     }
-    let arch = if c.architecture.is_empty() { host.architecture.clone() } else { c.architecture.clone() };
+    let arch = if c.architecture.is_empty() {
+        host.architecture.clone()
+    } else {
+        c.architecture.clone()
+    };
     let mut v = serde_json::json!({
         "architecture": arch,
         "os": "linux",
@@ -256,7 +268,12 @@ fn tag_for(name: &str) -> String {
 }
 
 /// `locker export NAME --format oci -o DIR|FILE.tar`.
-pub(crate) fn export(store: &Store, name: &str, out: &Path, epoch: Option<u64>) -> anyhow::Result<()> {
+pub(crate) fn export(
+    store: &Store,
+    name: &str,
+    out: &Path,
+    epoch: Option<u64>,
+) -> anyhow::Result<()> {
     let image = store
         .resolve(name)?
         .ok_or_else(|| StoreError::NoSuchImage(name.to_string()))?;
@@ -272,7 +289,10 @@ pub(crate) fn export(store: &Store, name: &str, out: &Path, epoch: Option<u64>) 
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let stem = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let work = parent.join(format!(".{stem}.partial-{}", std::process::id()));
     let _guard = RemoveOnDrop(work.clone());
     fs::create_dir(&work).map_err(io_err("create", &work))?;
@@ -319,7 +339,8 @@ fn tar_layout(dir: &Path, out: &Path, epoch: Option<u64>) -> anyhow::Result<()> 
                 h.set_mode(0o755);
                 h.set_size(0);
                 h.set_cksum();
-                b.append_data(&mut h, &name, io::empty()).map_err(io_err("write", out))?;
+                b.append_data(&mut h, &name, io::empty())
+                    .map_err(io_err("write", out))?;
             }
             Some(p) => {
                 let f = File::open(&p).map_err(io_err("read", &p))?;
@@ -328,7 +349,8 @@ fn tar_layout(dir: &Path, out: &Path, epoch: Option<u64>) -> anyhow::Result<()> 
                 h.set_mode(0o644);
                 h.set_size(len);
                 h.set_cksum();
-                b.append_data(&mut h, &name, f).map_err(io_err("write", out))?;
+                b.append_data(&mut h, &name, f)
+                    .map_err(io_err("write", out))?;
             }
         }
     }
@@ -356,17 +378,28 @@ impl Drop for RemoveOnDrop {
 /// `locker push NAME REF`: the image's layout built in the store's tmp/, each blob
 /// uploaded unless the registry has it, then the manifest under REF's tag. Returns the
 /// manifest digest.
-pub(crate) fn push(store: &Store, name: &str, reference: &Reference, epoch: Option<u64>) -> anyhow::Result<Digest> {
+pub(crate) fn push(
+    store: &Store,
+    name: &str,
+    reference: &Reference,
+    epoch: Option<u64>,
+) -> anyhow::Result<Digest> {
     let tag = match (&reference.tag, &reference.digest) {
         (Some(t), _) => t.clone(),
-        (None, _) => anyhow::bail!("push to {reference}: name a tag (REGISTRY/REPO:TAG), not a digest"),
+        (None, _) => {
+            anyhow::bail!("push to {reference}: name a tag (REGISTRY/REPO:TAG), not a digest")
+        }
     };
     let work = store.begin()?;
     let dir = work.tree();
     fs::create_dir(&dir).map_err(io_err("create", &dir))?;
     let written = write_layout(store, name, &dir, &tag, epoch)?;
     let reg = Registry::new(reference, true)?;
-    for blob in written.layers.iter().chain(std::iter::once(&written.config)) {
+    for blob in written
+        .layers
+        .iter()
+        .chain(std::iter::once(&written.config))
+    {
         let path = blob_path(&dir, &blob.digest);
         let mut open = || -> Box<dyn io::Read> {
             match File::open(&path) {
@@ -385,7 +418,10 @@ struct FailingReader(Option<io::Error>);
 
 impl io::Read for FailingReader {
     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self.0.take().unwrap_or_else(|| io::Error::other("blob unreadable")))
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("blob unreadable")))
     }
 }
 

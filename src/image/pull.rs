@@ -16,8 +16,8 @@ use std::time::Instant;
 use crate::image::catalog::{self, Entry, Verification};
 use crate::image::fetch::{FetchError, Fetcher};
 use crate::image::pipe;
-use crate::image::unpack::{self, UnpackError};
 use crate::image::trust;
+use crate::image::unpack::{self, UnpackError};
 use crate::image::verify::{self, VerifyError};
 use crate::progress::Printer;
 use crate::store::digest::{Digest, Hasher};
@@ -169,12 +169,12 @@ pub(crate) fn download(
             let sig = fetcher.get_small(signature, SIGNATURE_LIMIT)?;
             let what = checksums.to_string();
             let signer = fingerprint.as_ref().map(|f| f.as_str());
-            verify::check_signature_by(&sums, &sig, anchor.source(), signer).map_err(
-                |source| PullError::Verify {
+            verify::check_signature_by(&sums, &sig, anchor.source(), signer).map_err(|source| {
+                PullError::Verify {
                     what: what.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
             verify::lookup_sha256sums(&sums, file_name(url))
                 .map_err(|source| PullError::Verify { what, source })?
         }

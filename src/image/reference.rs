@@ -48,7 +48,9 @@ impl Reference {
                 let hex = d
                     .strip_prefix("sha256:")
                     .ok_or_else(|| bad("the digest must be sha256:HEX"))?;
-                let digest: Digest = hex.parse().map_err(|_| bad("the digest is not 64 hex digits"))?;
+                let digest: Digest = hex
+                    .parse()
+                    .map_err(|_| bad("the digest is not 64 hex digits"))?;
                 (rest, Some(digest))
             }
             None => (input, None),
@@ -61,16 +63,17 @@ impl Reference {
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(bad("a tag is 1-128 of [A-Za-z0-9_.-], not starting with . or -"));
+                return Err(bad(
+                    "a tag is 1-128 of [A-Za-z0-9_.-], not starting with . or -",
+                ));
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':']) || first == "localhost" =>
-            {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
                 (first.to_string(), rest.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
@@ -85,7 +88,9 @@ impl Reference {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         {
-            return Err(bad("the registry is not a host name with an optional :port"));
+            return Err(bad(
+                "the registry is not a host name with an optional :port",
+            ));
         }
         let component_ok = |c: &str| {
             !c.is_empty()
@@ -132,13 +137,16 @@ impl Reference {
     /// traffic never leaves the machine, as Docker's default insecure 127.0.0.0/8);
     /// all others HTTPS.
     pub(crate) fn api_base(&self) -> String {
-        let host = self.registry.rsplit_once(':').map_or(self.registry.as_str(), |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                self.registry.as_str()
-            }
-        });
+        let host = self
+            .registry
+            .rsplit_once(':')
+            .map_or(self.registry.as_str(), |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    self.registry.as_str()
+                }
+            });
         let loopback = host == "localhost"
             || host == "[::1]"
             || host
@@ -189,7 +197,9 @@ mod tests {
         assert_eq!(r.api_base(), "http://127.0.0.1:5000/v2/team/img");
         let r = Reference::parse(&format!("registry.example:5000/img@sha256:{HEX}")).unwrap();
         assert_eq!(r.tag, None);
-        assert!(r.api_base().starts_with("https://registry.example:5000/v2/img"));
+        assert!(r
+            .api_base()
+            .starts_with("https://registry.example:5000/v2/img"));
         let r = Reference::parse("localhost/img").unwrap();
         assert_eq!(r.registry, "localhost");
         assert!(r.api_base().starts_with("http://"));

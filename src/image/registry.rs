@@ -112,12 +112,12 @@ pub(crate) fn credentials_for(registry: &str) -> Result<Option<Credentials>, Reg
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(RegistryError::AuthFile { path, source }),
         };
-        if let Some(c) = parse_auth_file(&text, registry).map_err(|reason| {
-            RegistryError::BadAuthFile {
+        if let Some(c) =
+            parse_auth_file(&text, registry).map_err(|reason| RegistryError::BadAuthFile {
                 path: path.clone(),
                 reason,
-            }
-        })? {
+            })?
+        {
             return Ok(Some(c));
         }
     }
@@ -145,7 +145,8 @@ pub(crate) fn parse_auth_file(text: &[u8], registry: &str) -> Result<Option<Cred
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|e| format!("auth for {key} is not base64: {e}"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| format!("auth for {key} is not UTF-8"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| format!("auth for {key} is not UTF-8"))?;
         let (user, password) = decoded
             .split_once(':')
             .ok_or_else(|| format!("auth for {key} is not user:password"))?;
@@ -158,7 +159,11 @@ pub(crate) fn parse_auth_file(text: &[u8], registry: &str) -> Result<Option<Cred
 }
 
 /// `auth_text` with `registry`'s credentials set (other keys and registries kept).
-pub(crate) fn set_auth(auth_text: Option<&[u8]>, registry: &str, c: &Credentials) -> Result<Vec<u8>, String> {
+pub(crate) fn set_auth(
+    auth_text: Option<&[u8]>,
+    registry: &str,
+    c: &Credentials,
+) -> Result<Vec<u8>, String> {
     let mut v: serde_json::Value = match auth_text {
         Some(t) if !t.is_empty() => serde_json::from_slice(t).map_err(|e| e.to_string())?,
         _ => serde_json::json!({}),
@@ -169,7 +174,8 @@ pub(crate) fn set_auth(auth_text: Option<&[u8]>, registry: &str, c: &Credentials
         .or_insert_with(|| serde_json::json!({}))
         .as_object_mut()
         .ok_or("`auths` is not an object")?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password));
     auths.insert(registry.to_string(), serde_json::json!({ "auth": encoded }));
     let mut out = serde_json::to_vec_pretty(&v).expect("json");
     out.push(b'\n');
@@ -302,9 +308,7 @@ impl Registry {
             match result {
                 Ok(resp) => return Ok(resp),
                 Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
-                    let challenge = resp
-                        .header("WWW-Authenticate")
-                        .and_then(parse_challenge);
+                    let challenge = resp.header("WWW-Authenticate").and_then(parse_challenge);
                     self.authenticate(challenge)?;
                 }
                 Err(ureq::Error::Status(code @ (401 | 403), _)) => {
@@ -350,7 +354,8 @@ impl Registry {
         let basic = self.creds.as_ref().map(|c| {
             format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password))
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", c.user, c.password))
             )
         });
         let header = match challenge.scheme.as_str() {
@@ -460,7 +465,8 @@ impl Registry {
     /// Makes sure the registry holds an authorization for blob GETs: the first request
     /// answers the challenge, so parallel downloads start with a token.
     pub(crate) fn authorize_blobs(&self, digest: &Digest) -> Result<(), RegistryError> {
-        self.send("HEAD", &self.blob_url(digest), &[], None).map(drop)
+        self.send("HEAD", &self.blob_url(digest), &[], None)
+            .map(drop)
     }
 
     pub(crate) fn has_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
@@ -484,12 +490,14 @@ impl Registry {
         }
         let url = format!("{}/blobs/uploads/", self.base);
         let resp = self.send("POST", &url, &[("Content-Length", "0")], None)?;
-        let location = resp.header("Location").ok_or_else(|| RegistryError::Status {
-            method: "POST",
-            url: url.clone(),
-            code: resp.status(),
-            detail: ": no Location for the upload".into(),
-        })?;
+        let location = resp
+            .header("Location")
+            .ok_or_else(|| RegistryError::Status {
+                method: "POST",
+                url: url.clone(),
+                code: resp.status(),
+                detail: ": no Location for the upload".into(),
+            })?;
         let location = absolute(&url, location);
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest=sha256:{}", digest.hex());
@@ -577,7 +585,13 @@ fn error_detail(resp: ureq::Response) -> String {
     let _ = resp.into_reader().take(64 << 10).read_to_end(&mut body);
     let v: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     v.as_ref()
-        .and_then(|v| v.get("errors")?.get(0)?.get("message")?.as_str().map(str::to_string))
+        .and_then(|v| {
+            v.get("errors")?
+                .get(0)?
+                .get("message")?
+                .as_str()
+                .map(str::to_string)
+        })
         .map(|m| format!(": {m}"))
         .unwrap_or_default()
 }
@@ -607,21 +621,32 @@ mod tests {
             user: "u".into(),
             password: "p:w".into(),
         };
-        let text = set_auth(Some(br#"{"auths":{"other":{"auth":"eDp5"}},"credsStore":"x"}"#), "127.0.0.1:5000", &c).unwrap();
+        let text = set_auth(
+            Some(br#"{"auths":{"other":{"auth":"eDp5"}},"credsStore":"x"}"#),
+            "127.0.0.1:5000",
+            &c,
+        )
+        .unwrap();
         assert_eq!(parse_auth_file(&text, "127.0.0.1:5000").unwrap(), Some(c));
-        assert_eq!(
-            parse_auth_file(&text, "other").unwrap().unwrap().user,
-            "x"
-        );
+        assert_eq!(parse_auth_file(&text, "other").unwrap().unwrap().user, "x");
         assert!(String::from_utf8_lossy(&text).contains("credsStore"));
-        assert_eq!(parse_auth_file(br#"{"auths":{"https://h:1/v1/":{"auth":"YTpi"}}}"#, "h:1").unwrap().unwrap().password, "b");
+        assert_eq!(
+            parse_auth_file(br#"{"auths":{"https://h:1/v1/":{"auth":"YTpi"}}}"#, "h:1")
+                .unwrap()
+                .unwrap()
+                .password,
+            "b"
+        );
         assert!(parse_auth_file(br#"{"auths":{"h":{"auth":"!!"}}}"#, "h").is_err());
     }
 
     #[test]
     fn relative_locations() {
         assert_eq!(
-            absolute("http://127.0.0.1:5000/v2/a/blobs/uploads/", "/v2/a/blobs/uploads/x?s=1"),
+            absolute(
+                "http://127.0.0.1:5000/v2/a/blobs/uploads/",
+                "/v2/a/blobs/uploads/x?s=1"
+            ),
             "http://127.0.0.1:5000/v2/a/blobs/uploads/x?s=1"
         );
     }

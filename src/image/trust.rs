@@ -233,7 +233,12 @@ mod tests {
         assert_eq!(BUILTIN.len(), want.len());
         for (key, want) in BUILTIN.iter().zip(want) {
             assert_eq!(key.fingerprint, want);
-            assert_eq!(fingerprints(key.bytes), vec![want.to_string()], "{}", key.name);
+            assert_eq!(
+                fingerprints(key.bytes),
+                vec![want.to_string()],
+                "{}",
+                key.name
+            );
         }
     }
 

@@ -639,7 +639,10 @@ impl Unpacker {
     /// `.wh.NAME`: overlayfs' whiteout for NAME (a 0/0 character device), which hides
     /// NAME of the layers below.
     fn whiteout(&mut self, rel: &Path, entry: &str) -> Result<(), UnpackError> {
-        if rel.file_name().is_none_or(|n| n.is_empty() || n == "." || n == "..") {
+        if rel
+            .file_name()
+            .is_none_or(|n| n.is_empty() || n == "." || n == "..")
+        {
             return Err(UnpackError::Invalid {
                 entry: entry.to_owned(),
                 what: "whiteout without a name",
@@ -665,7 +668,10 @@ impl Unpacker {
             }
             other => other,
         }
-        .map_err(entry_err(entry, "create whiteout (overlayfs needs CAP_MKNOD)"))?;
+        .map_err(entry_err(
+            entry,
+            "create whiteout (overlayfs needs CAP_MKNOD)",
+        ))?;
         self.stats.entries += 1;
         Ok(())
     }
@@ -683,7 +689,10 @@ impl Unpacker {
             drop(name);
             parent
         };
-        let path = cstring(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes(), entry)?;
+        let path = cstring(
+            format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes(),
+            entry,
+        )?;
         let value = b"y";
         // SAFETY: valid C strings and buffer; the magic link names the directory fd.
         at::cvt(unsafe {
@@ -695,7 +704,10 @@ impl Unpacker {
                 0,
             )
         })
-        .map_err(entry_err(entry, "mark directory opaque (overlayfs needs root)"))?;
+        .map_err(entry_err(
+            entry,
+            "mark directory opaque (overlayfs needs root)",
+        ))?;
         self.stats.entries += 1;
         Ok(())
     }

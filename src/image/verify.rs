@@ -45,7 +45,9 @@ pub(crate) enum VerifyError {
     GpgvMissing,
     #[error("signed by unknown key {key}; not in {keyring}")]
     UnknownKey { key: String, keyring: PathBuf },
-    #[error("signed by {got}, not by the key the catalog pins ({expected}); the download was discarded")]
+    #[error(
+        "signed by {got}, not by the key the catalog pins ({expected}); the download was discarded"
+    )]
     WrongSigner { expected: String, got: String },
     #[error("BAD signature by key {key}: the data does not match its signature (corrupted or tampered with)")]
     BadSignature { key: String },

@@ -432,9 +432,9 @@ fn image_facts(lowers: &[&Path], upper: Option<&Path>) -> Result<plan::ImageFact
             .find_map(|dir| read_in_root(dir.as_raw_fd(), rel))
             .unwrap_or_default()
     };
-    let has_bash = lowers.iter().any(|l| {
-        mounts::open_in_root(l.as_raw_fd(), c"bin/bash", 0).is_ok()
-    });
+    let has_bash = lowers
+        .iter()
+        .any(|l| mounts::open_in_root(l.as_raw_fd(), c"bin/bash", 0).is_ok());
     Ok(plan::ImageFacts {
         passwd: read(c"etc/passwd"),
         group: read(c"etc/group"),

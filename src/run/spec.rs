@@ -458,7 +458,11 @@ pub(crate) fn apply_image_config(
     if process.cwd.is_none() {
         if let Some(w) = &config.working_dir {
             // A relative WorkingDir is relative to `/` (Docker does the same).
-            let abs = if w.starts_with('/') { w.clone() } else { format!("/{w}") };
+            let abs = if w.starts_with('/') {
+                w.clone()
+            } else {
+                format!("/{w}")
+            };
             process.cwd = Some(format!("/{}", container_path(&abs)?));
         }
     }
@@ -474,8 +478,14 @@ pub(crate) fn parse_signal(name: &str) -> Option<i32> {
         return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
     }
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 /// A container path as a relative, normalised path ("/a/./b/" -> "a/b"); `..` refused.
@@ -612,7 +622,10 @@ mod image_config_tests {
         assert_eq!(apply(&[], None).args, ["/bin/ep", "-x", "default"]);
         assert_eq!(apply(&["a", "b"], None).args, ["/bin/ep", "-x", "a", "b"]);
         assert_eq!(apply(&[], Some("/bin/sh")).args, ["/bin/sh"]);
-        assert_eq!(apply(&["-c", "id"], Some("/bin/sh")).args, ["/bin/sh", "-c", "id"]);
+        assert_eq!(
+            apply(&["-c", "id"], Some("/bin/sh")).args,
+            ["/bin/sh", "-c", "id"]
+        );
         assert_eq!(apply(&["ls"], Some("")).args, ["ls"]);
         assert!(apply(&[], Some("")).args.is_empty());
     }
@@ -622,7 +635,10 @@ mod image_config_tests {
         let p = apply(&[], None);
         assert_eq!(p.env[0], ("PATH".into(), "/img/bin".into()));
         // -e comes later, so it wins.
-        assert_eq!(p.env.last().unwrap(), &("A".to_string(), "flag".to_string()));
+        assert_eq!(
+            p.env.last().unwrap(),
+            &("A".to_string(), "flag".to_string())
+        );
         assert_eq!(p.cwd.as_deref(), Some("/srv/app"));
         assert_eq!(p.user.as_deref(), Some("1000:1000"));
         let mut q = Process {

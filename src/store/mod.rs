@@ -437,7 +437,9 @@ impl Store {
     /// name claiming it takes it over.
     fn record(&self, refs: &mut Refs, name: &str, r: ImageRef) -> Result<(), StoreError> {
         for other in refs.images.values_mut() {
-            other.aliases.retain(|a| !r.aliases.contains(a) && a != name);
+            other
+                .aliases
+                .retain(|a| !r.aliases.contains(a) && a != name);
         }
         refs.images.insert(name.to_string(), r);
         self.write_refs(refs)

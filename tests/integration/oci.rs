@@ -45,9 +45,23 @@ fn images_json(l: &Locker) -> Vec<Value> {
 }
 
 fn assert_nothing_stored(l: &Locker, r: &Run) {
-    assert!(layers(l).is_empty(), "no layer may be stored: {:?}\n{}", layers(l), r.dump());
-    assert!(images_json(l).is_empty(), "no image may be named\n{}", r.dump());
-    assert!(work_dirs(l).is_empty(), "no work dir left: {:?}\n{}", work_dirs(l), r.dump());
+    assert!(
+        layers(l).is_empty(),
+        "no layer may be stored: {:?}\n{}",
+        layers(l),
+        r.dump()
+    );
+    assert!(
+        images_json(l).is_empty(),
+        "no image may be named\n{}",
+        r.dump()
+    );
+    assert!(
+        work_dirs(l).is_empty(),
+        "no work dir left: {:?}\n{}",
+        work_dirs(l),
+        r.dump()
+    );
 }
 
 /// A tar of `entries`: (path, kind, data) with kind `f` file, `d` dir, `h` hard link
@@ -115,22 +129,36 @@ fn fixture() -> Fixture {
     let app = write(
         &l,
         "app.tar",
-        &tar_of(&[("srv", 'd', ""), ("srv/app", 'd', ""), ("srv/app/hello.txt", 'f', "hello from the app layer\n")]),
+        &tar_of(&[
+            ("srv", 'd', ""),
+            ("srv/app", 'd', ""),
+            ("srv/app/hello.txt", 'f', "hello from the app layer\n"),
+        ]),
     );
     layout.add_layer("app", &app);
     layout.config(
         "app",
         &[
-            "--config.entrypoint", "/bin/echo",
-            "--config.entrypoint", "ep",
-            "--config.cmd", "default-cmd",
-            "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-            "--config.env", "FROM_IMAGE=yes",
-            "--config.workingdir", "/srv/app",
-            "--config.user", "1000",
-            "--config.stopsignal", "SIGQUIT",
-            "--architecture", "amd64",
-            "--os", "linux",
+            "--config.entrypoint",
+            "/bin/echo",
+            "--config.entrypoint",
+            "ep",
+            "--config.cmd",
+            "default-cmd",
+            "--config.env",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "--config.env",
+            "FROM_IMAGE=yes",
+            "--config.workingdir",
+            "/srv/app",
+            "--config.user",
+            "1000",
+            "--config.stopsignal",
+            "SIGQUIT",
+            "--architecture",
+            "amd64",
+            "--os",
+            "linux",
         ],
     );
     let reg = Registry::start(&l.path("registry"));
@@ -142,14 +170,21 @@ fn pull(l: &Locker, reference: &str) -> Run {
 }
 
 fn manifest_digest(reg: &Registry, reference: &str) -> String {
-    let r = reg.skopeo(&["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &format!("docker://{reference}")]);
+    let r = reg.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{reference}"),
+    ]);
     r.stdout.trim().to_string()
 }
 
 #[test]
 fn oci_pull_by_tag_and_digest_and_run_with_its_config() {
     let f = fixture();
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
     let reference = f.reg.reference("team/app:v1");
     let r = pull(&f.l, &reference);
     expect_ok(&r);
@@ -157,7 +192,11 @@ fn oci_pull_by_tag_and_digest_and_run_with_its_config() {
     assert_eq!(imgs.len(), 1, "{imgs:?}");
     assert_eq!(imgs[0]["name"], reference.as_str());
     let digest = manifest_digest(&f.reg, &reference);
-    assert_eq!(imgs[0]["digest"], digest.as_str(), "the image is named by its manifest digest");
+    assert_eq!(
+        imgs[0]["digest"],
+        digest.as_str(),
+        "the image is named by its manifest digest"
+    );
     assert_eq!(imgs[0]["layers"].as_array().unwrap().len(), 2);
     assert_eq!(layers(&f.l).len(), 2);
     let human = f.l.ok(&["images"]);
@@ -170,14 +209,28 @@ fn oci_pull_by_tag_and_digest_and_run_with_its_config() {
     assert_eq!(out.trim(), "ep a b");
     // --entrypoint drops Cmd; Env, WorkingDir and User come from the config.
     let out = f.l.ok(&[
-        "run", "--entrypoint", "/bin/sh", &reference, "-c",
+        "run",
+        "--entrypoint",
+        "/bin/sh",
+        &reference,
+        "-c",
         "echo $FROM_IMAGE; pwd; id -u; cat hello.txt",
     ]);
     assert_eq!(out, "yes\n/srv/app\n1000\nhello from the app layer\n");
     // Flags still win.
     let out = f.l.ok(&[
-        "run", "--entrypoint", "/bin/sh", "-e", "FROM_IMAGE=flag", "-w", "/", "-u", "0",
-        &reference, "-c", "echo $FROM_IMAGE; pwd; id -u",
+        "run",
+        "--entrypoint",
+        "/bin/sh",
+        "-e",
+        "FROM_IMAGE=flag",
+        "-w",
+        "/",
+        "-u",
+        "0",
+        &reference,
+        "-c",
+        "echo $FROM_IMAGE; pwd; id -u",
     ]);
     assert_eq!(out, "flag\n/\n0\n");
 
@@ -185,7 +238,11 @@ fn oci_pull_by_tag_and_digest_and_run_with_its_config() {
     let by_digest = format!("{}@{digest}", f.reg.reference("team/app"));
     let before = layers(&f.l);
     expect_ok(&pull(&f.l, &by_digest));
-    assert_eq!(layers(&f.l), before, "a digest pull of the same image reuses its layers");
+    assert_eq!(
+        layers(&f.l),
+        before,
+        "a digest pull of the same image reuses its layers"
+    );
     assert_eq!(images_json(&f.l).len(), 2);
     let out = f.l.ok(&["run", &by_digest, "x"]);
     assert_eq!(out.trim(), "ep x");
@@ -213,9 +270,23 @@ fn oci_docker_schema2_multi_layer_whiteouts_opaque_and_lower_hardlink() {
         ]),
     );
     f.layout.add_layer("app", &top);
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/layered:v2s2", &["--format", "v2s2"]);
-    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}", f.reg.reference("team/layered:v2s2"))]);
-    assert!(raw.stdout.contains("application/vnd.docker.distribution.manifest.v2+json"), "{}", raw.stdout);
+    f.reg.skopeo_push(
+        &f.layout.skopeo_src("app"),
+        "team/layered:v2s2",
+        &["--format", "v2s2"],
+    );
+    let raw = f.reg.skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", f.reg.reference("team/layered:v2s2")),
+    ]);
+    assert!(
+        raw.stdout
+            .contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{}",
+        raw.stdout
+    );
     let reference = f.reg.reference("team/layered:v2s2");
     expect_ok(&pull(&f.l, &reference));
     assert_eq!(layers(&f.l).len(), 3);
@@ -234,8 +305,17 @@ fn oci_zstd_layers() {
         "team/zstd:v1",
         &["--dest-compress-format", "zstd", "--dest-compress"],
     );
-    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}", f.reg.reference("team/zstd:v1"))]);
-    assert!(raw.stdout.contains("tar+zstd"), "skopeo wrote zstd layers: {}", raw.stdout);
+    let raw = f.reg.skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}", f.reg.reference("team/zstd:v1")),
+    ]);
+    assert!(
+        raw.stdout.contains("tar+zstd"),
+        "skopeo wrote zstd layers: {}",
+        raw.stdout
+    );
     let reference = f.reg.reference("team/zstd:v1");
     expect_ok(&pull(&f.l, &reference));
     assert_eq!(f.l.ok(&["run", &reference, "z"]).trim(), "ep z");
@@ -244,13 +324,15 @@ fn oci_zstd_layers() {
 #[test]
 fn oci_images_sharing_a_base_store_it_once_and_rmi_counts_references() {
     let f = fixture();
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/one:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/one:v1", &[]);
     // A second image on the same base with another top layer.
     let other = write(&f.l, "other.tar", &tar_of(&[("other.txt", 'f', "other\n")]));
     f.layout.umoci(&["new", "--image", &f.layout.image("two")]);
     f.layout.add_layer("two", &f.l.path("base.tar"));
     f.layout.add_layer("two", &other);
-    f.reg.skopeo_push(&f.layout.skopeo_src("two"), "team/two:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("two"), "team/two:v1", &[]);
 
     let one = f.reg.reference("team/one:v1");
     let two = f.reg.reference("team/two:v1");
@@ -258,11 +340,19 @@ fn oci_images_sharing_a_base_store_it_once_and_rmi_counts_references() {
     assert_eq!(layers(&f.l).len(), 2);
     let r = pull(&f.l, &two);
     expect_ok(&r);
-    assert!(r.stderr.contains("1 to fetch"), "only the new layer is fetched\n{}", r.dump());
+    assert!(
+        r.stderr.contains("1 to fetch"),
+        "only the new layer is fetched\n{}",
+        r.dump()
+    );
     assert_eq!(layers(&f.l).len(), 3, "the shared base is stored once");
     assert_eq!(f.l.ok(&["run", &two, "/bin/cat", "/other.txt"]), "other\n");
 
-    let base: String = images_json(&f.l)[0]["layers"][0].as_str().unwrap().trim_start_matches("sha256:").into();
+    let base: String = images_json(&f.l)[0]["layers"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .into();
     f.l.ok(&["rmi", &one]);
     let left = layers(&f.l);
     assert_eq!(left.len(), 2, "{left:?}");
@@ -275,11 +365,21 @@ fn oci_images_sharing_a_base_store_it_once_and_rmi_counts_references() {
 #[test]
 fn oci_corrupt_blob_or_manifest_is_refused_and_nothing_stored() {
     let f = fixture();
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/bad:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/bad:v1", &[]);
     let reference = f.reg.reference("team/bad:v1");
-    let raw = f.reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")]);
+    let raw = f.reg.skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
     let manifest: Value = serde_json::from_str(&raw.stdout).unwrap();
-    let layer = manifest["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
 
     // A layer blob changed on the registry's disk.
     let path = f.reg.blob_path(&layer);
@@ -290,7 +390,11 @@ fn oci_corrupt_blob_or_manifest_is_refused_and_nothing_stored() {
     fs::write(&path, &bad).unwrap();
     let r = pull(&f.l, &reference);
     expect_fail(&r);
-    assert!(r.stderr.contains(&layer[..12]) || r.stderr.contains("digest"), "names the blob\n{}", r.dump());
+    assert!(
+        r.stderr.contains(&layer[..12]) || r.stderr.contains("digest"),
+        "names the blob\n{}",
+        r.dump()
+    );
     // The other (good) layer was unpacked too, but nothing may be published.
     assert_nothing_stored(&f.l, &r);
     fs::write(&path, &good).unwrap();
@@ -302,7 +406,11 @@ fn oci_corrupt_blob_or_manifest_is_refused_and_nothing_stored() {
     fs::write(&mpath, format!("{text}\n")).unwrap();
     let r = pull(&f.l, &reference);
     expect_fail(&r);
-    assert!(r.stderr.contains("manifest"), "names the manifest\n{}", r.dump());
+    assert!(
+        r.stderr.contains("manifest"),
+        "names the manifest\n{}",
+        r.dump()
+    );
     assert_nothing_stored(&f.l, &r);
     fs::write(&mpath, text).unwrap();
     expect_ok(&pull(&f.l, &reference));
@@ -312,8 +420,12 @@ fn oci_corrupt_blob_or_manifest_is_refused_and_nothing_stored() {
 #[test]
 fn oci_multi_arch_index_picks_the_platform() {
     let f = fixture();
-    f.layout.config("app", &["--tag", "arm", "--architecture", "arm64", "--os", "linux"]);
-    let index: Value = serde_json::from_slice(&fs::read(f.layout.dir.join("index.json")).unwrap()).unwrap();
+    f.layout.config(
+        "app",
+        &["--tag", "arm", "--architecture", "arm64", "--os", "linux"],
+    );
+    let index: Value =
+        serde_json::from_slice(&fs::read(f.layout.dir.join("index.json")).unwrap()).unwrap();
     let find = |tag: &str| -> Value {
         index["manifests"]
             .as_array()
@@ -342,19 +454,31 @@ fn oci_multi_arch_index_picks_the_platform() {
     };
     fs::write(f.layout.dir.join("blobs/sha256").join(&hex), &bytes).unwrap();
     let mut index = index.clone();
-    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "digest": format!("sha256:{hex}"), "size": bytes.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "multi"}
-    }));
-    fs::write(f.layout.dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    f.reg.skopeo_push(&f.layout.skopeo_src("multi"), "team/multi:v1", &["--all"]);
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"), "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    fs::write(
+        f.layout.dir.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("multi"), "team/multi:v1", &["--all"]);
 
     let reference = f.reg.reference("team/multi:v1");
     expect_ok(&pull(&f.l, &reference));
     let img = &images_json(&f.l)[0];
     let amd = find("app")["digest"].as_str().unwrap().to_string();
-    assert_eq!(img["digest"], amd.as_str(), "the host's platform (amd64) was chosen");
+    assert_eq!(
+        img["digest"],
+        amd.as_str(),
+        "the host's platform (amd64) was chosen"
+    );
     assert_eq!(f.l.ok(&["run", &reference, "m"]).trim(), "ep m");
 
     let l2 = Locker::new();
@@ -365,7 +489,11 @@ fn oci_multi_arch_index_picks_the_platform() {
     let l3 = Locker::new();
     let r = l3.run(&["pull", "--platform", "linux/s390x", &reference]);
     expect_fail(&r);
-    assert!(r.stderr.contains("linux/arm64") && r.stderr.contains("linux/amd64"), "lists what there is\n{}", r.dump());
+    assert!(
+        r.stderr.contains("linux/arm64") && r.stderr.contains("linux/amd64"),
+        "lists what there is\n{}",
+        r.dump()
+    );
     assert_nothing_stored(&l3, &r);
 }
 
@@ -385,9 +513,16 @@ fn oci_basic_auth_needs_login_then_pulls() {
         cmd.env("XDG_RUNTIME_DIR", &xdg);
         match stdin {
             Some(text) => {
-                cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
                 let mut child = cmd.spawn().unwrap();
-                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
                 let out = child.wait_with_output().unwrap();
                 Run {
                     cmd: format!("{args:?}"),
@@ -401,13 +536,26 @@ fn oci_basic_auth_needs_login_then_pulls() {
     };
     let r = with_env(&["pull", &reference], None);
     expect_fail(&r);
-    assert!(r.stderr.contains("locker login"), "says to log in\n{}", r.dump());
+    assert!(
+        r.stderr.contains("locker login"),
+        "says to log in\n{}",
+        r.dump()
+    );
     assert_nothing_stored(&l, &r);
 
-    let r = with_env(&["login", &reg.host(), "-u", "tester", "--password-stdin"], Some("wrong\n"));
+    let r = with_env(
+        &["login", &reg.host(), "-u", "tester", "--password-stdin"],
+        Some("wrong\n"),
+    );
     expect_fail(&r);
-    assert!(!xdg.join("containers/auth.json").exists(), "bad credentials are not stored");
-    let r = with_env(&["login", &reg.host(), "-u", "tester", "--password-stdin"], Some("s3cret\n"));
+    assert!(
+        !xdg.join("containers/auth.json").exists(),
+        "bad credentials are not stored"
+    );
+    let r = with_env(
+        &["login", &reg.host(), "-u", "tester", "--password-stdin"],
+        Some("s3cret\n"),
+    );
     expect_ok(&r);
     let auth = xdg.join("containers/auth.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&auth).unwrap().permissions());
@@ -449,12 +597,25 @@ fn oci_kill_mid_pull_then_pull_resumes() {
     b.append_data(&mut h, "noise.bin", &noise[..]).unwrap();
     let tar = write(&l, "noise.tar", &b.into_inner().unwrap());
     layout.new_from_tar("big", &tar);
-    let index: Value = serde_json::from_slice(&fs::read(layout.dir.join("index.json")).unwrap()).unwrap();
-    let mhex = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.dir.join("index.json")).unwrap()).unwrap();
+    let mhex = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     let blob = |hex: &str| fs::read(layout.dir.join("blobs/sha256").join(hex)).unwrap();
     let manifest: Value = serde_json::from_slice(&blob(&mhex)).unwrap();
-    let chex = manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let lhex = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let chex = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let lhex = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
 
     let server = Server::start();
     server.serve("/v2/r/big/manifests/v1", blob(&mhex));
@@ -477,12 +638,20 @@ fn oci_kill_mid_pull_then_pull_resumes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let partial: u64 = fs::read_dir(&downloads)
-            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         if partial > 512 << 10 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "pull ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pull ended before it could be killed"
+        );
         assert!(Instant::now() < deadline, "no partial download appeared");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -497,7 +666,10 @@ fn oci_kill_mid_pull_then_pull_resumes() {
     let gets = server.requests_for(&layer_path);
     let resumed = gets.iter().filter(|g| g.method == "GET").last().unwrap();
     assert!(
-        resumed.range.as_deref().is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-")),
+        resumed
+            .range
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-")),
         "the second pull resumes with Range: {gets:?}"
     );
     assert_eq!(layers(&l).len(), 1);
@@ -517,33 +689,65 @@ fn oci_export_layout_is_reproducible_and_read_by_skopeo_and_umoci() {
     let l = Locker::new();
     imported(&l, "fx");
     let export = |out: &Path| {
-        let mut cmd = l.command(&["export", "fx", "--format", "oci", "-o", out.to_str().unwrap()]);
+        let mut cmd = l.command(&[
+            "export",
+            "fx",
+            "--format",
+            "oci",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         cmd.env("SOURCE_DATE_EPOCH", "1700000000");
         expect_ok(&run_bounded(cmd, Duration::from_secs(120)));
     };
     let (a, b) = (l.path("a.tar"), l.path("b.tar"));
     export(&a);
     export(&b);
-    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "two exports are byte-identical");
+    assert_eq!(
+        fs::read(&a).unwrap(),
+        fs::read(&b).unwrap(),
+        "two exports are byte-identical"
+    );
     let dir = l.path("layout-dir");
     export(&dir);
     assert!(dir.join("oci-layout").is_file() && dir.join("index.json").is_file());
     let reg = Registry::start(&l.path("registry"));
     let inspect = reg.skopeo(&["inspect", &format!("oci:{}:fx", dir.display())]);
     let v: Value = serde_json::from_str(&inspect.stdout).unwrap();
-    assert_eq!(v["Layers"].as_array().unwrap().len(), 1, "{}", inspect.stdout);
+    assert_eq!(
+        v["Layers"].as_array().unwrap().len(),
+        1,
+        "{}",
+        inspect.stdout
+    );
     // umoci unpacks it to the same busybox.
     let bundle = l.path("bundle");
     let layout = Layout { dir: dir.clone() };
-    layout.umoci(&["unpack", "--image", &layout.image("fx"), bundle.to_str().unwrap()]);
+    layout.umoci(&[
+        "unpack",
+        "--image",
+        &layout.image("fx"),
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(
         fs::read(bundle.join("rootfs/bin/busybox")).unwrap(),
         fs::read(crate::harness::busybox_path()).unwrap()
     );
     // And the archive form goes to a registry.
-    reg.skopeo_push(&format!("oci-archive:{}:fx", a.display()), "out/fx:archive", &[]);
+    reg.skopeo_push(
+        &format!("oci-archive:{}:fx", a.display()),
+        "out/fx:archive",
+        &[],
+    );
     // An existing directory is not overwritten.
-    let r = l.run(&["export", "fx", "--format", "oci", "-o", dir.to_str().unwrap()]);
+    let r = l.run(&[
+        "export",
+        "fx",
+        "--format",
+        "oci",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
     expect_fail(&r);
 }
 
@@ -555,25 +759,52 @@ fn oci_push_of_a_store_image_then_skopeo_inspect_copy_and_pull_back() {
     let reference = reg.reference("pushed/fx:v1");
     let out = l.ok(&["push", "fx", &reference]);
     assert!(out.contains("sha256:"), "{out}");
-    let inspect = reg.skopeo(&["inspect", "--tls-verify=false", &format!("docker://{reference}")]);
+    let inspect = reg.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
     let v: Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
     assert_eq!(v["Os"], "linux");
-    let cfg = reg.skopeo(&["inspect", "--config", "--tls-verify=false", &format!("docker://{reference}")]);
-    assert!(cfg.stdout.contains("/bin/sh"), "default Cmd: {}", cfg.stdout);
+    let cfg = reg.skopeo(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    assert!(
+        cfg.stdout.contains("/bin/sh"),
+        "default Cmd: {}",
+        cfg.stdout
+    );
     // skopeo copies it back out; umoci unpacks it.
     let back = l.path("back");
-    reg.skopeo(&["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{reference}"), &format!("oci:{}:v1", back.display())]);
+    reg.skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:v1", back.display()),
+    ]);
     let layout = Layout { dir: back };
     let bundle = l.path("bundle");
-    layout.umoci(&["unpack", "--image", &layout.image("v1"), bundle.to_str().unwrap()]);
+    layout.umoci(&[
+        "unpack",
+        "--image",
+        &layout.image("v1"),
+        bundle.to_str().unwrap(),
+    ]);
     assert!(bundle.join("rootfs/bin/busybox").is_file());
     // A second push uploads no blob again and gives the same digest.
     assert_eq!(l.ok(&["push", "fx", &reference]), out);
     // locker pulls it back and runs it.
     let l2 = Locker::new();
     expect_ok(&l2.run(&["pull", &reference]));
-    assert_eq!(l2.ok(&["run", &reference, "/bin/sh", "-c", "echo pulled back"]), "pulled back\n");
+    assert_eq!(
+        l2.ok(&["run", &reference, "/bin/sh", "-c", "echo pulled back"]),
+        "pulled back\n"
+    );
 }
 
 #[test]
@@ -582,10 +813,16 @@ fn oci_layered_image_round_trips_through_push() {
     let top = write(
         &f.l,
         "top.tar",
-        &tar_of(&[("etc/.wh.os-release", 'f', ""), ("home", 'd', ""), ("home/.wh..wh..opq", 'f', ""), ("home/kept", 'f', "k\n")]),
+        &tar_of(&[
+            ("etc/.wh.os-release", 'f', ""),
+            ("home", 'd', ""),
+            ("home/.wh..wh..opq", 'f', ""),
+            ("home/kept", 'f', "k\n"),
+        ]),
     );
     f.layout.add_layer("app", &top);
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/rt:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/rt:v1", &[]);
     let src = f.reg.reference("team/rt:v1");
     expect_ok(&pull(&f.l, &src));
     let dst = f.reg.reference("copy/rt:v1");
@@ -593,7 +830,16 @@ fn oci_layered_image_round_trips_through_push() {
     let l2 = Locker::new();
     expect_ok(&l2.run(&["pull", &dst]));
     assert_eq!(layers(&l2).len(), 3);
-    let out = l2.ok(&["run", "--entrypoint", "/bin/sh", "-u", "0", &dst, "-c", "test -e /etc/os-release || echo gone; ls /home; echo $FROM_IMAGE; pwd"]);
+    let out = l2.ok(&[
+        "run",
+        "--entrypoint",
+        "/bin/sh",
+        "-u",
+        "0",
+        &dst,
+        "-c",
+        "test -e /etc/os-release || echo gone; ls /home; echo $FROM_IMAGE; pwd",
+    ]);
     assert_eq!(out, "gone\nkept\nyes\n/srv/app\n");
 }
 
@@ -601,7 +847,8 @@ fn oci_layered_image_round_trips_through_push() {
 fn oci_bearer_token_from_the_challenge_anonymous_and_with_credentials() {
     use crate::registry::TokenGate;
     let f = fixture();
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
     // Anonymous tokens.
     let gate = TokenGate::start(f.reg.port, None);
     let reference = gate.reference("team/app:v1");
@@ -610,10 +857,17 @@ fn oci_bearer_token_from_the_challenge_anonymous_and_with_credentials() {
     let asked = gate.token_requests.lock().unwrap().clone();
     assert!(!asked.is_empty(), "a token was requested");
     assert!(
-        asked.iter().all(|(q, _)| q.contains("scope=repository%3Ateam%2Fapp%3Apull") || q.contains("scope=repository:team/app:pull")) && asked.iter().all(|(q, _)| q.contains("service=locker-test")),
+        asked
+            .iter()
+            .all(|(q, _)| q.contains("scope=repository%3Ateam%2Fapp%3Apull")
+                || q.contains("scope=repository:team/app:pull"))
+            && asked.iter().all(|(q, _)| q.contains("service=locker-test")),
         "scope and service from the challenge: {asked:?}"
     );
-    assert!(asked.iter().all(|(_, basic)| !basic), "anonymous: no credentials sent");
+    assert!(
+        asked.iter().all(|(_, basic)| !basic),
+        "anonymous: no credentials sent"
+    );
 
     // A token server that wants credentials: refused without, granted with
     // ~/.docker/config.json's.
@@ -632,17 +886,26 @@ fn oci_bearer_token_from_the_challenge_anonymous_and_with_credentials() {
     };
     fs::write(
         docker.join("config.json"),
-        format!(r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{auth}"}}}}}}"#, gate.port),
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{auth}"}}}}}}"#,
+            gate.port
+        ),
     )
     .unwrap();
     expect_ok(&pull(&l2, &reference));
-    assert!(gate.token_requests.lock().unwrap().iter().any(|(_, basic)| *basic));
+    assert!(gate
+        .token_requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, basic)| *basic));
 }
 
 #[test]
 fn oci_catalog_entry_pinned_by_digest() {
     let f = fixture();
-    f.reg.skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/app:v1", &[]);
     let digest = manifest_digest(&f.reg, &f.reg.reference("team/app:v1"));
     let catalog = f.l.path("catalog.toml");
     fs::write(
@@ -660,7 +923,14 @@ fn oci_catalog_entry_pinned_by_digest() {
     let again = f.l.run(&["--catalog", c, "pull", "mini"]);
     expect_ok(&again);
     assert!(again.stderr.contains("already present"), "{}", again.dump());
-    fs::write(&catalog, format!("[images.mini]\noci = \"{}\"\n", f.reg.reference("team/app:v1"))).unwrap();
+    fs::write(
+        &catalog,
+        format!(
+            "[images.mini]\noci = \"{}\"\n",
+            f.reg.reference("team/app:v1")
+        ),
+    )
+    .unwrap();
     let r = f.l.run(&["--catalog", c, "pull", "mini"]);
     expect_fail(&r);
     assert!(r.stderr.contains("digest"), "{}", r.dump());

@@ -745,8 +745,19 @@ fn ubuntu_layout() -> UbuntuLayout {
     fs::write(&sums_path, &sums).unwrap();
     key.sign(&sums_path, &sig_path);
     let checksums = server.serve(&format!("{dir}/SHA256SUMS"), sums.into_bytes());
-    let signature = server.serve(&format!("{dir}/SHA256SUMS.gpg"), fs::read(&sig_path).unwrap());
-    UbuntuLayout { l, _server: server, key, hex, url, checksums, signature }
+    let signature = server.serve(
+        &format!("{dir}/SHA256SUMS.gpg"),
+        fs::read(&sig_path).unwrap(),
+    );
+    UbuntuLayout {
+        l,
+        _server: server,
+        key,
+        hex,
+        url,
+        checksums,
+        signature,
+    }
 }
 
 impl UbuntuLayout {
@@ -775,7 +786,11 @@ fn builtin_key_refuses_sums_signed_by_an_unknown_key() {
         "error must name the signing key\n{}",
         r.dump()
     );
-    assert!(!err.contains("not found"), "the built-in key is used, not a missing keyring\n{}", r.dump());
+    assert!(
+        !err.contains("not found"),
+        "the built-in key is used, not a missing keyring\n{}",
+        r.dump()
+    );
     assert_nothing_installed(&t.l, &r);
 }
 
@@ -796,7 +811,11 @@ fn builtin_key_injected_for_tests_verifies_the_layout() {
     let catalog2 = write_catalog(&l2, &fs::read_to_string(&catalog).unwrap());
     let r = pull(&l2, &catalog2, "bionic");
     expect_fail(&r);
-    assert!(r.stderr.contains(&fpr), "names the key with no keyring\n{}", r.dump());
+    assert!(
+        r.stderr.contains(&fpr),
+        "names the key with no keyring\n{}",
+        r.dump()
+    );
     assert_nothing_installed(&l2, &r);
 }
 
@@ -809,7 +828,11 @@ fn pinned_fingerprint_refuses_another_key_of_the_keyring() {
     let catalog = t.catalog(UBUNTU_CLOUDIMAGE_FPR, Some(&keyring));
     let r = pull(&t.l, &catalog, "bionic");
     expect_fail(&r);
-    assert!(r.stderr.contains(UBUNTU_CLOUDIMAGE_FPR), "names the pinned key\n{}", r.dump());
+    assert!(
+        r.stderr.contains(UBUNTU_CLOUDIMAGE_FPR),
+        "names the pinned key\n{}",
+        r.dump()
+    );
     assert_nothing_installed(&t.l, &r);
     // The same keyring with the signer's fingerprint pinned passes.
     let catalog = t.catalog(&t.key.fingerprint(), Some(&keyring));
@@ -824,12 +847,18 @@ fn builtin_catalog_ubuntu_entries_need_no_host_keyring() {
     for (name, fpr) in [
         ("ubuntu-18.04", UBUNTU_CLOUDIMAGE_FPR),
         ("ubuntu-14.04", UBUNTU_CLOUDIMAGE_FPR),
-        ("ubuntu-base-24.04", "843938DF228D22F7B3742BC0D94AA3F0EFE21092"),
+        (
+            "ubuntu-base-24.04",
+            "843938DF228D22F7B3742BC0D94AA3F0EFE21092",
+        ),
     ] {
         let entry = catalog_entry(&out, name);
         let text = entry.to_string();
         assert!(text.contains(fpr), "{name} pins {fpr}: {text}");
-        assert!(!text.contains("keyring"), "{name} names no host keyring: {text}");
+        assert!(
+            !text.contains("keyring"),
+            "{name} names no host keyring: {text}"
+        );
     }
 }
 

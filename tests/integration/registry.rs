@@ -63,7 +63,9 @@ impl Registry {
             Some((user, password)) => {
                 let htpasswd = dir.join("htpasswd");
                 let mut cmd = Command::new(tool("htpasswd"));
-                cmd.args(["-B", "-b", "-c"]).arg(&htpasswd).args([user, password]);
+                cmd.args(["-B", "-b", "-c"])
+                    .arg(&htpasswd)
+                    .args([user, password]);
                 must(cmd);
                 format!(
                     "auth:\n  htpasswd:\n    realm: locker-test\n    path: {}\n",
@@ -258,7 +260,10 @@ impl TokenGate {
         let log = Arc::new(Mutex::new(Vec::new()));
         let basic = creds.map(|(u, p)| {
             use base64::Engine as _;
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
         });
         let (s, l) = (stop.clone(), log.clone());
         let accept = std::thread::spawn(move || {
@@ -331,7 +336,11 @@ fn gate(
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    let target = head.first().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
+    let target = head
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/")
+        .to_string();
     let respond = |c: &mut TcpStream, status: &str, extra: &str, body: &str| {
         write!(c, "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     };
@@ -339,9 +348,19 @@ fn gate(
         let with_basic = auth.as_deref().is_some_and(|a| a.starts_with("Basic "));
         log.lock().unwrap().push((query.to_string(), with_basic));
         if basic.is_some() && auth.as_deref() != basic {
-            return respond(&mut client, "401 Unauthorized", "", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
+            return respond(
+                &mut client,
+                "401 Unauthorized",
+                "",
+                r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+            );
         }
-        return respond(&mut client, "200 OK", "", &format!(r#"{{"token":"{TOKEN}"}}"#));
+        return respond(
+            &mut client,
+            "200 OK",
+            "",
+            &format!(r#"{{"token":"{TOKEN}"}}"#),
+        );
     }
     if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
         let repo = target
@@ -352,7 +371,12 @@ fn gate(
         let challenge = format!(
             "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"locker-test\",scope=\"repository:{repo}:pull\"\r\n"
         );
-        return respond(&mut client, "401 Unauthorized", &challenge, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
+        return respond(
+            &mut client,
+            "401 Unauthorized",
+            &challenge,
+            r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+        );
     }
     let mut upstream = TcpStream::connect(("127.0.0.1", backend))?;
     for h in &head {
