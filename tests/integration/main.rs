@@ -10,6 +10,7 @@ mod debian;
 mod export;
 mod harness;
 mod images;
+mod network;
 mod pull;
 mod run;
 mod server;

@@ -9,6 +9,13 @@
 //!   `-p IP:PORT:…`, looked up in prerouting (from outside) and output (from the host
 //!   itself, 127.0.0.1 included) for packets addressed to the host.
 //!
+//! - chain `forward`: no routing between locker networks (a container reaches another
+//!   network's containers only through ports they publish: DNAT'd traffic passes).
+//!   With br_netfilter (Docker's hosts, this one) bridged packets come through here
+//!   too, with the bridge as both interfaces: a named network's own traffic passes by
+//!   the set `same_bridge` (one element per named network); the default network's
+//!   bridge is not in it (its ports are isolated anyway).
+//!
 //! `nft` is run only when a network comes up, and twice for a run with `-p` (add, then
 //! delete its elements); a plain run never calls it.
 
@@ -24,7 +31,9 @@ add chain ip locker prerouting { type nat hook prerouting priority dstnat; polic
 add chain ip locker output { type nat hook output priority -100; policy accept; }
 add chain ip locker postrouting { type nat hook postrouting priority srcnat; policy accept; }
 add chain ip locker ports
+add chain ip locker forward { type filter hook forward priority filter; policy accept; }
 add set ip locker subnets { type ipv4_addr; flags interval; }
+add set ip locker same_bridge { type ifname . ifname; }
 add map ip locker tcp_any { type inet_service : ipv4_addr . inet_service; }
 add map ip locker udp_any { type inet_service : ipv4_addr . inet_service; }
 add map ip locker tcp_at { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
@@ -33,12 +42,19 @@ flush chain ip locker prerouting
 flush chain ip locker output
 flush chain ip locker postrouting
 flush chain ip locker ports
+flush chain ip locker forward
 add rule ip locker prerouting fib daddr type local jump ports
 add rule ip locker output fib daddr type local jump ports
 add rule ip locker ports meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_at
 add rule ip locker ports meta l4proto tcp dnat ip to tcp dport map @tcp_any
 add rule ip locker ports meta l4proto udp dnat ip to ip daddr . udp dport map @udp_at
 add rule ip locker ports meta l4proto udp dnat ip to udp dport map @udp_any
+add rule ip locker forward ct status dnat accept
+add rule ip locker forward iifname . oifname @same_bridge accept
+add rule ip locker forward iifname \"locker0\" oifname \"locker0\" drop
+add rule ip locker forward iifname \"locker0\" oifname \"lkn-*\" drop
+add rule ip locker forward iifname \"lkn-*\" oifname \"locker0\" drop
+add rule ip locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
 add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
 add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
 ";
@@ -185,15 +201,23 @@ fn nft(script: &str, what: &str) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The table (idempotent) and NAT for `subnet`.
-pub(crate) fn add_network(subnet: Ipv4Addr) -> Result<(), NetError> {
-    nft(
-        &format!("{TABLE}add element ip locker subnets {{ {subnet}/24 }}\n"),
-        &format!("set up NAT for {subnet}/24"),
-    )
+/// The table (idempotent) and NAT for `subnet` on `bridge`; `isolated`: no traffic
+/// between the bridge's own ports either.
+pub(crate) fn add_network(subnet: Ipv4Addr, bridge: &str, isolated: bool) -> Result<(), NetError> {
+    let mut s = format!("{TABLE}add element ip locker subnets {{ {subnet}/24 }}\n");
+    if !isolated {
+        s.push_str(&format!(
+            "add element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"
+        ));
+    }
+    nft(&s, &format!("set up NAT for {subnet}/24"))
 }
 
-pub(crate) fn remove_network(subnet: Ipv4Addr) -> Result<(), NetError> {
+pub(crate) fn remove_network(subnet: Ipv4Addr, bridge: &str) -> Result<(), NetError> {
+    let _ = nft(
+        &format!("delete element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
+        "forget the bridge",
+    );
     nft(
         &format!("delete element ip locker subnets {{ {subnet}/24 }}\n"),
         &format!("remove NAT for {subnet}/24"),

@@ -8,8 +8,8 @@
 //! The kernel is the source of truth: a network's subnet is its bridge's address, read
 //! back on every run; a new bridge takes the first /24 of 10.89.0.0/16 that no address
 //! or route on the host overlaps. Leases (one file per address, created O_EXCL) live in
-//! /run/locker/net/BRIDGE, which, like the bridge, is gone after a reboot; a lease whose
-//! owner (the `locker run` process) is dead is taken over.
+//! /run/locker/net/NETNS/BRIDGE, which, like the bridge, is gone after a reboot; a lease
+//! whose owner (the `locker run` process) is dead is taken over.
 //!
 //! Invariants: locker creates, and only ever changes, its own bridges (`locker0`,
 //! `lkn-*`), its own nftables table (firewall.rs) and the sysctls of its own bridges,
@@ -60,11 +60,14 @@ impl Network {
 
     /// The shared hosts file of a named network (its containers by name).
     pub(crate) fn hosts_file(&self) -> PathBuf {
-        Path::new(LEASES).join(&self.bridge).join("hosts")
+        self.lease_dir().join("hosts")
     }
 
+    /// LEASES/NETNS/BRIDGE: a bridge is per network namespace (NETNS: its inode).
     fn lease_dir(&self) -> PathBuf {
-        Path::new(LEASES).join(&self.bridge)
+        use std::os::unix::fs::MetadataExt;
+        let ns = fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino());
+        Path::new(LEASES).join(ns.to_string()).join(&self.bridge)
     }
 }
 
@@ -195,7 +198,7 @@ pub(crate) fn remove(root: &Path, name: &str) -> Result<(), NetError> {
     }
     let mut rt = Rtnl::new()?;
     if let Some(up) = read_up(&mut rt, &net)? {
-        firewall::remove_network(up.subnet())?;
+        firewall::remove_network(up.subnet(), &net.bridge)?;
         rt.del_link(up.bridge_index)?;
     }
     let _ = fs::remove_dir_all(net.lease_dir());
@@ -272,7 +275,7 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         {
             sysctl("net/ipv4/ip_forward", "1")?;
         }
-        firewall::add_network(subnet)?;
+        firewall::add_network(subnet, &net.bridge, net.isolated)?;
         rt.set_up(index)?;
         Ok(())
     })();
