@@ -66,6 +66,25 @@ pub(crate) enum Command {
     Stop(NamesArgs),
     /// Delete stopped named containers
     Rm(NamesArgs),
+    /// Named networks: their containers reach each other by name
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum NetworkCommand {
+    /// Create a network (its bridge comes up with its first container)
+    Create(NetworkNameArgs),
+    /// List networks
+    Ls(ListArgs),
+    /// Remove networks no running container uses
+    Rm(NamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct NetworkNameArgs {
+    /// Network name (letters, digits, '-', '_', '.')
+    pub name: String,
 }
 
 #[derive(Args, Debug)]
@@ -275,9 +294,19 @@ pub(crate) struct RunArgs {
     /// Parent cgroup for the container's cgroup
     #[arg(long, default_value = "locker")]
     pub cgroup_parent: String,
-    /// Network: host (share the host's) or none (loopback only)
-    #[arg(long, default_value = "host")]
+    /// Network: private (default: own namespace, NAT out), host, none (loopback only),
+    /// container:NAME (share another's), or a network made by `locker network create`
+    #[arg(long, alias = "network", default_value = "private")]
     pub net: String,
+    /// Publish a port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (HOSTIP default 0.0.0.0)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// A name server for the container's resolv.conf (repeatable)
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An /etc/hosts line NAME:IP (repeatable)
+    #[arg(long)]
+    pub add_host: Vec<String>,
     /// Allocate a pseudo-terminal
     #[arg(short = 't', long)]
     pub tty: bool,

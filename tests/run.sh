@@ -13,7 +13,8 @@ fi
 # static glibc (libc6-dev) for the containment probe (tests/probe/probe.c), gpg to make
 # test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to make the real Debian
 # root filesystem (from the host's apt sources; cached in /var/cache/locker-tests) and
-# to compare `locker build` against; the distribution registry (docker-registry, started
+# to compare `locker build` against; nftables and iproute2 for the network tests; the
+# distribution registry (docker-registry, started
 # by the OCI tests on 127.0.0.1 with their own config, never as the packaged service),
 # skopeo and umoci to make and copy images, htpasswd (apache2-utils) for Basic auth.
 need=()
@@ -25,6 +26,9 @@ command -v gpgv >/dev/null || need+=(gpgv)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# Private networking: nft for NAT and published ports, ip for the tests' namespaces.
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)

@@ -4,6 +4,7 @@
 
 pub(crate) mod containers;
 pub(crate) mod images;
+pub(crate) mod networks;
 
 use anyhow::Context as _;
 
@@ -69,6 +70,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Stop(a) => done(containers::stop(root, &a.names)),
         Command::Rm(a) => done(containers::rm(root, &a.names)),
         Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
+        Command::Network(c) => done(networks::dispatch(root, c)),
     }
 }
 

@@ -11,6 +11,7 @@ mod export;
 mod harness;
 mod images;
 mod oci;
+mod network;
 mod pull;
 mod registry;
 mod run;
