@@ -490,6 +490,20 @@ pub(crate) fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `locker push NAME REF`: prints `REF sha256:MANIFEST`.
+pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result<()> {
+    let what = || format!("push {name} {reference}");
+    let target = Reference::parse(reference).with_context(what)?;
+    let epoch =
+        crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+            .with_context(what)?;
+    let store = ctx.store()?;
+    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
+        .with_context(what)?;
+    writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,18 +521,4 @@ mod tests {
         print_table(&mut out, &["A", "B"], &[vec!["long".into(), "x".into()]]).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "A      B\nlong   x\n");
     }
-}
-
-/// `locker push NAME REF`: prints `REF sha256:MANIFEST`.
-pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result<()> {
-    let what = || format!("push {name} {reference}");
-    let target = Reference::parse(reference).with_context(what)?;
-    let epoch =
-        crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
-            .with_context(what)?;
-    let store = ctx.store()?;
-    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
-        .with_context(what)?;
-    writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
-    Ok(())
 }

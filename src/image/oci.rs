@@ -29,9 +29,9 @@ use crate::store::{ImageConfig, Installed, Store, Work};
 
 /// Layers downloaded at once (Docker's default is 3, podman's 6).
 const PARALLEL: usize = 3;
-/// Chunks in flight in each layer's two pipes: three layers at once use about what one
-/// catalog pull's pipes (`pipe::DEPTH`) do.
-const LAYER_PIPE_DEPTH: usize = 4;
+/// The fewest chunks in flight in each layer's two pipes: layers pulled at once share
+/// one catalog pull's budget (`pipe::DEPTH`), so peak memory stays near one pull's.
+const MIN_PIPE_DEPTH: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OciError {
@@ -406,19 +406,21 @@ pub(crate) fn pull(
         reg.authorize_blobs(&layers[first])?;
     }
     let reporter = printer.reporter();
-    let results: Mutex<Vec<Option<anyhow::Result<(Work, LayerReport)>>>> =
+    let results: Mutex<Vec<Option<LayerResult>>> =
         Mutex::new((0..layers.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    let workers = PARALLEL.min(missing.len());
+    let depth = (pipe::DEPTH / workers.max(1)).max(MIN_PIPE_DEPTH);
     std::thread::scope(|scope| {
-        for _ in 0..PARALLEL.min(missing.len()) {
+        for _ in 0..workers {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= missing.len() || failed.load(Ordering::Relaxed) {
                     return;
                 }
                 let i = missing[k];
-                let r = fetch_layer(store, &reg, &layers[i], reporter.as_ref());
+                let r = fetch_layer(store, &reg, &layers[i], depth, reporter.as_ref());
                 if r.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -458,14 +460,18 @@ pub(crate) fn pull(
     })
 }
 
+/// One layer's outcome: its unpacked work directory, or why not.
+type LayerResult = anyhow::Result<(Work, LayerReport)>;
+
 /// Downloads blob `digest` (resuming a partial download), hashing every byte, and
 /// unpacks it into a fresh work directory in the same pass.
 fn fetch_layer(
     store: &Store,
     reg: &Registry,
     digest: &Digest,
+    depth: usize,
     reporter: &dyn Reporter,
-) -> anyhow::Result<(Work, LayerReport)> {
+) -> LayerResult {
     let key = blob_key(digest);
     // Two pulls sharing a layer: the second waits, then finds it (or resumes it).
     let _lock = store.lock_source(&key)?;
@@ -475,7 +481,7 @@ fn fetch_layer(
     let tree = work.tree();
     let fetcher = reg.fetcher();
     let result: anyhow::Result<(Digest, LayerReport)> = std::thread::scope(|scope| {
-        let (tx, rx) = pipe::pipe_depth(LAYER_PIPE_DEPTH);
+        let (tx, rx) = pipe::pipe_depth(depth);
         let (fetcher, url, partial) = (&fetcher, &url, &partial);
         let reader = scope.spawn(move || -> anyhow::Result<Digest> {
             let mut input = fetcher.download(url, partial, reporter)?;
@@ -483,7 +489,7 @@ fn fetch_layer(
             pipe::feed(&mut input, &tx, true, |chunk| hasher.update(chunk)).map_err(unwrap_io)?;
             Ok(hasher.finish())
         });
-        let unpacked = unpack::unpack_layer(rx, &tree, LAYER_PIPE_DEPTH);
+        let unpacked = unpack::unpack_layer(rx, &tree, depth);
         let actual = reader.join().expect("reader thread panicked")?;
         if actual != *digest {
             return Err(OciError::Mismatch {

@@ -587,7 +587,10 @@ fn named_networks_reach_by_name_and_no_one_else() {
     );
     let lone = addr_of(&c, "lone");
     let got = probe(&c, &[], &["tcp", &lone, "80"]);
-    assert!(!got.starts_with("ok"), "two default containers reached each other: {got}");
+    assert!(
+        !got.starts_with("ok"),
+        "two default containers reached each other: {got}"
+    );
     // A network in use cannot be removed; an unused one can.
     assert!(c
         .l

@@ -664,7 +664,7 @@ fn oci_kill_mid_pull_then_pull_resumes() {
     let r = l.run(&["pull", &reference]);
     expect_ok(&r);
     let gets = server.requests_for(&layer_path);
-    let resumed = gets.iter().filter(|g| g.method == "GET").last().unwrap();
+    let resumed = gets.iter().rfind(|g| g.method == "GET").unwrap();
     assert!(
         resumed
             .range
