@@ -755,7 +755,10 @@ mod tests {
         assert!(create(&h, "/abs", "id", &Limits::NONE).is_err());
         let cg = create(&h, "a/b", "id", &Limits::NONE).unwrap();
         assert!(cg.dirs.contains(&t.path().join("pids/a/b/id")));
-        assert!(cg.limit_dirs.is_empty(), "no limit, no level above the payload");
+        assert!(
+            cg.limit_dirs.is_empty(),
+            "no limit, no level above the payload"
+        );
         let cg = create(&h, "p", "id", &Limits::NONE).unwrap();
         cg.remove(Duration::from_millis(10)).unwrap();
         assert!(!t.path().join("pids/p/id").exists());
