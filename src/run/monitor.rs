@@ -510,6 +510,8 @@ struct Monitor {
     /// Where stdin goes: the stdin pipe's write end, or the pty's master.
     input: Option<RawFd>,
     input_q: Queue,
+    /// A client ended stdin: close the pipe once `input_q` is through.
+    input_eof: bool,
     /// Our ends of the stdio pipes.
     pipes: Vec<OwnedFd>,
     stdin_pipe: Option<OwnedFd>,
@@ -564,6 +566,7 @@ impl Monitor {
             outs: Vec::new(),
             input: None,
             input_q: Queue::default(),
+            input_eof: false,
             pipes: Vec::new(),
             stdin_pipe: None,
             master: None,
@@ -835,12 +838,9 @@ impl Monitor {
                     let _ = nix::sys::signal::kill(pid, sig);
                 }
             }
-            // End of stdin: a pipe gets EOF; a pty is left as it is (as Docker does).
-            b'e' if self.stdin_pipe.is_some() => {
-                self.input = None;
-                self.input_q = Queue::default();
-                self.stdin_pipe = None;
-            }
+            // End of stdin: a pipe gets EOF once what came before is through; a pty
+            // is left as it is (as Docker does).
+            b'e' if self.stdin_pipe.is_some() => self.input_eof = true,
             _ => {}
         }
     }
@@ -978,6 +978,10 @@ impl Monitor {
                 self.input = None;
                 self.input_q = Queue::default();
             }
+        }
+        if self.input_eof && self.input_q.len() == 0 && self.stdin_pipe.is_some() {
+            self.input = None;
+            self.stdin_pipe = None;
         }
         event.unwrap_or(if deadline.is_some_and(|d| Instant::now() >= d) {
             Event::Timeout

@@ -92,13 +92,17 @@ pub(crate) fn read_states(root: &Path) -> Vec<State> {
         .collect()
 }
 
-/// Start time of `pid` (field 22 of /proc/PID/stat), None if it is gone.
+/// Start time of `pid` (field 22 of /proc/PID/stat), None if it is gone (or a zombie:
+/// a killed monitor whose new parent has not reaped it yet is dead all the same).
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
+    if after.starts_with(['Z', 'X']) {
+        return None;
+    }
     after.split_whitespace().nth(19)?.parse().ok()
 }
 

@@ -116,13 +116,13 @@ fn stdin_directory_is_not_reachable() {
 
 /// A pty made by the test: its slave becomes `cmd`'s stdin, stdout, stderr and
 /// controlling terminal (setsid + TIOCSCTTY), as a terminal emulator does.
-struct Pty {
-    master: File,
-    slave: OwnedFd,
+pub(crate) struct Pty {
+    pub(crate) master: File,
+    pub(crate) slave: OwnedFd,
 }
 
 impl Pty {
-    fn new(rows: u16, cols: u16) -> Pty {
+    pub(crate) fn new(rows: u16, cols: u16) -> Pty {
         let ws = libc::winsize {
             ws_row: rows,
             ws_col: cols,
@@ -136,7 +136,7 @@ impl Pty {
         }
     }
 
-    fn attach(&self, cmd: &mut Command) {
+    pub(crate) fn attach(&self, cmd: &mut Command) {
         cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
             .stdout(Stdio::from(self.slave.try_clone().unwrap()))
             .stderr(Stdio::from(self.slave.try_clone().unwrap()));
@@ -155,7 +155,7 @@ impl Pty {
     }
 
     /// What the terminal's side shows: a reader thread on a copy of the master.
-    fn output(&self) -> Output {
+    pub(crate) fn output(&self) -> Output {
         let mut m = self.master.try_clone().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -177,14 +177,26 @@ impl Pty {
     }
 }
 
-struct Output {
+pub(crate) struct Output {
     rx: Receiver<Vec<u8>>,
-    seen: String,
+    pub(crate) seen: String,
 }
 
 impl Output {
     /// Waits until a line of the output (trimmed) is `line`, at most `LIMIT`.
-    fn line(&mut self, line: &str) {
+    /// Waits until the output holds `needle` (anywhere), at most `LIMIT`.
+    pub(crate) fn contains(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {needle:?} within {LIMIT:?}; output:\n{}", self.seen),
+            }
+        }
+    }
+
+    pub(crate) fn line(&mut self, line: &str) {
         let deadline = Instant::now() + LIMIT;
         while !self.seen.lines().any(|l| l.trim() == line) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -197,16 +209,16 @@ impl Output {
 }
 
 /// A spawned locker, killed if the test fails before it exits.
-struct Session(std::process::Child);
+pub(crate) struct Session(pub(crate) std::process::Child);
 
 impl Session {
-    fn start(mut cmd: Command) -> Session {
+    pub(crate) fn start(mut cmd: Command) -> Session {
         let child = cmd.spawn().unwrap();
         drop(cmd);
         Session(child)
     }
 
-    fn wait(&mut self) -> Option<i32> {
+    pub(crate) fn wait(&mut self) -> Option<i32> {
         wait_child(&mut self.0, LIMIT).code()
     }
 }
