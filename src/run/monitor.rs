@@ -517,6 +517,9 @@ struct Monitor {
     stdin_pipe: Option<OwnedFd>,
     master: Option<OwnedFd>,
     status: Status,
+    /// The record was made for this run (`run`), not kept from an earlier one
+    /// (`start`): a failed first start removes it.
+    fresh: bool,
 }
 
 /// What ended a wait of the monitor's loop.
@@ -544,6 +547,7 @@ impl Monitor {
             partial: [false; 2],
         };
         Monitor {
+            fresh: !dir.join("status.json").exists(),
             root: root.to_path_buf(),
             dir,
             cfg: cfg.clone(),
@@ -640,7 +644,9 @@ impl Monitor {
     fn main(&mut self, spec: &Spec) -> i32 {
         if let Err(e) = self.stdio().and_then(|()| self.listen()) {
             self.say(&format!("125 {}", one_line(&e)));
-            self.discard();
+            if self.fresh {
+                self.discard();
+            }
             return 1;
         }
         // Opened after stdio() closed every fd the monitor inherited.
@@ -665,7 +671,13 @@ impl Monitor {
                     let code = e.exit_status().code();
                     if self.report.is_some() {
                         self.say(&format!("{code} {}", one_line(&e)));
-                        self.discard();
+                        if self.fresh {
+                            self.discard();
+                        } else {
+                            // `start` of a kept container: it stays, and says why.
+                            self.exited(code as i32);
+                            self.end(None);
+                        }
                         return 1;
                     }
                     self.exited(code as i32);
@@ -1427,4 +1439,205 @@ pub(crate) fn remove(f: &Found) -> Result<(), RunError> {
     }
     crate::store::remove_tree(&f.dir).map_err(io_err("remove", &f.dir))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(Restart::parse("no").unwrap(), Restart::No);
+        assert_eq!(Restart::parse("always").unwrap(), Restart::Always);
+        assert_eq!(Restart::parse("unless-stopped").unwrap(), Restart::Always);
+        assert_eq!(
+            Restart::parse("on-failure").unwrap(),
+            Restart::OnFailure(None)
+        );
+        let three = Restart::parse("on-failure:3").unwrap();
+        assert_eq!(three, Restart::OnFailure(Some(3)));
+        for bad in ["", "sometimes", "on-failure:x", "always:2", "on-failure:-1"] {
+            assert!(Restart::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!Restart::No.again(1, 0));
+        assert!(Restart::Always.again(0, 100));
+        assert!(!three.again(0, 0), "a success is not a failure");
+        assert!(three.again(1, 2));
+        assert!(!three.again(1, 3), "exactly three restarts");
+        assert!(Restart::OnFailure(None).again(137, 1000));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(0), Duration::from_millis(100));
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(800));
+        assert_eq!(backoff(10), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn detach_keys_parse_as_docker() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![0x10, 0x11]);
+        assert_eq!(parse_detach_keys("ctrl-a,d").unwrap(), vec![0x01, b'd']);
+        assert_eq!(parse_detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(), vec![0, 27, 31]);
+        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
+        for bad in ["ctrl-", "ctrl-pq", "pq", "ctrl-1", ","] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn detacher_holds_a_prefix_back_and_finds_the_keys() {
+        let mut d = Detacher::new(vec![0x10, 0x11]);
+        let mut out = Vec::new();
+        assert!(!d.feed(b"ls\x10", &mut out));
+        assert_eq!(out, b"ls", "a possible start is held back");
+        assert!(!d.feed(b"x", &mut out));
+        assert_eq!(out, b"ls\x10x", "not the sequence: both go through");
+        out.clear();
+        assert!(!d.feed(b"\x10\x10", &mut out));
+        assert_eq!(out, b"\x10", "the second ^P may start it again");
+        assert!(d.feed(b"\x11rest", &mut out));
+        assert_eq!(out, b"\x10");
+        // Split over reads, and no keys at all.
+        let mut d = Detacher::new(vec![1, b'd']);
+        out.clear();
+        assert!(!d.feed(b"a\x01", &mut out));
+        assert!(d.feed(b"d", &mut out));
+        assert_eq!(out, b"a");
+        let mut none = Detacher::new(Vec::new());
+        out.clear();
+        assert!(!none.feed(b"\x10\x11", &mut out));
+        assert_eq!(out, b"\x10\x11");
+    }
+
+    #[test]
+    fn frames_split_and_join() {
+        let mut buf = frame(b'o', b"hello");
+        buf.extend(frame(b'x', &3i32.to_le_bytes()));
+        let tail = frame(b'i', b"partial");
+        buf.extend_from_slice(&tail[..4]);
+        let got = frames(&mut buf);
+        assert_eq!(got, vec![(b'o', b"hello".to_vec()), (b'x', vec![3, 0, 0, 0])]);
+        assert_eq!(buf, tail[..4], "an incomplete frame waits");
+        buf.extend_from_slice(&tail[4..]);
+        assert_eq!(frames(&mut buf), vec![(b'i', b"partial".to_vec())]);
+        assert!(buf.is_empty());
+        let mut empty = frame(b'e', b"");
+        assert_eq!(frames(&mut empty), vec![(b'e', Vec::new())]);
+    }
+
+    #[test]
+    fn log_entries_pieces_and_rotation() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("ctr.log");
+        let mut log = Log::open(p.clone(), 200);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        log.write(1, b"one\ntw", now);
+        log.write(1, b"o\n", now);
+        log.write(2, b"err\n", now);
+        let text = fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "2023-11-14T22:13:20.000000000Z stdout F one",
+                "2023-11-14T22:13:20.000000000Z stdout P tw",
+                "2023-11-14T22:13:20.000000000Z stdout F o",
+                "2023-11-14T22:13:20.000000000Z stderr F err",
+            ]
+        );
+        let e = parse_entry(lines[1].as_bytes()).unwrap();
+        assert_eq!(e, ("2023-11-14T22:13:20.000000000Z", 1, false, &b"tw"[..]));
+        assert_eq!(parse_entry(b"garbage"), None);
+        // Past the cap, the file moves to ctr.log.1 and a new one starts.
+        log.write(1, b"a line that crosses the cap of two hundred bytes\n", now);
+        assert!(p.with_extension("log.1").exists());
+        let rotated = fs::read_to_string(p.with_extension("log.1")).unwrap();
+        assert!(rotated.contains("stderr F err"), "{rotated}");
+        let fresh = fs::read_to_string(&p).unwrap();
+        assert!(fresh.ends_with("two hundred bytes\n") && fresh.lines().count() == 1);
+        assert!(fs::metadata(&p).unwrap().len() <= 200);
+    }
+
+    fn record_with_log(lines: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        let cfg = Config {
+            id: "0123456789ab".into(),
+            key: "c".into(),
+            name: Some("c".into()),
+            image: "img".into(),
+            created: 0,
+            restart: "no".into(),
+            auto_remove: false,
+            tty: false,
+            stdin: false,
+            create: serde_json::Value::Null,
+        };
+        let dir = create(&root, &cfg).unwrap();
+        let mut log = Log::open(log_path(&dir), LOG_MAX);
+        let now = SystemTime::UNIX_EPOCH;
+        for l in lines {
+            log.write(if l.starts_with("E:") { 2 } else { 1 }, l.as_bytes(), now);
+        }
+        (t, root)
+    }
+
+    fn read_logs(root: &Path, name: &str, tail: Option<usize>, ts: bool) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let o = LogOpts {
+            follow: false,
+            tail,
+            timestamps: ts,
+        };
+        logs(root, name, &o, &mut out, &mut err).unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn logs_tail_timestamps_and_lookup_by_id() {
+        let (_t, root) = record_with_log(&["a\nb\n", "E:x\n", "pie", "ce\n", "last\n"]);
+        assert_eq!(read_logs(&root, "c", None, false), ("a\nb\npiece\nlast\n".into(), "E:x\n".into()));
+        assert_eq!(read_logs(&root, "c", Some(2), false).0, "piece\nlast\n");
+        assert_eq!(read_logs(&root, "c", Some(0), false).0, "");
+        assert_eq!(read_logs(&root, "c", Some(100), false).0, "a\nb\npiece\nlast\n");
+        let (ts, _) = read_logs(&root, "c", Some(1), true);
+        assert_eq!(ts, "1970-01-01T00:00:00.000000000Z last\n");
+        assert_eq!(read_logs(&root, "0123", Some(1), false).0, "last\n", "id prefix");
+        assert!(find(&root, "012").is_none(), "too short a prefix");
+        assert!(find(&root, "../c").is_none());
+        let f = find(&root, "c").unwrap();
+        assert_eq!(f.status().status, "created");
+        assert!(!f.running());
+    }
+
+    /// A record whose monitor is gone (killed) reads as exited, and `reap` says so.
+    #[test]
+    fn dead_monitor_reads_as_exited() {
+        let (_t, root) = record_with_log(&[]);
+        let dir = record_dir(&root, "c");
+        let st = Status {
+            status: "running".into(),
+            monitor_pid: i32::MAX - 1,
+            monitor_start: 1,
+            pid: 5,
+            ..Status::default()
+        };
+        write_json(&dir.join("status.json"), &st).unwrap();
+        fs::write(socket_path(&dir), b"").unwrap();
+        let f = find(&root, "c").unwrap();
+        assert_eq!(f.status().show(), "exited (unknown)");
+        assert_eq!(reap(&root), vec!["c".to_string()]);
+        assert!(!socket_path(&dir).exists());
+        let saved: Status = read_json(&dir.join("status.json")).unwrap();
+        assert_eq!(saved.status, "exited");
+        assert!(reap(&root).is_empty());
+        remove(&f).unwrap();
+        assert!(!dir.exists());
+    }
 }

@@ -431,3 +431,38 @@ fn big_output_to_a_file_is_whole_and_fast() {
          `locker run -i cat < file > file` {stdin:?}"
     );
 }
+
+/// The foreground relay (`run -t` without -i: no monitor) follows resizes too, and a
+/// burst of SIGWINCH never wedges it: each size reaches the container's pty at once.
+#[test]
+fn foreground_tty_follows_resizes_without_freezing() {
+    let c = Ctx::new();
+    let pty = Pty::new(24, 80);
+    let script = "trap 'echo size=$(stty size)' WINCH; echo ready; \
+        while [ ! -e /tmp/stop ]; do sleep 0.05; done; echo bye";
+    let mut cmd = c.l.command(&c.args(&["--name", "fgtty", "-t"], &["sh", "-c", script]));
+    pty.attach(&mut cmd);
+    let mut out = pty.output();
+    let mut child = Session::start(cmd);
+    let locker = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    out.line("ready");
+    for i in 0..4u16 {
+        let (rows, cols) = (40 + i, 120 + i);
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
+        assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+        for _ in 0..3 {
+            nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
+        }
+        out.line(&format!("size={rows} {cols}"));
+    }
+    c.l.ok(&["exec", "fgtty", "touch", "/tmp/stop"]);
+    out.line("bye");
+    assert_eq!(child.wait(), Some(0), "{}", out.seen);
+    c.l.ok(&["rm", "fgtty"]);
+}
