@@ -164,7 +164,7 @@ fn process(
 pub(crate) fn run(root: &Path, args: &RunArgs, image: Resolved) -> anyhow::Result<u8> {
     let ctx = || format!("run {}", args.image);
     let mut spec = run_spec(args, image).with_context(ctx)?;
-    if !args.detach && !(args.tty && args.interactive) {
+    if !(args.detach || args.tty && args.interactive) {
         return run::run(root, &spec).with_context(ctx);
     }
     let id = hex::encode(

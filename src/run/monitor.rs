@@ -828,7 +828,7 @@ impl Monitor {
         }
     }
 
-    fn from_peer(&mut self, kind: u8, data: &[u8], pid: Option<Pid>) {
+    fn handle_message(&mut self, kind: u8, data: &[u8], pid: Option<Pid>) {
         match kind {
             b'i' if self.input.is_some() && self.input_q.len() < PEER_MAX => {
                 self.input_q.push(data)
@@ -983,7 +983,7 @@ impl Monitor {
         }
         self.peers.retain(|p| !p.gone);
         for (kind, data) in msgs {
-            self.from_peer(kind, &data, pid);
+            self.handle_message(kind, &data, pid);
         }
         if let Some(fd) = self.input {
             if self.input_q.flush(fd).is_err() {
@@ -1478,9 +1478,15 @@ mod tests {
 
     #[test]
     fn detach_keys_parse_as_docker() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![0x10, 0x11]);
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            vec![0x10, 0x11]
+        );
         assert_eq!(parse_detach_keys("ctrl-a,d").unwrap(), vec![0x01, b'd']);
-        assert_eq!(parse_detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(), vec![0, 27, 31]);
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(),
+            vec![0, 27, 31]
+        );
         assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
         for bad in ["ctrl-", "ctrl-pq", "pq", "ctrl-1", ","] {
             assert!(parse_detach_keys(bad).is_err(), "{bad}");
@@ -1519,7 +1525,10 @@ mod tests {
         let tail = frame(b'i', b"partial");
         buf.extend_from_slice(&tail[..4]);
         let got = frames(&mut buf);
-        assert_eq!(got, vec![(b'o', b"hello".to_vec()), (b'x', vec![3, 0, 0, 0])]);
+        assert_eq!(
+            got,
+            vec![(b'o', b"hello".to_vec()), (b'x', vec![3, 0, 0, 0])]
+        );
         assert_eq!(buf, tail[..4], "an incomplete frame waits");
         buf.extend_from_slice(&tail[4..]);
         assert_eq!(frames(&mut buf), vec![(b'i', b"partial".to_vec())]);
@@ -1552,7 +1561,11 @@ mod tests {
         assert_eq!(e, ("2023-11-14T22:13:20.000000000Z", 1, false, &b"tw"[..]));
         assert_eq!(parse_entry(b"garbage"), None);
         // Past the cap, the file moves to ctr.log.1 and a new one starts.
-        log.write(1, b"a line that crosses the cap of two hundred bytes\n", now);
+        log.write(
+            1,
+            b"a line that crosses the cap of two hundred bytes\n",
+            now,
+        );
         assert!(p.with_extension("log.1").exists());
         let rotated = fs::read_to_string(p.with_extension("log.1")).unwrap();
         assert!(rotated.contains("stderr F err"), "{rotated}");
@@ -1602,13 +1615,23 @@ mod tests {
     #[test]
     fn logs_tail_timestamps_and_lookup_by_id() {
         let (_t, root) = record_with_log(&["a\nb\n", "E:x\n", "pie", "ce\n", "last\n"]);
-        assert_eq!(read_logs(&root, "c", None, false), ("a\nb\npiece\nlast\n".into(), "E:x\n".into()));
+        assert_eq!(
+            read_logs(&root, "c", None, false),
+            ("a\nb\npiece\nlast\n".into(), "E:x\n".into())
+        );
         assert_eq!(read_logs(&root, "c", Some(2), false).0, "piece\nlast\n");
         assert_eq!(read_logs(&root, "c", Some(0), false).0, "");
-        assert_eq!(read_logs(&root, "c", Some(100), false).0, "a\nb\npiece\nlast\n");
+        assert_eq!(
+            read_logs(&root, "c", Some(100), false).0,
+            "a\nb\npiece\nlast\n"
+        );
         let (ts, _) = read_logs(&root, "c", Some(1), true);
         assert_eq!(ts, "1970-01-01T00:00:00.000000000Z last\n");
-        assert_eq!(read_logs(&root, "0123", Some(1), false).0, "last\n", "id prefix");
+        assert_eq!(
+            read_logs(&root, "0123", Some(1), false).0,
+            "last\n",
+            "id prefix"
+        );
         assert!(find(&root, "012").is_none(), "too short a prefix");
         assert!(find(&root, "../c").is_none());
         let f = find(&root, "c").unwrap();

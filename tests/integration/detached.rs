@@ -189,10 +189,8 @@ fn detach_and_attach_the_same_shell() {
             ws_ypixel: 0,
         };
         // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
-        assert_eq!(
-            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-            0
-        );
+        let r = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
         nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
         m.write_all(b"stty size\n").unwrap();
         out.line(&format!("{rows} {cols}"));

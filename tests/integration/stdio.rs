@@ -440,7 +440,8 @@ fn foreground_tty_follows_resizes_without_freezing() {
     let pty = Pty::new(24, 80);
     let script = "trap 'echo size=$(stty size)' WINCH; echo ready; \
         while [ ! -e /tmp/stop ]; do sleep 0.05; done; echo bye";
-    let mut cmd = c.l.command(&c.args(&["--name", "fgtty", "-t"], &["sh", "-c", script]));
+    let mut cmd =
+        c.l.command(&c.args(&["--name", "fgtty", "-t"], &["sh", "-c", script]));
     pty.attach(&mut cmd);
     let mut out = pty.output();
     let mut child = Session::start(cmd);
@@ -455,7 +456,8 @@ fn foreground_tty_follows_resizes_without_freezing() {
             ws_ypixel: 0,
         };
         // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
-        assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+        let r = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
         for _ in 0..3 {
             nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
         }
