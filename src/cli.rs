@@ -74,6 +74,9 @@ pub(crate) enum Command {
     Wait(NamesArgs),
     /// Print a container's state and configuration as JSON
     Inspect(NamesArgs),
+    /// Named networks: their containers reach each other by name
+    #[command(subcommand)]
+    Network(NetworkCommand),
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +137,22 @@ pub(crate) struct StartArgs {
     /// Container names or ids
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum NetworkCommand {
+    /// Create a network (its bridge comes up with its first container)
+    Create(NetworkNameArgs),
+    /// List networks
+    Ls(ListArgs),
+    /// Remove networks no running container uses
+    Rm(NamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct NetworkNameArgs {
+    /// Network name (letters, digits, '-', '_', '.')
+    pub name: String,
 }
 
 #[derive(Args, Debug)]
@@ -330,9 +349,19 @@ pub(crate) struct RunArgs {
     /// Parent cgroup for the container's cgroup
     #[arg(long, default_value = "locker")]
     pub cgroup_parent: String,
-    /// Network: host (share the host's) or none (loopback only)
-    #[arg(long, default_value = "host")]
+    /// Network: private (default: own namespace, NAT out), host, none (loopback only),
+    /// container:NAME (share another's), or a network made by `locker network create`
+    #[arg(long, alias = "network", default_value = "private")]
     pub net: String,
+    /// Publish a port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (HOSTIP default 0.0.0.0)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// A name server for the container's resolv.conf (repeatable)
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An /etc/hosts line NAME:IP (repeatable)
+    #[arg(long)]
+    pub add_host: Vec<String>,
     /// Allocate a pseudo-terminal
     #[arg(short = 't', long)]
     pub tty: bool,

@@ -13,7 +13,7 @@ fi
 # static glibc (libc6-dev) for the containment probe (tests/probe/probe.c), gpg to make
 # test keys, xz/zstd/gzip to make fixture archives, mmdebstrap to make the real Debian
 # root filesystem (from the host's apt sources; cached in /var/cache/locker-tests) and
-# to compare `locker build` against.
+# to compare `locker build` against; nftables and iproute2 for the network tests.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cc >/dev/null || need+=(gcc)
@@ -23,6 +23,9 @@ command -v gpgv >/dev/null || need+=(gpgv)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# Private networking: nft for NAT and published ports, ip for the tests' namespaces.
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq

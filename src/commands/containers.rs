@@ -19,7 +19,7 @@ use crate::run::{self, seccomp, Net, Process, Root, RunError, Spec};
 use crate::store::Resolved;
 
 /// `locker run`'s flags as a spec for `image`.
-pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError> {
+pub(crate) fn run_spec(root: &Path, args: &RunArgs, image: Resolved) -> Result<Spec, RunError> {
     let mut spec = Spec::new(image);
     spec.name = args.name.clone();
     spec.hostname = args.hostname.clone();
@@ -53,15 +53,32 @@ pub(crate) fn run_spec(args: &RunArgs, image: Resolved) -> Result<Spec, RunError
             }
         }
     }
-    spec.net = match args.net.as_str() {
-        "host" => Net::Host,
-        "none" => Net::None,
-        other => {
-            return Err(RunError::Usage(format!(
-                "bad --net {other:?}: use host or none"
-            )))
+    spec.net = net_spec(root, &args.net, &args.publish)?;
+    for d in &args.dns {
+        spec.dns.push(d.parse().map_err(|_| {
+            RunError::Usage(format!(
+                "bad --dns {d:?}: use an IP address such as 192.0.2.53"
+            ))
+        })?);
+    }
+    for h in &args.add_host {
+        let bad = || {
+            RunError::Usage(format!(
+                "bad --add-host {h:?}: use NAME:IP, e.g. db:10.0.0.5"
+            ))
+        };
+        let (name, ip) = h.split_once(':').ok_or_else(bad)?;
+        let ip = ip.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(bad());
         }
-    };
+        spec.add_hosts.push((name.to_string(), ip));
+    }
+    if !spec.net.is_new() && !spec.dns.is_empty() {
+        return Err(RunError::Usage(
+            "--dns needs a network namespace of its own (not --net host or container:)".into(),
+        ));
+    }
     spec.resources = Limits {
         memory: args.memory.as_deref().map(spec::parse_size).transpose()?,
         pids: match args.pids {
@@ -159,11 +176,56 @@ fn process(
     })
 }
 
+/// `--net` and `-p` as the spec's network.
+fn net_spec(root: &Path, net: &str, publish: &[String]) -> Result<Net, RunError> {
+    let ports = publish
+        .iter()
+        .map(|p| run::net::PortMap::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = match net {
+        "private" | "bridge" => Net::Bridge {
+            network: run::net::Network::default_network(),
+            ports,
+        },
+        "host" | "none" | "" => {
+            if !ports.is_empty() {
+                return Err(RunError::Usage(format!(
+                    "-p needs a network of the container's own: --net {net} shares no ports (leave out --net, or use a named network)"
+                )));
+            }
+            if net == "none" {
+                Net::None
+            } else if net == "host" {
+                Net::Host
+            } else {
+                return Err(RunError::Usage(
+                    "empty --net: use private, host, none, container:NAME or a network name".into(),
+                ));
+            }
+        }
+        other => match other.strip_prefix("container:") {
+            Some(name) => {
+                if !ports.is_empty() {
+                    return Err(RunError::Usage(format!(
+                        "-p with --net container:{name}: publish the ports on container {name} instead"
+                    )));
+                }
+                Net::Container(name.to_string())
+            }
+            None => Net::Bridge {
+                network: run::net::network::find(root, other)?,
+                ports,
+            },
+        },
+    };
+    Ok(spec)
+}
+
 /// `locker run`: returns the command's exit code. `-d`, and `-it` (a session one can
 /// detach from), go through a monitor; everything else is the plain foreground path.
 pub(crate) fn run(root: &Path, args: &RunArgs, image: Resolved) -> anyhow::Result<u8> {
     let ctx = || format!("run {}", args.image);
-    let mut spec = run_spec(args, image).with_context(ctx)?;
+    let mut spec = run_spec(root, args, image).with_context(ctx)?;
     if !(args.detach || args.tty && args.interactive) {
         return run::run(root, &spec).with_context(ctx);
     }
@@ -214,7 +276,7 @@ pub(crate) fn start(
     if f.running() {
         return Err(RunError::Running(f.config.key.clone())).with_context(ctx);
     }
-    let mut spec = run_spec(args, image).with_context(ctx)?;
+    let mut spec = run_spec(root, args, image).with_context(ctx)?;
     spec.id = Some(f.config.id.clone());
     monitor::create(root, &f.config).with_context(ctx)?;
     let Some(keys) = attach else {

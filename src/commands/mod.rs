@@ -4,6 +4,7 @@
 
 pub(crate) mod containers;
 pub(crate) mod images;
+pub(crate) mod networks;
 
 use anyhow::Context as _;
 
@@ -71,6 +72,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
+        Command::Network(c) => done(networks::dispatch(root, c)),
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct Child<'a> {
     pub layers: &'a Layers,
     pub base: Base<'a>,
     pub resolv: &'a [u8],
+    /// A named network's hosts file (see mounts::Sources).
+    pub shared_hosts: Option<&'a std::ffi::CStr>,
+    /// `--net container:NAME`: that container's network namespace, joined at once.
+    pub join_netns: RawFd,
     pub volumes: &'a [CString],
     pub release_rd: RawFd,
     /// The parent's end: the child closes its copy at once, so the release read sees
@@ -83,7 +87,13 @@ pub(crate) fn child_main(c: &Child) -> ! {
         // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
         unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
     }
-    sys::close_fds_except(&[c.release_rd, c.error_wr, c.parent_pidfd, c.console_sock]);
+    sys::close_fds_except(&[
+        c.release_rd,
+        c.error_wr,
+        c.parent_pidfd,
+        c.console_sock,
+        c.join_netns,
+    ]);
     let code = match setup(c) {
         Ok(tty) => pid1(c, tty),
         Err(r) => {
@@ -125,6 +135,13 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     unsafe { libc::close(c.release_rd) };
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.parent_pidfd) };
+    if c.join_netns >= 0 {
+        // SAFETY: setns with an fd this process owns and integer flags.
+        cvt(unsafe { libc::setns(c.join_netns, libc::CLONE_NEWNET) })
+            .map_err(step_err(Step::JoinNetns))?;
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.join_netns) };
+    }
     if !c.cgroup_tasks.is_empty() {
         // SAFETY: unshare takes integer flags.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
@@ -160,7 +177,10 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         &root,
         &c.base,
         &c.plan.mounts,
-        &Sources { volumes: c.volumes },
+        &Sources {
+            volumes: c.volumes,
+            shared_hosts: c.shared_hosts,
+        },
     )
     .map_err(mfail)?;
     // The master to the parent (its relay's end); the slave stays for the command.
@@ -178,7 +198,7 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.console_sock) };
     }
-    if c.plan.net_none {
+    if c.plan.new_netns {
         sys::loopback_up().map_err(step_err(Step::Loopback))?;
     }
     mounts::pivot_into(&root).map_err(|f| Report {

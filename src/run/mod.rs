@@ -17,6 +17,7 @@ pub(crate) mod init;
 pub(crate) mod join;
 pub(crate) mod monitor;
 pub(crate) mod mounts;
+pub(crate) mod net;
 pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod seccomp;
@@ -63,6 +64,8 @@ pub(crate) enum RunError {
     Io(#[from] PathError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("container {0:?} is in use by a running container (`locker ps` shows it)")]
@@ -199,7 +202,8 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     };
     let facts = image_facts(&image.rootfs, named.as_ref().map(|n| n.upper.as_path()))?;
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    let (plan, resolv) = plan::build(spec, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
+    let (mut plan, mut resolv) =
+        plan::build(spec, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
 
     // 3. Host-side resources, each owned by the guard from the moment it exists.
     let volumes = plan
@@ -225,10 +229,50 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         cgroup: None,
         child: None,
         state: false,
+        net_prepared: None,
+        net: None,
     };
     std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
         .create(&base)
         .map_err(io_err("create", &base))?;
+    // The network: a bridge lease and ports (wired up after the clone), or another
+    // container's namespace to join.
+    let mut shared_hosts = None;
+    let mut join_netns = None;
+    let mut net_state = None;
+    match &spec.net {
+        Net::Bridge { network, ports } => {
+            let host = String::from_utf8_lossy(&host_resolv);
+            let p = net::prepare(network, &id, spec.name.as_deref(), ports, &spec.dns, &host)?;
+            resolv = p.resolv_conf.clone().into_bytes();
+            let hostname = plan.hostname.to_string_lossy().into_owned();
+            plan.hosts = plan::hosts_file(&hostname, false, Some(p.addr()), &spec.add_hosts);
+            shared_hosts = p.shared_hosts()?.map(|h| cstring(&h)).transpose()?;
+            net_state = Some(state::NetState {
+                network: network.name.clone(),
+                addr: p.addr(),
+                lease: p.lease_path().to_path_buf(),
+                ports: ports.clone(),
+                resolv_conf: p.resolv_conf.clone(),
+            });
+            guard.net_prepared = Some(p);
+        }
+        Net::Container(other) => {
+            let s = state::find_running(root, other)
+                .ok_or_else(|| RunError::NotRunning(other.clone()))?;
+            if let Some(n) = &s.net {
+                resolv = n.resolv_conf.clone().into_bytes();
+            }
+            let p = PathBuf::from(format!("/proc/{}/ns/net", s.pid));
+            let f = fs::File::open(&p).map_err(io_err("open the network namespace", &p))?;
+            // The pid may have been reused between the lookup and the open.
+            if !state::alive(s.pid, s.pid_start) {
+                return Err(RunError::NotRunning(other.clone()));
+            }
+            join_netns = Some(f);
+        }
+        Net::Host | Net::None => {}
+    }
     let hierarchy = cgroups::detect(&limits);
     let cgroup = cgroups::create(&hierarchy, &spec.cgroup_parent, &id, &limits)?;
     guard.cgroup = Some(cgroup.clone());
@@ -262,6 +306,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         cgroups: cgroup.dirs.clone(),
         limit_cgroups: cgroup.limit_dirs.clone(),
         base: base.clone(),
+        net: net_state,
     };
     state::write_state(root, &state)
         .map_err(io_err("write state", &state::state_path(root, &id)))?;
@@ -360,6 +405,8 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             overlay_data: &overlay_data,
         },
         resolv: &resolv,
+        shared_hosts: shared_hosts.as_deref(),
+        join_netns: join_netns.as_ref().map_or(-1, |f| f.as_raw_fd()),
         volumes: &volumes,
         release_rd: release_rd.as_raw_fd(),
         release_wr: release_wr.as_raw_fd(),
@@ -395,7 +442,17 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     if let Some(n) = named.as_mut() {
         n.keep = true;
     }
-    drop((release_rd, error_wr, cgroup_fd, tasks, parent_pidfd));
+    drop((
+        release_rd,
+        error_wr,
+        cgroup_fd,
+        tasks,
+        parent_pidfd,
+        join_netns,
+    ));
+    if let Some(p) = guard.net_prepared.take() {
+        guard.net = Some(p.attach(pid.as_raw(), &id)?);
+    }
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);
 
@@ -535,6 +592,9 @@ struct Guard {
     cgroup: Option<cgroups::Cgroup>,
     child: Option<Pid>,
     state: bool,
+    /// The network before and after the clone; dropped once the child is dead.
+    net_prepared: Option<net::Prepared>,
+    net: Option<net::Attached>,
 }
 
 impl Guard {
@@ -553,6 +613,8 @@ impl Guard {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
+        drop(self.net.take());
+        drop(self.net_prepared.take());
         if let Some(cg) = self.cgroup.take() {
             cg.remove(Duration::from_secs(2))?;
         }

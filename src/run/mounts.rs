@@ -323,6 +323,9 @@ pub(crate) fn write_file(dir: &CStr, name: &CStr, data: &[u8]) -> SysResult<()> 
 /// opens them in its own copy of the host tree, before pivot_root.
 pub(crate) struct Sources<'a> {
     pub volumes: &'a [CString],
+    /// A named network's shared hosts file, bound read-only over /etc/hosts instead of
+    /// the container's own (locker rewrites it in place as containers come and go).
+    pub shared_hosts: Option<&'a CStr>,
 }
 
 const DEV_NODES: &[(&CStr, u32, u32)] = &[
@@ -435,19 +438,36 @@ pub(crate) fn apply(
                 srcp[..fb.len()].copy_from_slice(fb);
                 srcp[fb.len()] = b'/';
                 srcp[fb.len() + 1..fb.len() + 1 + n].copy_from_slice(name.as_bytes());
-                let s = CStr::from_bytes_until_nul(&srcp).map_err(|_| MountFailure {
+                let own = CStr::from_bytes_until_nul(&srcp).map_err(|_| MountFailure {
                     what: "name",
                     index: i as u32,
                     errno: libc::EINVAL,
                 })?;
+                let shared = src.shared_hosts.filter(|_| *name == "hosts");
+                let target = FdPath::new(t.as_raw_fd());
                 mount(
-                    Some(s),
-                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    Some(shared.unwrap_or(own)),
+                    target.as_cstr(),
                     None,
                     libc::MS_BIND,
                     None,
                 )
                 .map_err(fail("bind file on", i))?;
+                if shared.is_some() {
+                    // Other containers read it too: this one may not write it. The fd
+                    // above is the file under the new mount: resolve the path again
+                    // to reach the mount itself.
+                    let t = file_in_root(root, rel, false).map_err(fail("create", i))?;
+                    let target = FdPath::new(t.as_raw_fd());
+                    mount(
+                        None,
+                        target.as_cstr(),
+                        None,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(fail("remount read-only", i))?;
+                }
             }
             MountOp::Bind {
                 index,

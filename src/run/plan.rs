@@ -97,7 +97,8 @@ pub(crate) struct Plan {
     pub env: Vec<CString>,
     pub user: User,
     pub workdir: CString,
-    pub net_none: bool,
+    /// A network namespace of its own: PID 1 brings `lo` up.
+    pub new_netns: bool,
     /// Options of the base tmpfs (it holds an anonymous container's upper layer).
     pub base_tmpfs: CString,
     /// Bounding = effective = permitted set.
@@ -294,6 +295,28 @@ pub(crate) fn exec_paths(cmd: &str, env: &[(String, String)]) -> Result<Vec<CStr
         .collect()
 }
 
+/// /etc/hosts: localhost, the container's own name (on loopback with --net none, at
+/// `own` on a bridge, else 127.0.1.1 as Debian does), then `--add-host` lines.
+pub(crate) fn hosts_file(
+    hostname: &str,
+    net_none: bool,
+    own: Option<std::net::Ipv4Addr>,
+    add_hosts: &[(String, std::net::IpAddr)],
+) -> Vec<u8> {
+    let mut s = if net_none {
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    } else {
+        let me = own.map_or("127.0.1.1".to_string(), |a| a.to_string());
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{me}\t{hostname}\n"
+        )
+    };
+    for (name, ip) in add_hosts {
+        s.push_str(&format!("{ip}\t{name}\n"));
+    }
+    s.into_bytes()
+}
+
 /// Builds the plan. `host_resolv` is the host's resolv.conf (used with --net host);
 /// `host_env` gives TERM for a terminal.
 pub(crate) fn build(
@@ -303,9 +326,10 @@ pub(crate) fn build(
     host_resolv: &[u8],
 ) -> Result<(Plan, Vec<u8>), RunError> {
     let net_none = spec.net == Net::None;
+    let new_netns = spec.net.is_new();
     let ns_flags =
         (libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) as u64
-            | if net_none {
+            | if new_netns {
                 libc::CLONE_NEWNET as u64
             } else {
                 0
@@ -376,11 +400,7 @@ pub(crate) fn build(
     };
     let exec_paths = exec_paths(&command[0], &env)?;
     let workdir = process.cwd.clone().unwrap_or_else(|| "/".to_string());
-    let hosts = if net_none {
-        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    } else {
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
-    };
+    let hosts = hosts_file(&hostname, spec.net == Net::None, None, &spec.add_hosts);
     let resolv = if net_none {
         b"# --net none: no name servers\n".to_vec()
     } else {
@@ -396,7 +416,7 @@ pub(crate) fn build(
         env: env_cstrings(&env)?,
         user,
         workdir: cstr(&workdir)?,
-        net_none,
+        new_netns,
         base_tmpfs: cstr(&format!("mode=700,size={}", spec.upper_size))?,
         capabilities: spec.security.capabilities,
         seccomp: seccomp_program(&spec.security)?,
@@ -405,7 +425,7 @@ pub(crate) fn build(
         no_new_privileges: spec.security.no_new_privileges,
         tty: process.terminal,
         stdin: process.stdin,
-        hosts: hosts.into_bytes(),
+        hosts,
         hostname_file: format!("{hostname}\n").into_bytes(),
     };
     Ok((plan, resolv))

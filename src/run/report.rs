@@ -31,6 +31,7 @@ steps!(
     Release = 1,
     CgroupJoin,
     CgroupNs,
+    JoinNetns,
     Hostname,
     Mount,
     Loopback,

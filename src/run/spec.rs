@@ -34,6 +34,10 @@ pub(crate) struct Spec {
     /// In order, after /proc, /sys, /dev and the /etc files.
     pub mounts: Vec<Mount>,
     pub net: Net,
+    /// `--dns`: name servers for a new network namespace's resolv.conf.
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--add-host NAME:IP`: extra /etc/hosts lines.
+    pub add_hosts: Vec<(String, std::net::IpAddr)>,
     pub resources: Limits,
     /// Size of the tmpfs holding an anonymous container's upper layer.
     pub upper_size: u64,
@@ -113,12 +117,27 @@ pub(crate) const DEFAULT_UPPER_SIZE: u64 = 4 << 30;
 pub(crate) const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
 
 /// The network namespace (OCI `linux.namespaces` for `network`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Net {
     /// The host's network namespace.
     Host,
     /// A new one with only `lo`, up.
     None,
+    /// A new one on a locker network's bridge (the default network, or a named one),
+    /// with published ports.
+    Bridge {
+        network: super::net::Network,
+        ports: Vec<super::net::PortMap>,
+    },
+    /// The network namespace of the running container with this name or id.
+    Container(String),
+}
+
+impl Net {
+    /// A new network namespace of its own.
+    pub(crate) fn is_new(&self) -> bool {
+        matches!(self, Net::None | Net::Bridge { .. })
+    }
 }
 
 /// What the container may do (OCI `process.capabilities`, `noNewPrivileges`,
@@ -421,6 +440,8 @@ impl Spec {
             root: Root::Overlay,
             mounts: Vec::new(),
             net: Net::Host,
+            dns: Vec::new(),
+            add_hosts: Vec::new(),
             resources: Limits::default(),
             upper_size: DEFAULT_UPPER_SIZE,
             cgroup_parent: "locker".into(),

@@ -54,6 +54,19 @@ pub(crate) struct State {
     #[serde(default)]
     pub limit_cgroups: Vec<PathBuf>,
     pub base: PathBuf,
+    /// On a bridge: its address, lease and published ports (undone if the run is
+    /// killed), and the resolv.conf that `--net container:` shares.
+    #[serde(default)]
+    pub net: Option<NetState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct NetState {
+    pub network: String,
+    pub addr: std::net::Ipv4Addr,
+    pub lease: PathBuf,
+    pub ports: Vec<crate::run::net::PortMap>,
+    pub resolv_conf: String,
 }
 
 pub(crate) fn run_dir(root: &Path) -> PathBuf {
@@ -187,6 +200,9 @@ fn reap_one(root: &Path, s: &State) -> io::Result<()> {
     let all: Vec<PathBuf> = s.cgroups.iter().chain(&s.limit_cgroups).cloned().collect();
     crate::run::cgroups::remove_dirs(&all, Duration::from_secs(2)).map_err(io::Error::other)?;
     let _ = fs::remove_dir(&s.base);
+    if let Some(n) = &s.net {
+        crate::run::net::release_stale(&s.id, n);
+    }
     match fs::remove_file(state_path(root, &s.id)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -314,6 +330,7 @@ mod tests {
             security: None,
             cgroups: vec![cgroup],
             limit_cgroups: Vec::new(),
+            net: None,
             base: run_dir(root).join(id),
         };
         fs::create_dir_all(&s.base).unwrap();

@@ -25,9 +25,112 @@ pub fn locker_bin() -> &'static str {
     env!("CARGO_BIN_EXE_locker")
 }
 
-/// One test's private store plus a HOME without a user catalog.
+/// One test's private store plus a HOME without a user catalog, and a network
+/// namespace of its own (lo only, no route anywhere) that its `run`, `exec` and
+/// `network` commands run in: the bridges, NAT rules and addresses a default container
+/// gets are made there and vanish with it, never on the machine's own network.
 pub struct Locker {
     pub dir: tempfile::TempDir,
+    pub netns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+/// A new network namespace with lo up, held by the returned fd (made on a thread of
+/// its own, so the test process stays where it is).
+pub fn new_netns() -> std::os::fd::OwnedFd {
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        // A child of this thread starts in its network namespace.
+        let st = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip (iproute2)");
+        assert!(st.success(), "ip link set lo up");
+        let f = std::fs::File::open("/proc/thread-self/ns/net").expect("open own netns");
+        std::os::fd::OwnedFd::from(f)
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Undoes, on drop, what a default container on the machine's own network makes there:
+/// the locker0 bridge and locker's nftables table (when they were not there before),
+/// the leases, and net.ipv4.ip_forward (restored to what it was).
+pub struct HostNetworkGuard {
+    bridge_existed: bool,
+    table_existed: bool,
+    ip_forward: String,
+}
+
+impl HostNetworkGuard {
+    pub fn new() -> HostNetworkGuard {
+        let bridge_existed = Path::new("/sys/class/net/locker0").exists();
+        let table_existed = Command::new("nft")
+            .args(["list", "table", "ip", "locker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        HostNetworkGuard {
+            bridge_existed,
+            table_existed,
+            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for HostNetworkGuard {
+    fn drop(&mut self) {
+        if !self.bridge_existed {
+            let _ = Command::new("ip").args(["link", "del", "locker0"]).status();
+        }
+        if !self.table_existed {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", "locker"])
+                .status();
+        }
+        if !self.bridge_existed {
+            let _ = std::fs::remove_dir_all(leases_of("/proc/self/ns/net").join("locker0"));
+        }
+        if !self.ip_forward.is_empty() {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.ip_forward.trim());
+        }
+    }
+}
+
+/// locker's lease directory for the network namespace `ns` (a /proc ns path or fd path).
+pub fn leases_of(ns: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(ns).map(|m| m.ino()).unwrap_or(0);
+    Path::new("/run/locker/net").join(ino.to_string())
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        // The namespace dies with its last fd; its leases (all of them dead) go too.
+        if let Some(ns) = &self.netns {
+            use std::os::fd::AsRawFd;
+            let dir = leases_of(&format!("/proc/self/fd/{}", ns.as_raw_fd()));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Puts `cmd`'s child into the network namespace `ns` before it execs.
+pub fn in_netns(cmd: &mut Command, ns: &std::sync::Arc<std::os::fd::OwnedFd>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = ns.as_raw_fd();
+    // SAFETY: between fork and exec only setns (async-signal-safe) runs; the fd stays
+    // open in the parent for the child's whole start.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 pub struct Run {
@@ -55,7 +158,28 @@ impl Locker {
             .tempdir_in("/var/tmp")
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Locker { dir }
+        Locker {
+            dir,
+            netns: Some(std::sync::Arc::new(new_netns())),
+        }
+    }
+
+    /// `cmd` (from `command`) back on the machine's own network (the one test that
+    /// reaches the Debian archive from a default container; see HostNetworkGuard).
+    pub fn on_host_network_for(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let home = std::fs::File::open("/proc/self/ns/net").expect("own netns");
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(home);
+        // SAFETY: between fork and exec only setns runs; the fd is leaked on purpose
+        // (one per call, a handful per test run) so it stays valid for the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -86,6 +210,21 @@ impl Locker {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(locker_bin());
         cmd.arg("--root").arg(self.root()).args(args);
+        // Only these make or use container networks (start and restart run a detached
+        // container again); pull/import reach test servers on the host's 127.0.0.1.
+        if let Some(ns) = &self.netns {
+            if matches!(
+                args.first(),
+                Some(&"run")
+                    | Some(&"exec")
+                    | Some(&"network")
+                    | Some(&"gc")
+                    | Some(&"start")
+                    | Some(&"restart")
+            ) {
+                in_netns(&mut cmd, ns);
+            }
+        }
         cmd.env_remove("LOCKER_CATALOG")
             .env_remove("LOCKER_ROOT")
             .env("HOME", self.dir.path().join("home"));

@@ -11,6 +11,7 @@ mod detached;
 mod export;
 mod harness;
 mod images;
+mod network;
 mod pull;
 mod run;
 mod server;

@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -345,6 +349,42 @@ int main(int argc, char **argv) {
             }
         }
         if (fsync(fd) < 0) return fail();
+        return ok();
+    }
+    if (!strcmp(cmd, "tcp") || !strcmp(cmd, "udp")) {
+        /* tcp|udp ADDR PORT: connect (udp: send "ping"), print "ok LINE" with the first
+         * line the peer sends back within 5 s */
+        if (!a || !b) return usage("tcp|udp ADDR PORT");
+        int udp = !strcmp(cmd, "udp");
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(atoi(b))};
+        if (inet_pton(AF_INET, a, &sin.sin_addr) != 1) return usage("ADDR is IPv4");
+        int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+        if (fd < 0) return fail();
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) return fail();
+        if (udp && send(fd, "ping\n", 5, 0) < 0) return fail();
+        char buf[256];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n < 0) return fail();
+        buf[n] = 0;
+        char *nl = strchr(buf, '\n');
+        if (nl) *nl = 0;
+        printf("ok %s\n", buf);
+        return 0;
+    }
+    if (!strcmp(cmd, "abstract")) {
+        /* abstract NAME: connect to the abstract unix socket @NAME */
+        if (!a) return usage("abstract NAME");
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        size_t len = strlen(a);
+        if (len + 1 > sizeof sun.sun_path) return usage("NAME too long");
+        memcpy(sun.sun_path + 1, a, len);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0) return fail();
+        if (connect(fd, (struct sockaddr *)&sun, offsetof(struct sockaddr_un, sun_path) + 1 + len) < 0)
+            return fail();
         return ok();
     }
     fprintf(stderr, "probe: unknown subcommand %s\n", cmd);

@@ -1,0 +1,323 @@
+//! NAT and published ports, in locker's own nftables table `ip locker`, through the
+//! `nft` tool (Debian's nftables package; a documented dependency).
+//!
+//! The table's rules are fixed; what changes are set and map elements, so nothing ever
+//! needs a rule handle and removal is by key:
+//! - set `subnets`: every locker network; its containers are masqueraded on the way out;
+//! - maps `tcp_any`/`udp_any` (host port -> container address . port) for `-p PORT:…`
+//!   and `-p 0.0.0.0:PORT:…`, and `tcp_at`/`udp_at` (host address . port -> …) for
+//!   `-p IP:PORT:…`, looked up in prerouting (from outside) and output (from the host
+//!   itself, 127.0.0.1 included) for packets addressed to the host.
+//!
+//! - chain `forward`: no routing between locker networks (a container reaches another
+//!   network's containers only through ports they publish: DNAT'd traffic passes).
+//!   With br_netfilter (Docker's hosts, this one) bridged packets come through here
+//!   too, with the bridge as both interfaces: a named network's own traffic passes by
+//!   the set `same_bridge` (one element per named network); the default network's
+//!   bridge is not in it (its ports are isolated anyway).
+//!
+//! `nft` is run only when a network comes up, and twice for a run with `-p` (add, then
+//! delete its elements); a plain run never calls it.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use super::NetError;
+
+const TABLE: &str = "\
+add table ip locker
+add chain ip locker prerouting { type nat hook prerouting priority dstnat; policy accept; }
+add chain ip locker output { type nat hook output priority -100; policy accept; }
+add chain ip locker postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip locker ports
+add chain ip locker forward { type filter hook forward priority filter; policy accept; }
+add set ip locker subnets { type ipv4_addr; flags interval; }
+add set ip locker same_bridge { type ifname . ifname; }
+add map ip locker tcp_any { type inet_service : ipv4_addr . inet_service; }
+add map ip locker udp_any { type inet_service : ipv4_addr . inet_service; }
+add map ip locker tcp_at { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
+add map ip locker udp_at { type ipv4_addr . inet_service : ipv4_addr . inet_service; }
+flush chain ip locker prerouting
+flush chain ip locker output
+flush chain ip locker postrouting
+flush chain ip locker ports
+flush chain ip locker forward
+add rule ip locker prerouting fib daddr type local jump ports
+add rule ip locker output fib daddr type local jump ports
+add rule ip locker ports meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_at
+add rule ip locker ports meta l4proto tcp dnat ip to tcp dport map @tcp_any
+add rule ip locker ports meta l4proto udp dnat ip to ip daddr . udp dport map @udp_at
+add rule ip locker ports meta l4proto udp dnat ip to udp dport map @udp_any
+add rule ip locker forward ct status dnat accept
+add rule ip locker forward iifname . oifname @same_bridge accept
+add rule ip locker forward iifname \"locker0\" oifname \"locker0\" drop
+add rule ip locker forward iifname \"locker0\" oifname \"lkn-*\" drop
+add rule ip locker forward iifname \"lkn-*\" oifname \"locker0\" drop
+add rule ip locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
+add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
+add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
+";
+
+/// A published port: `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PortMap {
+    /// None: every host address (0.0.0.0).
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub ctr_port: u16,
+    pub udp: bool,
+}
+
+impl PortMap {
+    pub(crate) fn parse(s: &str) -> Result<PortMap, NetError> {
+        let bad = |why: &str| {
+            NetError::Usage(format!(
+                "bad -p {s:?}: {why}; use [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp], e.g. 8080:80 or 127.0.0.1:8080:80"
+            ))
+        };
+        let (spec, proto) = match s.rsplit_once('/') {
+            Some((a, "tcp")) => (a, false),
+            Some((a, "udp")) => (a, true),
+            Some(_) => return Err(bad("the protocol is tcp or udp")),
+            None => (s, false),
+        };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (ip, hp, cp) = match parts.as_slice() {
+            [hp, cp] => (None, *hp, *cp),
+            [ip, hp, cp] => (Some(*ip), *hp, *cp),
+            _ => return Err(bad("wrong number of fields")),
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0);
+        let host_ip = match ip {
+            None | Some("") | Some("0.0.0.0") => None,
+            Some(ip) => Some(
+                ip.parse::<Ipv4Addr>()
+                    .map_err(|_| bad("the host address is an IPv4 address"))?,
+            ),
+        };
+        Ok(PortMap {
+            host_ip,
+            host_port: port(hp).ok_or_else(|| bad("ports are 1-65535"))?,
+            ctr_port: port(cp).ok_or_else(|| bad("ports are 1-65535"))?,
+            udp: proto,
+        })
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.udp {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+
+    /// The map element (key : value) for a container at `ctr`.
+    fn element(&self, ctr: Ipv4Addr) -> String {
+        match self.host_ip {
+            None => format!(
+                "add element ip locker {}_any {{ {} : {ctr} . {} }}\n",
+                self.proto(),
+                self.host_port,
+                self.ctr_port
+            ),
+            Some(ip) => format!(
+                "add element ip locker {}_at {{ {ip} . {} : {ctr} . {} }}\n",
+                self.proto(),
+                self.host_port,
+                self.ctr_port
+            ),
+        }
+    }
+
+    fn key(&self) -> String {
+        match self.host_ip {
+            None => format!(
+                "delete element ip locker {}_any {{ {} }}\n",
+                self.proto(),
+                self.host_port
+            ),
+            Some(ip) => format!(
+                "delete element ip locker {}_at {{ {ip} . {} }}\n",
+                self.proto(),
+                self.host_port
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for PortMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        write!(
+            f,
+            "{ip}:{}:{}/{}",
+            self.host_port,
+            self.ctr_port,
+            self.proto()
+        )
+    }
+}
+
+fn nft(script: &str, what: &str) -> Result<(), NetError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                NetError::Usage(
+                    "nft not found: install the nftables package (apt-get install nftables), or use --net none/host"
+                        .into(),
+                )
+            } else {
+                NetError::Io {
+                    what: "run nft".into(),
+                    source: e,
+                }
+            }
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| NetError::Io {
+        what: "run nft".into(),
+        source: e,
+    })?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        let first = msg
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        return Err(NetError::Firewall {
+            what: what.into(),
+            detail: first.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The table (idempotent) and NAT for `subnet` on `bridge`; `isolated`: no traffic
+/// between the bridge's own ports either.
+pub(crate) fn add_network(subnet: Ipv4Addr, bridge: &str, isolated: bool) -> Result<(), NetError> {
+    let mut s = format!("{TABLE}add element ip locker subnets {{ {subnet}/24 }}\n");
+    if !isolated {
+        s.push_str(&format!(
+            "add element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"
+        ));
+    }
+    nft(&s, &format!("set up NAT for {subnet}/24"))
+}
+
+pub(crate) fn remove_network(subnet: Ipv4Addr, bridge: &str) -> Result<(), NetError> {
+    let _ = nft(
+        &format!("delete element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
+        "forget the bridge",
+    );
+    nft(
+        &format!("delete element ip locker subnets {{ {subnet}/24 }}\n"),
+        &format!("remove NAT for {subnet}/24"),
+    )
+}
+
+/// Publishes `ports` to the container at `ctr` (all or nothing).
+pub(crate) fn publish(ports: &[PortMap], ctr: Ipv4Addr) -> Result<(), NetError> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let script: String = ports.iter().map(|p| p.element(ctr)).collect();
+    nft(&script, "publish ports")
+}
+
+/// Withdraws `ports` (each on its own: one already gone does not keep the rest).
+pub(crate) fn unpublish(ports: &[PortMap]) -> Result<(), NetError> {
+    let mut first_err = None;
+    for p in ports {
+        if let Err(e) = nft(&p.key(), &format!("withdraw port {p}")) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Withdraws those of `ports` that still lead to `ctr` (`nft get element` shows the
+/// value): a killed run's ports, which a later container may have published again.
+pub(crate) fn unpublish_if_to(ports: &[PortMap], ctr: Ipv4Addr) {
+    for p in ports {
+        let (map, key) = match p.host_ip {
+            None => (format!("{}_any", p.proto()), p.host_port.to_string()),
+            Some(ip) => (
+                format!("{}_at", p.proto()),
+                format!("{ip} . {}", p.host_port),
+            ),
+        };
+        let out = Command::new("nft")
+            .args([
+                "get",
+                "element",
+                "ip",
+                "locker",
+                &map,
+                &format!("{{ {key} }}"),
+            ])
+            .stderr(Stdio::null())
+            .output();
+        let ours = format!("{ctr} . {}", p.ctr_port);
+        if out
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&ours))
+        {
+            let _ = nft(&p.key(), "withdraw a stale port");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_ports() {
+        let p = PortMap::parse("8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_port, p.ctr_port, p.udp),
+            (None, 8080, 80, false)
+        );
+        let p = PortMap::parse("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert!(p.udp);
+        assert_eq!(PortMap::parse("0.0.0.0:1:2/tcp").unwrap().host_ip, None);
+        for bad in [
+            "80",
+            "a:80",
+            "0:80",
+            "70000:80",
+            "1.2.3:80:80",
+            "80:80/sctp",
+            "1:2:3:4",
+        ] {
+            let e = PortMap::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("HOSTPORT:CTRPORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn elements_and_keys() {
+        let ctr = Ipv4Addr::new(10, 89, 0, 2);
+        let p = PortMap::parse("8080:80").unwrap();
+        assert_eq!(
+            p.element(ctr),
+            "add element ip locker tcp_any { 8080 : 10.89.0.2 . 80 }\n"
+        );
+        assert_eq!(p.key(), "delete element ip locker tcp_any { 8080 }\n");
+        let p = PortMap::parse("127.0.0.1:53:53/udp").unwrap();
+        assert_eq!(
+            p.element(ctr),
+            "add element ip locker udp_at { 127.0.0.1 . 53 : 10.89.0.2 . 53 }\n"
+        );
+        assert_eq!(p.to_string(), "127.0.0.1:53:53/udp");
+    }
+}

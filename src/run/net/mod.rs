@@ -1,0 +1,256 @@
+//! A container's network on a bridge: plan before the clone, wire up after it.
+//!
+//! `prepare` (before the clone, in the host's namespace): the network's bridge and NAT
+//! are up, the container has a lease on an address, its published ports are reserved
+//! (bound here, so a port another program holds is refused with one line, and nothing
+//! can take it while the container runs), and its resolv.conf is chosen.
+//! `attach` (after the clone, before the child is released): a veth pair whose peer is
+//! made directly in the child's namespace as eth0, the host end on the bridge (an
+//! isolated port on the default network); then, through a netlink socket opened inside
+//! the child's namespace, lo and eth0 up, the address and the default route; the DNS
+//! forwarder's socket when one is needed; the port map.
+//! Teardown (`Attached::drop`): the ports withdrawn, the lease released. The veth goes
+//! with the namespace, whatever kills the run; what a SIGKILL leaves (a lease, map
+//! elements) is recorded in the state file and undone by `release_stale`.
+
+pub(crate) mod dns;
+pub(crate) mod firewall;
+pub(crate) mod netlink;
+pub(crate) mod network;
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+
+pub(crate) use firewall::PortMap;
+pub(crate) use network::Network;
+
+use netlink::{NetlinkError, Rtnl};
+use network::{Lease, Up};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nft: {what}: {detail}")]
+    Firewall { what: String, detail: String },
+    #[error(
+        "-p {port}: host port {host} is already in use; choose another host port (-p OTHER:{ctr})"
+    )]
+    PortTaken {
+        port: PortMap,
+        host: SocketAddr,
+        ctr: u16,
+    },
+}
+
+/// What a container on a bridge needs, made before the clone.
+pub(crate) struct Prepared {
+    rt: Rtnl,
+    up: Up,
+    lease: Lease,
+    ports: Vec<PortMap>,
+    /// Bound sockets holding the published host ports.
+    _reserved: Vec<Reservation>,
+    pub resolvers: dns::Resolvers,
+    pub resolv_conf: String,
+}
+
+enum Reservation {
+    Tcp(#[allow(dead_code)] TcpListener),
+    Udp(#[allow(dead_code)] UdpSocket),
+}
+
+fn reserve(p: &PortMap) -> Result<Reservation, NetError> {
+    let addr = SocketAddr::from((p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port));
+    let taken = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            NetError::PortTaken {
+                port: *p,
+                host: addr,
+                ctr: p.ctr_port,
+            }
+        } else {
+            NetError::Io {
+                what: format!("reserve host port {p}"),
+                source: e,
+            }
+        }
+    };
+    // A listening socket nobody accepts on: DNAT takes the connections first.
+    if p.udp {
+        UdpSocket::bind(addr).map(Reservation::Udp).map_err(taken)
+    } else {
+        TcpListener::bind(addr).map(Reservation::Tcp).map_err(taken)
+    }
+}
+
+/// Everything `attach` needs, before the clone.
+pub(crate) fn prepare(
+    net: &Network,
+    id: &str,
+    name: Option<&str>,
+    ports: &[PortMap],
+    dns_servers: &[IpAddr],
+    host_resolv: &str,
+) -> Result<Prepared, NetError> {
+    let mut rt = Rtnl::new()?;
+    let up = network::ensure_up(&mut rt, net)?;
+    let reserved = ports.iter().map(reserve).collect::<Result<Vec<_>, _>>()?;
+    let lease = network::lease(&up, id, name)?;
+    let stub = fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+    let resolvers = dns::choose(dns_servers, host_resolv, stub.as_deref());
+    let resolv_conf = dns::resolv_conf(&resolvers, host_resolv);
+    Ok(Prepared {
+        rt,
+        up,
+        lease,
+        ports: ports.to_vec(),
+        _reserved: reserved,
+        resolvers,
+        resolv_conf,
+    })
+}
+
+impl Prepared {
+    pub(crate) fn addr(&self) -> Ipv4Addr {
+        self.lease.addr
+    }
+
+    pub(crate) fn lease_path(&self) -> &std::path::Path {
+        self.lease.path()
+    }
+
+    /// The shared hosts file of a named network (refreshed with this container in it).
+    pub(crate) fn shared_hosts(&self) -> Result<Option<std::path::PathBuf>, NetError> {
+        if self.up.net.isolated {
+            return Ok(None);
+        }
+        network::refresh_hosts(&self.up.net).map(Some)
+    }
+
+    /// Wires the container (PID `pid`, not yet released) to the network.
+    pub(crate) fn attach(mut self, pid: i32, id: &str) -> Result<Attached, NetError> {
+        let host_if = format!("lk{}", &id[..id.len().min(12)]);
+        self.rt.add_veth(&host_if, "eth0", pid)?;
+        let index = self.rt.link_index(&host_if)?.ok_or_else(|| {
+            NetError::Usage(format!("veth {host_if} vanished while being set up"))
+        })?;
+        self.rt
+            .enslave(index, self.up.bridge_index, self.up.net.isolated)?;
+        self.rt.set_up(index)?;
+
+        let ns_path = format!("/proc/{pid}/ns/net");
+        let ns = fs::File::open(&ns_path).map_err(|e| NetError::Io {
+            what: format!("open {ns_path}"),
+            source: e,
+        })?;
+        let (inner, forwarder) = in_netns(&ns, || -> Result<_, NetError> {
+            let mut inner = Rtnl::new()?;
+            inner.set_up(1)?; // lo is always index 1 in a new namespace
+            let forwarder = match &self.resolvers {
+                dns::Resolvers::Forward(_) => {
+                    Some(dns::bind_forwarder().map_err(|e| NetError::Io {
+                        what: "bind the DNS forwarder on 127.0.0.11:53".into(),
+                        source: e,
+                    })?)
+                }
+                dns::Resolvers::Direct(_) => None,
+            };
+            Ok((inner, forwarder))
+        })??;
+        let mut inner = inner;
+        let eth0 = inner
+            .link_index("eth0")?
+            .ok_or_else(|| NetError::Usage("eth0 missing in the container".into()))?;
+        inner.add_address(eth0, self.lease.addr, network::PREFIX)?;
+        inner.set_up(eth0)?;
+        inner.add_default_route(self.up.gateway)?;
+        if let (Some(sock), dns::Resolvers::Forward(up)) = (forwarder, &self.resolvers) {
+            dns::spawn_forwarder(sock, up[0]).map_err(|e| NetError::Io {
+                what: "start the DNS forwarder".into(),
+                source: e,
+            })?;
+        }
+        let mut attached = Attached {
+            prepared: Some(self),
+            published: false,
+            veth: index,
+        };
+        let p = attached.prepared.as_ref().expect("set above");
+        firewall::publish(&p.ports, p.lease.addr)?;
+        attached.published = true;
+        Ok(attached)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        self.lease.release();
+        if !self.up.net.isolated {
+            let _ = network::refresh_hosts(&self.up.net);
+        }
+    }
+}
+
+/// A wired container; dropping it withdraws its ports and releases its address.
+pub(crate) struct Attached {
+    prepared: Option<Prepared>,
+    published: bool,
+    /// The host end of the veth pair.
+    veth: u32,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.prepared.take() {
+            if self.published {
+                let _ = firewall::unpublish(&p.ports);
+            }
+            // The pair would go with the namespace, but the kernel frees namespaces
+            // lazily: delete it now, so nothing is left when `run` returns.
+            let _ = p.rt.del_link(self.veth);
+            drop(p);
+        }
+    }
+}
+
+/// Runs `f` with this thread in the network namespace `ns`, then returns to its own.
+fn in_netns<T>(ns: &fs::File, f: impl FnOnce() -> T) -> Result<T, NetError> {
+    let home_path = "/proc/thread-self/ns/net";
+    let home = fs::File::open(home_path).map_err(|e| NetError::Io {
+        what: format!("open {home_path}"),
+        source: e,
+    })?;
+    let enter = |f: &fs::File, what: &str| {
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            NetError::Io {
+                what: what.into(),
+                source: e.into(),
+            }
+        })
+    };
+    enter(ns, "enter the container's network namespace")?;
+    let r = f();
+    // Never stay in the container's namespace, whatever `f` did.
+    enter(&home, "return to the host's network namespace")?;
+    Ok(r)
+}
+
+/// What a killed run (container `id`) left: its published ports and its lease, each
+/// only while still its own (a later container may have taken the address or port).
+pub(crate) fn release_stale(id: &str, n: &crate::run::state::NetState) {
+    let held = fs::read_to_string(&n.lease).unwrap_or_default();
+    if held.split_whitespace().nth(2) == Some(id) {
+        let _ = fs::remove_file(&n.lease);
+    }
+    firewall::unpublish_if_to(&n.ports, n.addr);
+}

@@ -1,0 +1,477 @@
+//! Networks: a bridge with a /24 from 10.89.0.0/16, NAT out of it, and leases.
+//!
+//! The default network (bridge `locker0`) isolates its ports: a container there reaches
+//! the outside world and the host's bridge address, never another container (the
+//! kernel's bridge port isolation). A named network (`locker network create NAME`) has
+//! a bridge of its own, not isolated, and a shared hosts file that names its containers.
+//!
+//! The kernel is the source of truth: a network's subnet is its bridge's address, read
+//! back on every run; a new bridge takes the first /24 of 10.89.0.0/16 that no address
+//! or route on the host overlaps. Leases (one file per address, created O_EXCL) live in
+//! /run/locker/net/NETNS/BRIDGE, which, like the bridge, is gone after a reboot; a lease
+//! whose owner (the `locker run` process) is dead is taken over.
+//!
+//! Invariants: locker creates, and only ever changes, its own bridges (`locker0`,
+//! `lkn-*`), its own nftables table (firewall.rs) and the sysctls of its own bridges,
+//! plus `net.ipv4.ip_forward`, which NAT needs (Docker and podman set it too).
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use super::firewall;
+use super::netlink::Rtnl;
+use super::NetError;
+
+/// The default network's name and bridge.
+pub(crate) const DEFAULT: &str = "locker";
+const DEFAULT_BRIDGE: &str = "locker0";
+/// Where subnets come from: 10.89.N.0/24.
+const POOL: [u8; 2] = [10, 89];
+pub(crate) const PREFIX: u8 = 24;
+const LEASES: &str = "/run/locker/net";
+
+/// A network as `run` uses it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Network {
+    pub name: String,
+    pub bridge: String,
+    /// Ports on the bridge cannot reach each other (the default network).
+    pub isolated: bool,
+}
+
+impl Network {
+    pub(crate) fn default_network() -> Network {
+        Network {
+            name: DEFAULT.into(),
+            bridge: DEFAULT_BRIDGE.into(),
+            isolated: true,
+        }
+    }
+
+    /// A named network's record: ROOT/networks/NAME.json.
+    fn record(root: &Path, name: &str) -> PathBuf {
+        root.join("networks").join(format!("{name}.json"))
+    }
+
+    /// The shared hosts file of a named network (its containers by name).
+    pub(crate) fn hosts_file(&self) -> PathBuf {
+        self.lease_dir().join("hosts")
+    }
+
+    /// LEASES/NETNS/BRIDGE: a bridge is per network namespace (NETNS: its inode).
+    fn lease_dir(&self) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let ns = fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino());
+        Path::new(LEASES).join(ns.to_string()).join(&self.bridge)
+    }
+}
+
+/// A network that is up: its bridge's index and subnet.
+#[derive(Debug, Clone)]
+pub(crate) struct Up {
+    pub net: Network,
+    pub bridge_index: u32,
+    pub gateway: Ipv4Addr,
+}
+
+impl Up {
+    fn subnet(&self) -> Ipv4Addr {
+        mask(self.gateway)
+    }
+}
+
+fn mask(a: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - PREFIX)))
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), NetError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with(['.', '-']);
+    if !ok || matches!(name, "host" | "none" | "private" | "bridge") {
+        return Err(NetError::Usage(format!(
+            "bad network name {name:?}: use letters, digits, '-', '_' or '.', and not host, none, private or bridge"
+        )));
+    }
+    Ok(())
+}
+
+/// Looks up a named network (or the default one for "locker").
+pub(crate) fn find(root: &Path, name: &str) -> Result<Network, NetError> {
+    if name == DEFAULT {
+        return Ok(Network::default_network());
+    }
+    let path = Network::record(root, name);
+    match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            NetError::Usage(format!(
+                "network record {} is damaged ({e}); remove it with `locker network rm {name}`",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(NetError::Usage(format!(
+            "no network {name:?}: create it with `locker network create {name}`"
+        ))),
+        Err(e) => Err(NetError::Io {
+            what: format!("read {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// `locker network create NAME`: records it; its bridge comes up with its first container.
+pub(crate) fn create(root: &Path, name: &str) -> Result<Network, NetError> {
+    check_name(name)?;
+    if name == DEFAULT {
+        return Err(NetError::Usage(format!(
+            "network {name:?} exists (it is the default)"
+        )));
+    }
+    let dir = root.join("networks");
+    fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    // Bridge names are global and 15 bytes at most: a hash of root and name.
+    let h = sha2::Sha256::digest(format!("{}\0{name}", root.display()));
+    let net = Network {
+        name: name.into(),
+        bridge: format!("lkn-{}", &hex::encode(h)[..10]),
+        isolated: false,
+    };
+    let path = Network::record(root, name);
+    let tmp = dir.join(format!(".{name}.json.tmp"));
+    fs::write(&tmp, serde_json::to_vec(&net).expect("serializable")).map_err(io("write", &tmp))?;
+    // Publish without replacing: a second create of the same name fails.
+    match fs::hard_link(&tmp, &path) {
+        Ok(()) => {
+            let _ = fs::remove_file(&tmp);
+            Ok(net)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&tmp);
+            Err(NetError::Usage(format!("network {name:?} exists")))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(io("create", &path)(e))
+        }
+    }
+}
+
+/// Named networks, sorted by name.
+pub(crate) fn list(root: &Path) -> Vec<Network> {
+    let mut v: Vec<Network> = fs::read_dir(root.join("networks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let name = n.strip_suffix(".json")?;
+            if name.starts_with('.') {
+                return None;
+            }
+            find(root, name).ok()
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// `locker network rm NAME`: refused while a container uses it; takes the bridge down.
+pub(crate) fn remove(root: &Path, name: &str) -> Result<(), NetError> {
+    let net = find(root, name)?;
+    if name == DEFAULT {
+        return Err(NetError::Usage(
+            "the default network cannot be removed".into(),
+        ));
+    }
+    if live_leases(&net) > 0 {
+        return Err(NetError::Usage(format!(
+            "network {name:?} has running containers; stop them first"
+        )));
+    }
+    let mut rt = Rtnl::new()?;
+    if let Some(up) = read_up(&mut rt, &net)? {
+        firewall::remove_network(up.subnet(), &net.bridge)?;
+        rt.del_link(up.bridge_index)?;
+    }
+    let _ = fs::remove_dir_all(net.lease_dir());
+    let path = Network::record(root, name);
+    fs::remove_file(&path).map_err(io("remove", &path))
+}
+
+fn io(what: &str, path: &Path) -> impl FnOnce(io::Error) -> NetError {
+    let what = format!("{what} {}", path.display());
+    move |source| NetError::Io { what, source }
+}
+
+/// The bridge of `net` if it exists, with its gateway address.
+fn read_up(rt: &mut Rtnl, net: &Network) -> Result<Option<Up>, NetError> {
+    let Some(index) = rt.link_index(&net.bridge)? else {
+        return Ok(None);
+    };
+    let gateway = rt
+        .addresses()?
+        .into_iter()
+        .find(|a| a.0 == index && a.2 == PREFIX)
+        .map(|a| a.1);
+    Ok(gateway.map(|gateway| Up {
+        net: net.clone(),
+        bridge_index: index,
+        gateway,
+    }))
+}
+
+/// Brings `net` up if it is not: the bridge with its gateway address, NAT, forwarding.
+pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
+    if let Some(up) = read_up(rt, net)? {
+        return Ok(up);
+    }
+    let taken: Vec<(Ipv4Addr, u8)> = rt
+        .addresses()?
+        .into_iter()
+        .map(|a| (a.1, a.2))
+        // The default route (prefix 0) is no destination a subnet could clash with.
+        .chain(rt.routes()?.into_iter().filter(|r| r.1 > 0))
+        .collect();
+    let subnet = free_subnet(&taken).ok_or_else(|| {
+        NetError::Usage("no free /24 left in 10.89.0.0/16 for a locker network".into())
+    })?;
+    let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
+    match rt.add_bridge(&net.bridge) {
+        Ok(()) => {}
+        // Another run made it first: wait (bounded) for its address.
+        Err(e) if e.source.raw_os_error() == Some(libc::EEXIST) => {
+            for _ in 0..200 {
+                if let Some(up) = read_up(rt, net)? {
+                    return Ok(up);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            return Err(NetError::Usage(format!(
+                "bridge {} exists without a locker address; delete it (ip link del {})",
+                net.bridge, net.bridge
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let index = rt
+        .link_index(&net.bridge)?
+        .ok_or_else(|| NetError::Usage(format!("bridge {} vanished", net.bridge)))?;
+    let setup = (|| -> Result<(), NetError> {
+        rt.add_address(index, gateway, PREFIX)?;
+        // Published ports answer on the host's 127.0.0.1 (DNAT to the container).
+        sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+        if fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap_or_default()
+            .trim()
+            != "1"
+        {
+            sysctl("net/ipv4/ip_forward", "1")?;
+        }
+        firewall::add_network(subnet, &net.bridge, net.isolated)?;
+        rt.set_up(index)?;
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        let _ = rt.del_link(index);
+        return Err(e);
+    }
+    Ok(Up {
+        net: net.clone(),
+        bridge_index: index,
+        gateway,
+    })
+}
+
+fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
+    let p = Path::new("/proc/sys").join(key);
+    fs::write(&p, value).map_err(io("write", &p))
+}
+
+/// The first 10.89.N.0/24 that overlaps none of `taken` (addresses and routes).
+fn free_subnet(taken: &[(Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
+    (0..=255u8)
+        .map(|n| Ipv4Addr::new(POOL[0], POOL[1], n, 0))
+        .find(|s| {
+            taken.iter().all(|&(a, p)| {
+                // Two prefixes overlap when they agree on the shorter one's bits.
+                let p = p.min(PREFIX);
+                let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+                (u32::from(*s) & m) != (u32::from(a) & m)
+            })
+        })
+}
+
+/// An address of a network, held while its file exists.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub addr: Ipv4Addr,
+    path: PathBuf,
+}
+
+impl Lease {
+    pub(crate) fn release(&self) {
+        let _ = fs::remove_file(&self.path);
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn owner_alive(content: &str) -> bool {
+    let mut it = content.split_whitespace();
+    let (Some(pid), Some(start)) = (it.next(), it.next()) else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    crate::run::state::alive(pid, start)
+}
+
+fn live_leases(net: &Network) -> usize {
+    fs::read_dir(net.lease_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<Ipv4Addr>().is_ok())
+        .filter(|e| owner_alive(&fs::read_to_string(e.path()).unwrap_or_default()))
+        .count()
+}
+
+/// Takes the lowest free address of `up` for container `id` (owned by this process).
+pub(crate) fn lease(up: &Up, id: &str, name: Option<&str>) -> Result<Lease, NetError> {
+    let dir = up.net.lease_dir();
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .map_err(io("create", &dir))?;
+    let me = std::process::id() as i32;
+    let content = format!(
+        "{me} {} {id} {}\n",
+        crate::run::state::start_time(me).unwrap_or(0),
+        name.unwrap_or("-")
+    );
+    let base = u32::from(up.subnet());
+    for host in 2..255u32 {
+        let addr = Ipv4Addr::from(base + host);
+        let path = dir.join(addr.to_string());
+        for _attempt in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(content.as_bytes())
+                        .map_err(io("write", &path))?;
+                    return Ok(Lease { addr, path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // A lease whose owner died (SIGKILL) is free again.
+                    let held = fs::read_to_string(&path).unwrap_or_default();
+                    if !held.is_empty() && !owner_alive(&held) {
+                        let _ = fs::remove_file(&path);
+                        continue;
+                    }
+                    break;
+                }
+                Err(e) => return Err(io("create", &path)(e)),
+            }
+        }
+    }
+    Err(NetError::Usage(format!(
+        "network {} has no free address left",
+        up.net.name
+    )))
+}
+
+/// Rewrites a named network's shared hosts file in place (the containers have it bound
+/// over /etc/hosts, so the inode must stay): every live lease with a name.
+pub(crate) fn refresh_hosts(net: &Network) -> Result<PathBuf, NetError> {
+    let path = net.hosts_file();
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut entries: Vec<(Ipv4Addr, String)> = fs::read_dir(net.lease_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let addr: Ipv4Addr = e.file_name().to_string_lossy().parse().ok()?;
+            let held = fs::read_to_string(e.path()).ok()?;
+            if !owner_alive(&held) {
+                return None;
+            }
+            let mut it = held.split_whitespace().skip(2);
+            let id = it.next()?.to_string();
+            let name = it.next().filter(|n| *n != "-").map(str::to_string);
+            Some((addr, name.map_or(id.clone(), |n| format!("{n} {id}"))))
+        })
+        .collect();
+    entries.sort();
+    for (a, names) in entries {
+        text.push_str(&format!("{a}\t{names}\n"));
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    f.set_len(0).map_err(io("truncate", &path))?;
+    f.write_all(text.as_bytes()).map_err(io("write", &path))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_subnet_skips_overlaps() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(free_subnet(&[]), Some(a("10.89.0.0")));
+        assert_eq!(
+            free_subnet(&[(a("10.89.0.1"), 24), (a("192.0.2.0"), 24)]),
+            Some(a("10.89.1.0"))
+        );
+        // A /16 route over the whole pool leaves nothing.
+        assert_eq!(free_subnet(&[(a("10.89.0.0"), 16)]), None);
+        assert_eq!(
+            free_subnet(&[(a("10.255.255.53"), 32), (a("10.89.0.128"), 25)]),
+            Some(a("10.89.1.0"))
+        );
+        // Prefix 0 overlaps everything: ensure_up leaves the default route out.
+        assert_eq!(free_subnet(&[(a("0.0.0.0"), 0)]), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("dev-net_1").is_ok());
+        for bad in ["", "host", "none", "a/b", "-x", ".x", "private"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_list_find() {
+        let t = tempfile::tempdir().unwrap();
+        let n = create(t.path(), "dev").unwrap();
+        assert!(n.bridge.starts_with("lkn-") && n.bridge.len() <= 15);
+        assert!(!n.isolated);
+        assert!(create(t.path(), "dev").is_err(), "no second create");
+        assert_eq!(find(t.path(), "dev").unwrap(), n);
+        assert_eq!(list(t.path()), vec![n]);
+        assert!(find(t.path(), "nope").is_err());
+        assert!(find(t.path(), DEFAULT).unwrap().isolated);
+    }
+}
