@@ -8,6 +8,9 @@
 //!                        inside the container's mount namespace)
 //!   containers/NAME/     a named container: upper/ work/ (its writes), meta.json
 //!                        (image it was created from), lock (flock held while running)
+//!   containers/KEY/      a detached container's record (KEY: its name, or the id of an
+//!                        unnamed one): config.json, status.json, ctr.log, attach.sock
+//!                        (monitor.rs); its run/ID.json names the monitor as the parent
 //!
 //! Invariant: a state file whose locker process is gone is stale; `reap_stale` kills
 //! what is left of that container (the recorded PID 1, checked by start time, and
