@@ -90,7 +90,9 @@ impl Drop for HostNetworkGuard {
                 .status();
         }
         if !self.bridge_existed {
-            let _ = std::fs::remove_dir_all(leases_of("/proc/self/ns/net").join("locker0"));
+            let dir = leases_of("/proc/self/ns/net");
+            let _ = std::fs::remove_dir_all(dir.join("locker0"));
+            let _ = std::fs::remove_dir(&dir);
         }
         if !self.ip_forward.is_empty() {
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.ip_forward.trim());
