@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,13 +63,85 @@ pub(crate) enum Command {
     Ps(PsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
-    /// Stop a running container
-    Stop(NamesArgs),
+    /// Stop a running container (SIGTERM, then SIGKILL after --time seconds)
+    Stop(StopArgs),
     /// Delete stopped named containers
-    Rm(NamesArgs),
+    Rm(RmArgs),
+    /// Print a detached container's output (kept until `rm`)
+    Logs(LogsArgs),
+    /// Connect the terminal to a running detached container
+    Attach(AttachArgs),
+    /// Start a stopped detached container again with its command and options
+    Start(StartArgs),
+    /// Stop, then start a detached container
+    Restart(StopArgs),
+    /// Wait until a detached container has ended; print its exit code
+    Wait(NamesArgs),
+    /// Print a container's state and configuration as JSON
+    Inspect(NamesArgs),
     /// Named networks: their containers reach each other by name
     #[command(subcommand)]
     Network(NetworkCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StopArgs {
+    /// Seconds between SIGTERM and SIGKILL
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    /// Container names
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RmArgs {
+    /// Stop a running container first (SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container names
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LogsArgs {
+    /// Keep printing new output until the container has ended
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// Prefix each line with its time (RFC 3339)
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Container name or id
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AttachArgs {
+    /// Keys that detach, leaving the container running (ctrl-X or characters, comma-separated)
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Do not pass stdin
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Container name or id
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StartArgs {
+    /// Attach to its output (and stdin, if it was created with -i)
+    #[arg(short, long)]
+    pub attach: bool,
+    /// With -a: keys that detach
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -231,7 +304,8 @@ pub(crate) struct ExecArgs {
 }
 
 /// What the container may do: the protections, and the only ways to loosen them.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct SecurityArgs {
     /// Add a capability (Docker's names: NET_RAW, SYS_PTRACE, ...; ALL)
     #[arg(long)]
@@ -253,11 +327,24 @@ pub(crate) struct SecurityArgs {
     pub ulimit: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+/// Stored with a detached container (config.json), so `start` makes it again.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RunArgs {
     /// Keep the container's changes on disk under this name (reused by the next run)
     #[arg(long)]
     pub name: Option<String>,
+    /// Run in the background under a monitor; print the container's id
+    #[arg(short = 'd', long)]
+    #[serde(default)]
+    pub detach: bool,
+    /// Restart policy of a detached container: no, on-failure[:N], always
+    #[arg(long, default_value = "no")]
+    #[serde(default)]
+    pub restart: String,
+    /// Keys that detach from `run -it`, leaving the container running
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    #[serde(default)]
+    pub detach_keys: String,
     /// Hostname inside the container (default: the image name)
     #[arg(long)]
     pub hostname: Option<String>,

@@ -1,5 +1,7 @@
-//! The container commands at the CLI edge: run, ps, exec, stop, rm. Each turns clap's
-//! arguments into the typed run spec (or a name) and prints the result.
+//! The container commands at the CLI edge: run (foreground, `-d`, `-it`), ps, exec,
+//! stop, rm, and the detached containers' logs, attach, start, restart, wait, inspect.
+//! Each turns clap's arguments into the typed run spec (or a name) and prints the
+//! result.
 
 use std::fs;
 use std::io::Write;
@@ -8,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::cli::{ExecArgs, RunArgs, SecurityArgs};
+use crate::cli::{AttachArgs, ExecArgs, LogsArgs, RmArgs, RunArgs, SecurityArgs, StopArgs};
 use crate::run::cgroups::Limits;
+use crate::run::monitor::{self, Found};
 use crate::run::spec::{self, container_path};
 use crate::run::state::{self, NamedMeta, State};
 use crate::run::{self, seccomp, Net, Process, Root, RunError, Spec};
@@ -238,10 +241,150 @@ fn net_spec(root: &Path, net: &str, publish: &[String]) -> Result<Net, RunError>
     Ok(spec)
 }
 
-/// `locker run`: returns the command's exit code.
+/// `locker run`: returns the command's exit code. `-d`, and `-it` (a session one can
+/// detach from), go through a monitor; everything else is the plain foreground path.
 pub(crate) fn run(root: &Path, args: &RunArgs, image: Resolved) -> anyhow::Result<u8> {
-    let spec = run_spec(root, args, image).with_context(|| format!("run {}", args.image))?;
-    run::run(root, &spec).with_context(|| format!("run {}", args.image))
+    let ctx = || format!("run {}", args.image);
+    let mut spec = run_spec(root, args, image).with_context(ctx)?;
+    if !(args.detach || args.tty && args.interactive) {
+        return run::run(root, &spec).with_context(ctx);
+    }
+    let id = hex::encode(
+        run::sys::random_bytes::<6>()
+            .map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))
+            .with_context(ctx)?,
+    );
+    let cfg = monitor::Config {
+        id: id.clone(),
+        key: args.name.clone().unwrap_or_else(|| id.clone()),
+        name: args.name.clone(),
+        image: args.image.clone(),
+        created: state::now(),
+        restart: args.restart.clone(),
+        // An unnamed `run -it` is as throw-away as a foreground run.
+        auto_remove: args.name.is_none() && !args.detach,
+        tty: args.tty,
+        stdin: args.interactive,
+        create: serde_json::to_value(args)?,
+    };
+    monitor::Restart::parse(&args.restart).with_context(ctx)?;
+    let keys = monitor::parse_detach_keys(&args.detach_keys).with_context(ctx)?;
+    monitor::create(root, &cfg).with_context(ctx)?;
+    spec.id = Some(id.clone());
+    if args.detach {
+        monitor::spawn(root, &cfg, &spec, None).with_context(ctx)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    spec.winsize = run::tty::host_winsize().map(|w| (w.ws_row, w.ws_col));
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    monitor::spawn(root, &cfg, &spec, Some(theirs)).with_context(ctx)?;
+    let code = monitor::session(ours, keys, args.interactive, args.tty).with_context(ctx)?;
+    Ok(code.unwrap_or(0))
+}
+
+/// `locker start [-a] NAME`: the stored run arguments of `f`, with `image` resolved
+/// again, started under a new monitor with the same id; `-a` attaches.
+pub(crate) fn start(
+    root: &Path,
+    f: &Found,
+    args: &RunArgs,
+    image: Resolved,
+    attach: Option<&str>,
+) -> anyhow::Result<u8> {
+    let ctx = || format!("start {}", f.config.key);
+    if f.running() {
+        return Err(RunError::Running(f.config.key.clone())).with_context(ctx);
+    }
+    let mut spec = run_spec(root, args, image).with_context(ctx)?;
+    spec.id = Some(f.config.id.clone());
+    monitor::create(root, &f.config).with_context(ctx)?;
+    let Some(keys) = attach else {
+        monitor::spawn(root, &f.config, &spec, None).with_context(ctx)?;
+        return Ok(0);
+    };
+    let keys = monitor::parse_detach_keys(keys).with_context(ctx)?;
+    if f.config.tty {
+        spec.winsize = run::tty::host_winsize().map(|w| (w.ws_row, w.ws_col));
+    }
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    monitor::spawn(root, &f.config, &spec, Some(theirs)).with_context(ctx)?;
+    let code = monitor::session(ours, keys, f.config.stdin, f.config.tty).with_context(ctx)?;
+    Ok(code.unwrap_or(0))
+}
+
+/// `locker attach NAME`: returns the container's exit code, or 0 after detaching.
+pub(crate) fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<u8> {
+    let ctx = || format!("attach {}", a.name);
+    let keys = monitor::parse_detach_keys(&a.detach_keys).with_context(ctx)?;
+    let (f, sock) = monitor::connect(root, &a.name).with_context(ctx)?;
+    let code = monitor::session(sock, keys, f.config.stdin && !a.no_stdin, f.config.tty)
+        .with_context(ctx)?;
+    Ok(code.unwrap_or(0))
+}
+
+/// `locker logs [-f] [--tail N] [-t] NAME`.
+pub(crate) fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
+    let o = monitor::LogOpts {
+        follow: a.follow,
+        tail: a.tail,
+        timestamps: a.timestamps,
+    };
+    monitor::logs(
+        root,
+        &a.name,
+        &o,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+    .with_context(|| format!("logs {}", a.name))
+}
+
+/// `locker wait NAME..`: prints each exit code.
+pub(crate) fn wait(root: &Path, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        let code = monitor::wait(root, name).with_context(|| format!("wait {name}"))?;
+        println!("{code}");
+    }
+    Ok(())
+}
+
+/// `locker inspect NAME..`: a JSON array, one object per container.
+pub(crate) fn inspect(root: &Path, names: &[String]) -> anyhow::Result<()> {
+    let _ = state::reap_stale(root);
+    let mut out = Vec::new();
+    for name in names {
+        let running = state::read_states(root)
+            .into_iter()
+            .filter(State::running)
+            .find(|s| s.name.as_deref() == Some(name.as_str()) || s.id == *name);
+        let found = monitor::find(root, name);
+        let meta = state::named_containers(root)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m);
+        if found.is_none() && running.is_none() && meta.is_none() {
+            return Err(RunError::NoContainer(name.clone()))
+                .with_context(|| format!("inspect {name}"));
+        }
+        let status = match (&found, &running) {
+            (Some(f), _) => serde_json::to_value(f.status())?,
+            (None, Some(_)) => serde_json::json!({"status": "running"}),
+            (None, None) => serde_json::json!({"status": "stopped"}),
+        };
+        let record = found.as_ref().map(|f| &f.config);
+        out.push(serde_json::json!({
+            "id": record.map(|c| c.id.clone()).or(running.as_ref().map(|s| s.id.clone())),
+            "name": record.and_then(|c| c.name.clone()).or(meta.as_ref().map(|_| name.clone())),
+            "image": record.map(|c| c.image.clone()).or(meta.as_ref().map(|m| m.image.clone())),
+            "state": status,
+            "config": record,
+            "run": running,
+            "dir": found.as_ref().map(|f| f.dir.clone()),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// `locker exec NAME CMD..`: returns the command's exit code.
@@ -260,18 +403,65 @@ pub(crate) fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<u8> {
     run::join::exec(root, &a.name, &process).with_context(ctx)
 }
 
-/// `locker stop NAME..`: SIGTERM, then SIGKILL after 10 s.
-pub(crate) fn stop(root: &Path, names: &[String]) -> anyhow::Result<()> {
-    for name in names {
-        state::stop(root, name, Duration::from_secs(10)).with_context(|| format!("stop {name}"))?;
+/// `locker stop [--time N] NAME..`: SIGTERM, then SIGKILL after N seconds (10); a
+/// detached container is not restarted.
+pub(crate) fn stop(root: &Path, a: &StopArgs) -> anyhow::Result<()> {
+    for name in &a.names {
+        stop_one(root, name, Duration::from_secs(a.time))
+            .with_context(|| format!("stop {name}"))?;
     }
     Ok(())
 }
 
-/// `locker rm NAME..`: deletes stopped named containers.
-pub(crate) fn rm(root: &Path, names: &[String]) -> anyhow::Result<()> {
-    for name in names {
-        state::rm(root, name).with_context(|| format!("rm {name}"))?;
+fn stop_one(root: &Path, name: &str, grace: Duration) -> Result<(), RunError> {
+    match monitor::find(root, name) {
+        Some(f) if f.running() => monitor::stop(root, &f, grace),
+        _ => state::stop(root, name, grace),
+    }
+}
+
+/// `locker restart NAME..` is `stop` then `start` (in dispatch).
+pub(crate) fn stop_if_running(root: &Path, f: &Found, a: &StopArgs) -> anyhow::Result<()> {
+    if f.running() {
+        monitor::stop(root, f, Duration::from_secs(a.time))
+            .with_context(|| format!("restart {}", f.config.key))?;
+    }
+    Ok(())
+}
+
+/// `locker rm [-f] NAME..`: deletes stopped containers (`-f`: stops them first).
+pub(crate) fn rm(root: &Path, a: &RmArgs) -> anyhow::Result<()> {
+    for name in &a.names {
+        rm_one(root, name, a.force).with_context(|| format!("rm {name}"))?;
+    }
+    Ok(())
+}
+
+fn rm_one(root: &Path, name: &str, force: bool) -> Result<(), RunError> {
+    let found = monitor::find(root, name);
+    if force {
+        match &found {
+            Some(f) if f.running() => monitor::stop(root, f, Duration::ZERO)?,
+            _ if state::find_running(root, name).is_some() => {
+                state::stop(root, name, Duration::ZERO)?
+            }
+            _ => {}
+        }
+    }
+    let key = match &found {
+        Some(f) => {
+            monitor::remove(f)?;
+            f.config.key.clone()
+        }
+        None => name.to_string(),
+    };
+    if found.is_none()
+        || state::containers_dir(root)
+            .join(&key)
+            .join("meta.json")
+            .exists()
+    {
+        state::rm(root, &key)?;
     }
     Ok(())
 }
@@ -285,18 +475,38 @@ fn uptime(started: u64) -> String {
     }
 }
 
-/// `locker ps [-a] [--json]`.
+/// `locker ps [-a] [--json]`: running containers, detached ones restarting, and with
+/// `-a` the stopped named and detached ones with their last exit code.
 pub(crate) fn ps(root: &Path, all: bool, json: bool) -> anyhow::Result<()> {
     let _ = state::reap_stale(root);
+    monitor::reap(root);
     let mut running: Vec<State> = state::read_states(root)
         .into_iter()
         .filter(State::running)
         .collect();
     running.sort_by_key(|s| s.started);
+    let is_running = |key: &str, id: &str| {
+        running
+            .iter()
+            .any(|s| s.name.as_deref() == Some(key) || s.id == id)
+    };
+    // Detached containers not running now: restarting ones always, exited with -a.
+    let records: Vec<(Found, monitor::Status)> = monitor::list(root)
+        .into_iter()
+        .filter(|f| !is_running(&f.config.key, &f.config.id))
+        .map(|f| {
+            let st = f.status();
+            (f, st)
+        })
+        .filter(|(_, st)| all || st.status == "restarting")
+        .collect();
     let stopped: Vec<(String, NamedMeta)> = if all {
         state::named_containers(root)
             .into_iter()
-            .filter(|(n, _)| !running.iter().any(|s| s.name.as_deref() == Some(n)))
+            .filter(|(n, _)| {
+                !running.iter().any(|s| s.name.as_deref() == Some(n))
+                    && !records.iter().any(|(f, _)| f.config.key == *n)
+            })
             .collect()
     } else {
         Vec::new()
@@ -307,34 +517,51 @@ pub(crate) fn ps(root: &Path, all: bool, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|s| {
                 serde_json::json!({"id": s.id, "name": s.name, "image": s.image, "pid": s.pid, "command": s.command,
-                    "started": s.started, "status": "running"})
+                    "started": s.started, "status": "running", "exit_code": null})
             })
             .collect();
-        rows.extend(stopped.iter().map(|(n, m)| serde_json::json!({"id": null, "name": n, "image": m.image, "pid": null, "command": null, "started": null, "status": "stopped"})));
+        rows.extend(records.iter().map(|(f, st)| {
+            serde_json::json!({"id": f.config.id, "name": f.config.name,
+            "image": f.config.image, "pid": null, "command": null, "started": st.started,
+            "status": st.status, "exit_code": st.exit_code})
+        }));
+        rows.extend(stopped.iter().map(|(n, m)| serde_json::json!({"id": null, "name": n, "image": m.image, "pid": null, "command": null, "started": null, "status": "stopped", "exit_code": null})));
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
     writeln!(
         out,
-        "{:<16} {:<16} {:>8} {:<10} COMMAND",
-        "NAME", "IMAGE", "PID", "UP"
+        "{:<16} {:<16} {:>8} {:<10} {:<16} COMMAND",
+        "NAME", "IMAGE", "PID", "UP", "STATUS"
     )?;
     for s in &running {
         writeln!(
             out,
-            "{:<16} {:<16} {:>8} {:<10} {}",
+            "{:<16} {:<16} {:>8} {:<10} {:<16} {}",
             s.name.as_deref().unwrap_or(&s.id),
             s.image,
             s.pid,
             uptime(s.started),
+            "running",
             s.command.join(" ")
+        )?;
+    }
+    for (f, st) in &records {
+        writeln!(
+            out,
+            "{:<16} {:<16} {:>8} {:<10} {:<16} -",
+            f.config.key,
+            f.config.image,
+            "-",
+            "-",
+            st.show()
         )?;
     }
     for (n, m) in &stopped {
         writeln!(
             out,
-            "{:<16} {:<16} {:>8} {:<10} -",
-            n, m.image, "-", "stopped"
+            "{:<16} {:<16} {:>8} {:<10} {:<16} -",
+            n, m.image, "-", "stopped", "stopped"
         )?;
     }
     Ok(())

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::cli::{Cli, Command};
 use crate::exit::ExitStatus;
 use crate::image::export;
-use crate::run::state;
+use crate::run::{monitor, state};
 use crate::store::{self, Store};
 
 /// Runs the command `cli` names.
@@ -59,6 +59,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Gc => {
             state::reap_stale(root).context("remove leftovers of killed containers")?;
+            monitor::reap(root);
             done(images::gc(&ctx, &in_use))
         }
         Command::Run(a) => {
@@ -67,11 +68,51 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             containers::run(root, &a, image).map(ExitStatus::Code)
         }
         Command::Ps(a) => done(containers::ps(root, a.all, a.json)),
-        Command::Stop(a) => done(containers::stop(root, &a.names)),
-        Command::Rm(a) => done(containers::rm(root, &a.names)),
+        Command::Stop(a) => done(containers::stop(root, &a)),
+        Command::Rm(a) => done(containers::rm(root, &a)),
+        Command::Logs(a) => done(containers::logs(root, &a)),
+        Command::Attach(a) => containers::attach(root, &a).map(ExitStatus::Code),
+        Command::Wait(a) => done(containers::wait(root, &a.names)),
+        Command::Inspect(a) => done(containers::inspect(root, &a.names)),
+        Command::Start(a) => {
+            let mut code = 0;
+            for name in &a.names {
+                let keys = a.attach.then_some(a.detach_keys.as_str());
+                code = start(&ctx, name, keys, None)?;
+            }
+            Ok(ExitStatus::Code(code))
+        }
+        Command::Restart(a) => {
+            for name in &a.names {
+                start(&ctx, name, None, Some(&a))?;
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
         Command::Network(c) => done(networks::dispatch(root, c)),
     }
+}
+
+/// `start` (and `restart`, which stops it first) of the detached container `name`:
+/// its stored run arguments, the image resolved again.
+fn start(
+    ctx: &images::Context,
+    name: &str,
+    attach: Option<&str>,
+    stop_first: Option<&crate::cli::StopArgs>,
+) -> anyhow::Result<u8> {
+    let root = ctx.root.as_path();
+    let what = || format!("start {name}");
+    let f = monitor::find(root, name)
+        .ok_or_else(|| crate::run::RunError::NoContainer(name.into()))
+        .with_context(what)?;
+    if let Some(a) = stop_first {
+        containers::stop_if_running(root, &f, a)?;
+    }
+    let args: crate::cli::RunArgs = serde_json::from_value(f.config.create.clone())
+        .with_context(|| format!("read the configuration of container {name}"))?;
+    let image = resolve_image(ctx, &args.image).with_context(what)?;
+    containers::start(root, &f, &args, image, attach)
 }
 
 /// The image `run` uses: from the store with one read of refs.json; only when it is

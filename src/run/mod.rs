@@ -15,6 +15,7 @@ pub(crate) mod command;
 pub(crate) mod devices;
 pub(crate) mod init;
 pub(crate) mod join;
+pub(crate) mod monitor;
 pub(crate) mod mounts;
 pub(crate) mod net;
 pub(crate) mod plan;
@@ -87,6 +88,9 @@ pub(crate) enum RunError {
     },
     #[error("command not found: {0}")]
     NotFound(String),
+    /// An error a detached container's monitor reported (its one line and exit code).
+    #[error("{message}")]
+    Reported { code: u8, message: String },
     #[error("cannot execute {cmd}")]
     NotExecutable {
         cmd: String,
@@ -101,6 +105,8 @@ impl RunError {
         match self {
             RunError::NotFound(_) => ExitStatus::NotFound,
             RunError::NotExecutable { .. } => ExitStatus::CannotExecute,
+            RunError::Reported { code: 126, .. } => ExitStatus::CannotExecute,
+            RunError::Reported { code: 127, .. } => ExitStatus::NotFound,
             _ => ExitStatus::Failure,
         }
     }
@@ -127,6 +133,60 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
 /// Runs the container `spec` describes, its state under `root`; returns the command's
 /// exit status.
 pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
+    let Started {
+        guard,
+        named,
+        pid,
+        signals,
+        mut streams,
+        master,
+        stdin,
+    } = start(root, spec)?;
+    // 8. Relay until PID 1 exits; its status is the command's.
+    if let Some(m) = master {
+        streams.attach_tty(m, stdin);
+    }
+    let status = if streams.is_direct() {
+        supervise(pid, &signals)?
+    } else {
+        stdio::relay(streams, pid, &signals)?
+    };
+    finish(guard, named)?;
+    let _ = signals.thread_unblock();
+    Ok(status)
+}
+
+/// A container whose command was exec'd: what its parent (`run`, or a detached
+/// container's monitor) holds until PID 1 exits.
+pub(crate) struct Started {
+    guard: Guard,
+    named: Option<Named>,
+    /// PID 1, the parent's child.
+    pub pid: Pid,
+    /// Blocked in this thread (and inherited by PID 1, which unblocks its own).
+    pub signals: SigSet,
+    pub streams: stdio::Stdio,
+    /// With -t: the pty's master.
+    pub master: Option<OwnedFd>,
+    /// The command reads stdin (-i).
+    pub stdin: bool,
+}
+
+impl Started {
+    /// PID 1 was reaped: removes what the container had on the host.
+    pub(crate) fn finish(self) -> Result<(), RunError> {
+        finish(self.guard, self.named)
+    }
+}
+
+fn finish(mut guard: Guard, named: Option<Named>) -> Result<(), RunError> {
+    guard.child = None;
+    drop(named);
+    guard.finish()
+}
+
+/// Steps 0-7 of `run`: everything up to the exec'd command, whose parent the caller is.
+pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     // 0. The container's stdio, first: nothing run opens may sit on a closed fd 0-2.
     let mut streams = stdio::Stdio::plan(spec.process.stdin, spec.process.terminal)?;
 
@@ -154,10 +214,13 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         .iter()
         .map(|v| check_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
-    let id = hex::encode(
-        sys::random_bytes::<6>()
-            .map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?,
-    );
+    let id = match &spec.id {
+        Some(id) => id.clone(),
+        None => hex::encode(
+            sys::random_bytes::<6>()
+                .map_err(|e| RunError::Sys("getrandom", nix::Error::from_raw(e)))?,
+        ),
+    };
     let run_dir = state::run_dir(root);
     crate::store::root_dir(root).map_err(io_err("use store directory", root))?;
     crate::store::private_dir(&run_dir).map_err(io_err("create", &run_dir))?;
@@ -332,7 +395,16 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
     } else {
         None
     };
-    let winsize = if plan.tty { tty::host_winsize() } else { None };
+    let winsize = match spec.winsize {
+        _ if !plan.tty => None,
+        Some((rows, cols)) => Some(libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None => tty::host_winsize(),
+    };
     let cgroup_fd = match &cgroup.clone_into {
         Some(d) => Some(fs::File::open(d).map_err(io_err("open cgroup", d))?),
         None => None,
@@ -445,26 +517,22 @@ pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
         ));
     }
 
-    // 8. Relay until PID 1 exits; its status is the command's.
-    if let Some(m) = master {
-        streams.attach_tty(m, plan.stdin);
-    } else if plan.tty {
+    if master.is_none() && plan.tty {
         let _ = guard.wait();
         return Err(RunError::Setup {
             step: "receive the console".into(),
             source: io::Error::from_raw_os_error(libc::EPIPE),
         });
     }
-    let status = if streams.is_direct() {
-        supervise(pid, &signals)?
-    } else {
-        stdio::relay(streams, pid, &signals)?
-    };
-    guard.child = None;
-    drop(named);
-    guard.finish()?;
-    let _ = signals.thread_unblock();
-    Ok(status)
+    Ok(Started {
+        guard,
+        named,
+        pid,
+        signals,
+        streams,
+        master,
+        stdin: plan.stdin,
+    })
 }
 
 /// Reads /etc/passwd, /etc/group and whether /bin/bash exists, resolving every path

@@ -22,6 +22,11 @@ pub(crate) struct Spec {
     pub image: Resolved,
     /// A named container keeps its upper layer on disk under this name.
     pub name: Option<String>,
+    /// The container's id (state file, cgroups); None: a random one. A detached
+    /// container keeps its id across restarts (monitor.rs).
+    pub id: Option<String>,
+    /// The pty's first window size (rows, cols) with -t; None: the host terminal's.
+    pub winsize: Option<(u16, u16)>,
     /// Default: the image's name.
     pub hostname: Option<String>,
     pub process: Process,
@@ -425,6 +430,8 @@ impl Spec {
         Spec {
             image,
             name: None,
+            id: None,
+            winsize: None,
             hostname: None,
             process: Process {
                 rlimits: default_rlimits(caller_nofile_hard()),

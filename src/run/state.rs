@@ -8,6 +8,9 @@
 //!                        inside the container's mount namespace)
 //!   containers/NAME/     a named container: upper/ work/ (its writes), meta.json
 //!                        (image it was created from), lock (flock held while running)
+//!   containers/KEY/      a detached container's record (KEY: its name, or the id of an
+//!                        unnamed one): config.json, status.json, ctr.log, attach.sock
+//!                        (monitor.rs); its run/ID.json names the monitor as the parent
 //!
 //! Invariant: a state file whose locker process is gone is stale; `reap_stale` kills
 //! what is left of that container (the recorded PID 1, checked by start time, and
@@ -108,13 +111,17 @@ pub(crate) fn read_states(root: &Path) -> Vec<State> {
         .collect()
 }
 
-/// Start time of `pid` (field 22 of /proc/PID/stat), None if it is gone.
+/// Start time of `pid` (field 22 of /proc/PID/stat), None if it is gone (or a zombie:
+/// a killed monitor whose new parent has not reaped it yet is dead all the same).
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
+    if after.starts_with(['Z', 'X']) {
+        return None;
+    }
     after.split_whitespace().nth(19)?.parse().ok()
 }
 

@@ -95,7 +95,7 @@ fn set_flags(fd: RawFd, flags: libc::c_int) {
     unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
 }
 
-fn set_nonblock(fd: RawFd) {
+pub(crate) fn set_nonblock(fd: RawFd) {
     if let Ok(f) = get_flags(fd) {
         set_flags(fd, f | libc::O_NONBLOCK);
     }
@@ -406,20 +406,26 @@ impl Relay {
 }
 
 /// Host fds made non-blocking for the loop; their flags come back on drop.
-struct HostFlags(Vec<(RawFd, libc::c_int)>);
+pub(crate) struct HostFlags(Vec<(RawFd, libc::c_int)>);
 
 impl HostFlags {
     fn nonblocking(relays: &[Relay]) -> HostFlags {
+        HostFlags::of(&relays.iter().map(|r| r.host).collect::<Vec<_>>())
+    }
+
+    /// Makes `fds` non-blocking (a regular file stays as it is: O_NONBLOCK means
+    /// nothing there, and an O_APPEND log would see no change).
+    pub(crate) fn of(fds: &[RawFd]) -> HostFlags {
         let mut saved: Vec<(RawFd, libc::c_int)> = Vec::new();
         // All flags first: fds 0-2 often share one file description (a terminal).
-        for r in relays {
-            if saved.iter().any(|(fd, _)| *fd == r.host)
-                || fstat(r.host).is_ok_and(|st| class(&st) == Class::Regular)
+        for &fd in fds {
+            if saved.iter().any(|(f, _)| *f == fd)
+                || fstat(fd).is_ok_and(|st| class(&st) == Class::Regular)
             {
                 continue;
             }
-            if let Ok(f) = get_flags(r.host) {
-                saved.push((r.host, f));
+            if let Ok(f) = get_flags(fd) {
+                saved.push((fd, f));
             }
         }
         for &(fd, f) in &saved {
@@ -437,7 +443,7 @@ impl Drop for HostFlags {
     }
 }
 
-fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> Result<usize, RunError> {
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> Result<usize, RunError> {
     // SAFETY: a live array of pollfds of the length given.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     match r {

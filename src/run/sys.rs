@@ -268,8 +268,14 @@ pub(crate) fn random_bytes<const N: usize>() -> SysResult<[u8; N]> {
 
 /// A pidfd of this process, for the child to tell whether we are still there.
 pub(crate) fn pidfd_self() -> SysResult<OwnedFd> {
+    // SAFETY: getpid takes nothing and cannot fail.
+    pidfd_open(unsafe { libc::getpid() })
+}
+
+/// A pidfd of `pid` (readable once it has exited).
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if r < 0 {
         return Err(errno());
     }

@@ -212,12 +212,17 @@ impl Locker {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(locker_bin());
         cmd.arg("--root").arg(self.root()).args(args);
-        // Only these make or use container networks; pull/import reach test servers
-        // on the host's 127.0.0.1.
+        // Only these make or use container networks (start and restart run a detached
+        // container again); pull/import reach test servers on the host's 127.0.0.1.
         if let Some(ns) = &self.netns {
             if matches!(
                 args.first(),
-                Some(&"run") | Some(&"exec") | Some(&"network") | Some(&"gc")
+                Some(&"run")
+                    | Some(&"exec")
+                    | Some(&"network")
+                    | Some(&"gc")
+                    | Some(&"start")
+                    | Some(&"restart")
             ) {
                 in_netns(&mut cmd, ns);
             }

@@ -7,6 +7,7 @@
 mod build;
 mod containment;
 mod debian;
+mod detached;
 mod export;
 mod harness;
 mod images;

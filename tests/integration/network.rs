@@ -321,6 +321,24 @@ fn background(c: &Ctx, opts: &[&str], cmd: &[&str]) -> Bg {
         .unwrap())
 }
 
+/// The address of the one running container of `c`'s store.
+fn addr_of_any(c: &Ctx) -> String {
+    for e in fs::read_dir(c.l.root().join("run"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            let v: serde_json::Value =
+                serde_json::from_slice(&fs::read(e.path()).unwrap_or_default()).unwrap_or_default();
+            if let Some(a) = v["net"]["addr"].as_str() {
+                return a.to_string();
+            }
+        }
+    }
+    panic!("no running container with an address");
+}
+
 /// The container's address from its state file (the one container with this name).
 fn addr_of(c: &Ctx, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -613,6 +631,48 @@ fn named_networks_reach_by_name_and_no_one_else() {
     drop(n);
 }
 
+/// Attack: a neighbour on the host's LAN routes 10.89.0.0/16 through the host and
+/// connects to a container's unpublished port. Control: the published one answers, and
+/// the host itself reaches its containers (as with Docker).
+#[test]
+fn the_lan_reaches_published_ports_only() {
+    let mut c = Ctx::new();
+    let n = Nets::new(&mut c);
+    let o = n.path(&n.outside);
+    let _a = background(
+        &c,
+        &["-p", "18100:80"],
+        &[
+            "sh",
+            "-c",
+            "nc -ll -p 80 -e echo published & nc -ll -p 81 -e echo hidden",
+        ],
+    );
+    assert_eq!(
+        wait_listening(&o, &format!("{HOST_IP}:18100")).trim(),
+        "published"
+    );
+    let ctr = addr_of_any(&c);
+    ip(&[
+        "-n",
+        &n.outside,
+        "route",
+        "add",
+        "10.89.0.0/16",
+        "via",
+        HOST_IP,
+    ]);
+    for port in ["81", "80"] {
+        let got = host_connect(&o, &format!("{ctr}:{port}"));
+        assert!(
+            got.is_err(),
+            "the LAN reached container port {port} directly: {got:?}"
+        );
+    }
+    let got = host_connect(&n.path(&n.host), &format!("{ctr}:81")).unwrap();
+    assert_eq!(got.trim(), "hidden");
+}
+
 #[test]
 fn host_and_none_networks() {
     let mut c = Ctx::new();
@@ -650,8 +710,29 @@ fn sigkill_of_locker_then_gc_leaves_nothing() {
         &["sh", "-c", "nc -ll -p 80 -e echo alive"],
     );
     assert_eq!(wait_listening(&h, "127.0.0.1:18090").trim(), "alive");
+    let first = addr_of_any(&c);
     bg.0.kill().unwrap();
     bg.0.wait().unwrap();
+    // Attack: a new container, of another store even, is given the dead one's address;
+    // the dead one's published port must not lead to it.
+    let mut other = Ctx::new();
+    other.l.netns = c.l.netns.clone();
+    let evil = background(
+        &other,
+        &["--name", "evil"],
+        &["nc", "-ll", "-p", "80", "-e", "echo", "evil"],
+    );
+    assert_eq!(
+        addr_of(&other, "evil"),
+        first,
+        "the address was reused (what the attack needs)"
+    );
+    let got = host_connect(&h, "127.0.0.1:18090");
+    assert!(
+        !got.as_deref().unwrap_or("").contains("evil"),
+        "a killed container's published port leads to the one that took its address: {got:?}"
+    );
+    drop(evil);
     c.l.ok(&["gc"]);
     // The port is withdrawn, the veth gone, no lease left.
     let map = in_host_ns(&n, &["nft", "list", "map", "ip", "locker", "tcp_any"]);

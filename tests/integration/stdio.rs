@@ -116,13 +116,13 @@ fn stdin_directory_is_not_reachable() {
 
 /// A pty made by the test: its slave becomes `cmd`'s stdin, stdout, stderr and
 /// controlling terminal (setsid + TIOCSCTTY), as a terminal emulator does.
-struct Pty {
-    master: File,
-    slave: OwnedFd,
+pub(crate) struct Pty {
+    pub(crate) master: File,
+    pub(crate) slave: OwnedFd,
 }
 
 impl Pty {
-    fn new(rows: u16, cols: u16) -> Pty {
+    pub(crate) fn new(rows: u16, cols: u16) -> Pty {
         let ws = libc::winsize {
             ws_row: rows,
             ws_col: cols,
@@ -136,7 +136,7 @@ impl Pty {
         }
     }
 
-    fn attach(&self, cmd: &mut Command) {
+    pub(crate) fn attach(&self, cmd: &mut Command) {
         cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
             .stdout(Stdio::from(self.slave.try_clone().unwrap()))
             .stderr(Stdio::from(self.slave.try_clone().unwrap()));
@@ -155,7 +155,7 @@ impl Pty {
     }
 
     /// What the terminal's side shows: a reader thread on a copy of the master.
-    fn output(&self) -> Output {
+    pub(crate) fn output(&self) -> Output {
         let mut m = self.master.try_clone().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -177,14 +177,26 @@ impl Pty {
     }
 }
 
-struct Output {
+pub(crate) struct Output {
     rx: Receiver<Vec<u8>>,
-    seen: String,
+    pub(crate) seen: String,
 }
 
 impl Output {
     /// Waits until a line of the output (trimmed) is `line`, at most `LIMIT`.
-    fn line(&mut self, line: &str) {
+    /// Waits until the output holds `needle` (anywhere), at most `LIMIT`.
+    pub(crate) fn contains(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {needle:?} within {LIMIT:?}; output:\n{}", self.seen),
+            }
+        }
+    }
+
+    pub(crate) fn line(&mut self, line: &str) {
         let deadline = Instant::now() + LIMIT;
         while !self.seen.lines().any(|l| l.trim() == line) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -197,16 +209,16 @@ impl Output {
 }
 
 /// A spawned locker, killed if the test fails before it exits.
-struct Session(std::process::Child);
+pub(crate) struct Session(pub(crate) std::process::Child);
 
 impl Session {
-    fn start(mut cmd: Command) -> Session {
+    pub(crate) fn start(mut cmd: Command) -> Session {
         let child = cmd.spawn().unwrap();
         drop(cmd);
         Session(child)
     }
 
-    fn wait(&mut self) -> Option<i32> {
+    pub(crate) fn wait(&mut self) -> Option<i32> {
         wait_child(&mut self.0, LIMIT).code()
     }
 }
@@ -418,4 +430,41 @@ fn big_output_to_a_file_is_whole_and_fast() {
         "200 MiB: `locker run cat > file` {relayed:?}, host `cat > file` {host:?}, \
          `locker run -i cat < file > file` {stdin:?}"
     );
+}
+
+/// The foreground relay (`run -t` without -i: no monitor) follows resizes too, and a
+/// burst of SIGWINCH never wedges it: each size reaches the container's pty at once.
+#[test]
+fn foreground_tty_follows_resizes_without_freezing() {
+    let c = Ctx::new();
+    let pty = Pty::new(24, 80);
+    let script = "trap 'echo size=$(stty size)' WINCH; echo ready; \
+        while [ ! -e /tmp/stop ]; do sleep 0.05; done; echo bye";
+    let mut cmd =
+        c.l.command(&c.args(&["--name", "fgtty", "-t"], &["sh", "-c", script]));
+    pty.attach(&mut cmd);
+    let mut out = pty.output();
+    let mut child = Session::start(cmd);
+    let locker = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    out.line("ready");
+    for i in 0..4u16 {
+        let (rows, cols) = (40 + i, 120 + i);
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
+        let r = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
+        for _ in 0..3 {
+            nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
+        }
+        out.line(&format!("size={rows} {cols}"));
+    }
+    c.l.ok(&["exec", "fgtty", "touch", "/tmp/stop"]);
+    out.line("bye");
+    assert_eq!(child.wait(), Some(0), "{}", out.seen);
+    c.l.ok(&["rm", "fgtty"]);
 }

@@ -9,7 +9,14 @@
 //!   `-p IP:PORT:…`, looked up in prerouting (from outside) and output (from the host
 //!   itself, 127.0.0.1 included) for packets addressed to the host.
 //!
-//! - chain `forward`: no routing between locker networks (a container reaches another
+//! - chain `guard` (prerouting, before conntrack and DNAT): nothing addressed to
+//!   127.0.0.0/8 enters from anywhere but `lo`. Without it a neighbour on the LAN
+//!   could reach ports published on 127.0.0.1 (DNAT runs before the kernel's martian
+//!   check), and a container with NET_RAW the host's loopback services (the bridges
+//!   have route_localnet, which loopback-published ports need).
+//! - chain `forward`: nothing new enters a bridge unless it was DNAT'd to a published
+//!   port (a neighbour routing to 10.89.0.0/16 through the host reaches no unpublished
+//!   port); no routing between locker networks (a container reaches another
 //!   network's containers only through ports they publish: DNAT'd traffic passes).
 //!   With br_netfilter (Docker's hosts, this one) bridged packets come through here
 //!   too, with the bridge as both interfaces: a named network's own traffic passes by
@@ -31,6 +38,7 @@ add chain ip locker prerouting { type nat hook prerouting priority dstnat; polic
 add chain ip locker output { type nat hook output priority -100; policy accept; }
 add chain ip locker postrouting { type nat hook postrouting priority srcnat; policy accept; }
 add chain ip locker ports
+add chain ip locker guard { type filter hook prerouting priority raw; policy accept; }
 add chain ip locker forward { type filter hook forward priority filter; policy accept; }
 add set ip locker subnets { type ipv4_addr; flags interval; }
 add set ip locker same_bridge { type ifname . ifname; }
@@ -42,8 +50,10 @@ flush chain ip locker prerouting
 flush chain ip locker output
 flush chain ip locker postrouting
 flush chain ip locker ports
+flush chain ip locker guard
 flush chain ip locker forward
 add rule ip locker prerouting fib daddr type local jump ports
+add rule ip locker guard iifname != \"lo\" ip daddr 127.0.0.0/8 drop
 add rule ip locker output fib daddr type local jump ports
 add rule ip locker ports meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_at
 add rule ip locker ports meta l4proto tcp dnat ip to tcp dport map @tcp_any
@@ -55,6 +65,8 @@ add rule ip locker forward iifname \"locker0\" oifname \"locker0\" drop
 add rule ip locker forward iifname \"locker0\" oifname \"lkn-*\" drop
 add rule ip locker forward iifname \"lkn-*\" oifname \"locker0\" drop
 add rule ip locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
+add rule ip locker forward oifname \"locker0\" ct state != { established, related } drop
+add rule ip locker forward oifname \"lkn-*\" ct state != { established, related } drop
 add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
 add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
 ";

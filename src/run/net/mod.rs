@@ -106,7 +106,7 @@ pub(crate) fn prepare(
     let mut rt = Rtnl::new()?;
     let up = network::ensure_up(&mut rt, net)?;
     let reserved = ports.iter().map(reserve).collect::<Result<Vec<_>, _>>()?;
-    let lease = network::lease(&up, id, name)?;
+    let lease = network::lease(&up, id, name, ports)?;
     let stub = fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
     let resolvers = dns::choose(dns_servers, host_resolv, stub.as_deref());
     let resolv_conf = dns::resolv_conf(&resolvers, host_resolv);
@@ -245,12 +245,21 @@ fn in_netns<T>(ns: &fs::File, f: impl FnOnce() -> T) -> Result<T, NetError> {
     Ok(r)
 }
 
-/// What a killed run (container `id`) left: its published ports and its lease, each
-/// only while still its own (a later container may have taken the address or port).
+/// What a killed run (container `id`) left: its published ports and its lease, only
+/// while the lease is still its own. A container (of any store) that took the address
+/// over has withdrawn the dead one's ports already (network::lease), and its own ports
+/// lead to the same address: they are not this run's to remove.
 pub(crate) fn release_stale(id: &str, n: &crate::run::state::NetState) {
     let held = fs::read_to_string(&n.lease).unwrap_or_default();
-    if held.split_whitespace().nth(2) == Some(id) {
-        let _ = fs::remove_file(&n.lease);
+    if held.split_whitespace().nth(2) != Some(id) {
+        return;
     }
     firewall::unpublish_if_to(&n.ports, n.addr);
+    let _ = fs::remove_file(&n.lease);
+    // A named network's members list loses the dead one.
+    if let Some(dir) = n.lease.parent() {
+        if dir.join("hosts").exists() {
+            let _ = network::refresh_hosts_at(dir);
+        }
+    }
 }

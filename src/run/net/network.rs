@@ -58,11 +58,6 @@ impl Network {
         root.join("networks").join(format!("{name}.json"))
     }
 
-    /// The shared hosts file of a named network (its containers by name).
-    pub(crate) fn hosts_file(&self) -> PathBuf {
-        self.lease_dir().join("hosts")
-    }
-
     /// LEASES/NETNS/BRIDGE: a bridge is per network namespace (NETNS: its inode).
     fn lease_dir(&self) -> PathBuf {
         use std::os::unix::fs::MetadataExt;
@@ -337,6 +332,14 @@ fn owner_alive(content: &str) -> bool {
     crate::run::state::alive(pid, start)
 }
 
+/// The published ports a lease records (its fields after pid, start, id and name).
+pub(crate) fn lease_ports(held: &str) -> Vec<firewall::PortMap> {
+    held.split_whitespace()
+        .skip(4)
+        .filter_map(|p| firewall::PortMap::parse(p).ok())
+        .collect()
+}
+
 fn live_leases(net: &Network) -> usize {
     fs::read_dir(net.lease_dir())
         .into_iter()
@@ -348,17 +351,31 @@ fn live_leases(net: &Network) -> usize {
 }
 
 /// Takes the lowest free address of `up` for container `id` (owned by this process).
-pub(crate) fn lease(up: &Up, id: &str, name: Option<&str>) -> Result<Lease, NetError> {
+///
+/// The lease records its owner (pid, start time), the container (id, name) and its
+/// published ports: whoever takes over a dead owner's address first withdraws the
+/// ports still leading to it, so a new container never receives a killed one's
+/// published traffic, whichever store it belongs to.
+pub(crate) fn lease(
+    up: &Up,
+    id: &str,
+    name: Option<&str>,
+    ports: &[firewall::PortMap],
+) -> Result<Lease, NetError> {
     let dir = up.net.lease_dir();
     std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
         .create(&dir)
         .map_err(io("create", &dir))?;
     let me = std::process::id() as i32;
-    let content = format!(
-        "{me} {} {id} {}\n",
+    let mut content = format!(
+        "{me} {} {id} {}",
         crate::run::state::start_time(me).unwrap_or(0),
         name.unwrap_or("-")
     );
+    for p in ports {
+        content.push_str(&format!(" {p}"));
+    }
+    content.push('\n');
     let base = u32::from(up.subnet());
     for host in 2..255u32 {
         let addr = Ipv4Addr::from(base + host);
@@ -379,6 +396,7 @@ pub(crate) fn lease(up: &Up, id: &str, name: Option<&str>) -> Result<Lease, NetE
                     // A lease whose owner died (SIGKILL) is free again.
                     let held = fs::read_to_string(&path).unwrap_or_default();
                     if !held.is_empty() && !owner_alive(&held) {
+                        firewall::unpublish_if_to(&lease_ports(&held), addr);
                         let _ = fs::remove_file(&path);
                         continue;
                     }
@@ -397,10 +415,15 @@ pub(crate) fn lease(up: &Up, id: &str, name: Option<&str>) -> Result<Lease, NetE
 /// Rewrites a named network's shared hosts file in place (the containers have it bound
 /// over /etc/hosts, so the inode must stay): every live lease with a name.
 pub(crate) fn refresh_hosts(net: &Network) -> Result<PathBuf, NetError> {
-    let path = net.hosts_file();
+    refresh_hosts_at(&net.lease_dir())
+}
+
+/// The same for the lease directory `dir` (its `hosts` file).
+pub(crate) fn refresh_hosts_at(dir: &Path) -> Result<PathBuf, NetError> {
+    let path = dir.join("hosts");
     let mut text =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    let mut entries: Vec<(Ipv4Addr, String)> = fs::read_dir(net.lease_dir())
+    let mut entries: Vec<(Ipv4Addr, String)> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
