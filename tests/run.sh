@@ -16,7 +16,8 @@ fi
 # to compare `locker build` against; nftables and iproute2 for the network tests; the
 # distribution registry (docker-registry, started
 # by the OCI tests on 127.0.0.1 with their own config, never as the packaged service),
-# skopeo and umoci to make and copy images, htpasswd (apache2-utils) for Basic auth.
+# skopeo and umoci to make and copy images, htpasswd (apache2-utils) for Basic auth,
+# podman to run what locker pushes.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cc >/dev/null || need+=(gcc)
@@ -33,6 +34,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+# podman runs an image locker pushed (tests/integration/oci.rs).
+command -v podman >/dev/null || need+=(podman)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq

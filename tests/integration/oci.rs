@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -805,6 +805,33 @@ fn oci_push_of_a_store_image_then_skopeo_inspect_copy_and_pull_back() {
         l2.ok(&["run", &reference, "/bin/sh", "-c", "echo pulled back"]),
         "pulled back\n"
     );
+}
+
+/// What `locker push` uploads runs under podman (from the registry, as users would).
+/// podman 4.3 refuses this host's hybrid cgroup layout, so it runs in a private mount
+/// namespace with a small tmpfs over /sys/fs/cgroup/unified (nothing on the host
+/// changes), with its storage under the test's directory.
+#[test]
+fn oci_podman_runs_a_pushed_image() {
+    let l = Locker::new();
+    imported(&l, "fx");
+    let reg = Registry::start(&l.path("registry"));
+    let reference = reg.reference("pushed/for-podman:v1");
+    l.ok(&["push", "fx", &reference]);
+    let script = format!(
+        "mount -t tmpfs -o size=16m,mode=755 tmpfs /sys/fs/cgroup/unified && \
+         exec podman --root {root} --runroot {run} --cgroup-manager cgroupfs --events-backend none \
+         run --rm --net none --tls-verify=false \
+         --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 \
+         docker://{reference} /bin/sh -c 'echo from-podman; cat /etc/passwd | head -1'",
+        root = l.path("podman-root").display(),
+        run = l.path("podman-run").display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let r = run_bounded(cmd, Duration::from_secs(180));
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    assert!(r.stdout.starts_with("from-podman\nroot:"), "{}", r.dump());
 }
 
 #[test]
