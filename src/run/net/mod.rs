@@ -139,8 +139,14 @@ impl Prepared {
     }
 
     /// Wires the container (PID `pid`, not yet released) to the network.
-    pub(crate) fn attach(mut self, pid: i32, id: &str) -> Result<Attached, NetError> {
-        let host_if = format!("lk{}", &id[..id.len().min(12)]);
+    pub(crate) fn attach(mut self, pid: i32, _id: &str) -> Result<Attached, NetError> {
+        // A fresh name each run: the previous run's pair (a restart, `start` of the
+        // same container) may still be waiting for its namespace's teardown.
+        let suffix = crate::run::sys::random_bytes::<6>().map_err(|e| NetError::Io {
+            what: "getrandom".into(),
+            source: std::io::Error::from_raw_os_error(e),
+        })?;
+        let host_if = format!("lk{}", hex::encode(suffix));
         self.rt.add_veth(&host_if, "eth0", pid)?;
         let index = self.rt.link_index(&host_if)?.ok_or_else(|| {
             NetError::Usage(format!("veth {host_if} vanished while being set up"))
