@@ -670,12 +670,17 @@ impl Monitor {
                 Err(e) => {
                     let code = e.exit_status().code();
                     if self.report.is_some() {
-                        self.say(&format!("{code} {}", one_line(&e)));
+                        // Clean up before answering: when `run -d` returns, nothing
+                        // of a container that never started is left.
+                        let msg = format!("{code} {}", one_line(&e));
                         if self.fresh {
                             self.discard();
+                            self.say(&msg);
                         } else {
                             // `start` of a kept container: it stays, and says why.
                             self.exited(code as i32);
+                            self.save();
+                            self.say(&msg);
                             self.end(None);
                         }
                         return 1;
