@@ -135,17 +135,6 @@ pub(crate) struct Cgroup {
     pub limit_dirs: Vec<PathBuf>,
 }
 
-impl Cgroup {
-    /// The v1 `tasks` files the child writes "0" to (every dir but the cgroup2 one).
-    pub(crate) fn v1_tasks(&self) -> Vec<PathBuf> {
-        self.dirs
-            .iter()
-            .filter(|d| Some(*d) != self.clone_into.as_ref())
-            .map(|d| d.join("tasks"))
-            .collect()
-    }
-}
-
 /// The payload's directory below a container's limit cgroup.
 const PAYLOAD: &str = "ctr";
 
@@ -433,6 +422,15 @@ fn setup_v1_hierarchy(
 }
 
 impl Cgroup {
+    /// The v1 `tasks` files the child writes "0" to (every dir but the cgroup2 one).
+    pub(crate) fn v1_tasks(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|d| Some(*d) != self.clone_into.as_ref())
+            .map(|d| d.join("tasks"))
+            .collect()
+    }
+
     /// Every directory, inner first (the order they can be removed in).
     pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().chain(&self.limit_dirs).cloned().collect()

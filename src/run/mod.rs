@@ -481,7 +481,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         join_netns,
     ));
     if let Some(p) = guard.net_prepared.take() {
-        guard.net = Some(p.attach(pid.as_raw(), &id)?);
+        guard.net = Some(p.attach(pid.as_raw())?);
     }
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);

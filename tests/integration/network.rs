@@ -321,43 +321,35 @@ fn background(c: &Ctx, opts: &[&str], cmd: &[&str]) -> Bg {
         .unwrap())
 }
 
-/// The address of the one running container of `c`'s store.
-fn addr_of_any(c: &Ctx) -> String {
-    for e in fs::read_dir(c.l.root().join("run"))
+/// The state records of `c`'s store that have a pid and an address: (name, address).
+fn addressed(c: &Ctx) -> Vec<(serde_json::Value, String)> {
+    fs::read_dir(c.l.root().join("run"))
         .into_iter()
         .flatten()
         .flatten()
-    {
-        if e.path().extension().is_some_and(|x| x == "json") {
-            let v: serde_json::Value =
-                serde_json::from_slice(&fs::read(e.path()).unwrap_or_default()).unwrap_or_default();
-            if let Some(a) = v["net"]["addr"].as_str() {
-                return a.to_string();
-            }
-        }
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+            let addr = v["net"]["addr"].as_str()?.to_string();
+            (v["pid"].as_i64().unwrap_or(0) > 0).then(|| (v["name"].clone(), addr))
+        })
+        .collect()
+}
+
+/// The address of the one running container of `c`'s store.
+fn addr_of_any(c: &Ctx) -> String {
+    match addressed(c).pop() {
+        Some((_, a)) => a,
+        None => panic!("no running container with an address"),
     }
-    panic!("no running container with an address");
 }
 
 /// The container's address from its state file (the one container with this name).
 fn addr_of(c: &Ctx, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        for e in fs::read_dir(c.l.root().join("run"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if e.path().extension().is_some_and(|x| x == "json") {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&fs::read(e.path()).unwrap_or_default())
-                        .unwrap_or_default();
-                if v["name"] == name && v["pid"].as_i64().unwrap_or(0) > 0 {
-                    if let Some(a) = v["net"]["addr"].as_str() {
-                        return a.to_string();
-                    }
-                }
-            }
+        if let Some((_, a)) = addressed(c).into_iter().find(|(n, _)| *n == name) {
+            return a;
         }
         assert!(Instant::now() < deadline, "container {name} did not start");
         std::thread::sleep(Duration::from_millis(20));

@@ -124,37 +124,30 @@ impl PortMap {
         }
     }
 
-    /// The map element (key : value) for a container at `ctr`.
-    fn element(&self, ctr: Ipv4Addr) -> String {
+    /// The map this port lives in and its key there: `tcp_any`/`udp_any` keyed by
+    /// the host port, `tcp_at`/`udp_at` by host address . port.
+    fn map_key(&self) -> (String, String) {
         match self.host_ip {
-            None => format!(
-                "add element ip locker {}_any {{ {} : {ctr} . {} }}\n",
-                self.proto(),
-                self.host_port,
-                self.ctr_port
-            ),
-            Some(ip) => format!(
-                "add element ip locker {}_at {{ {ip} . {} : {ctr} . {} }}\n",
-                self.proto(),
-                self.host_port,
-                self.ctr_port
+            None => (format!("{}_any", self.proto()), self.host_port.to_string()),
+            Some(ip) => (
+                format!("{}_at", self.proto()),
+                format!("{ip} . {}", self.host_port),
             ),
         }
     }
 
+    /// The map element (key : value) for a container at `ctr`.
+    fn element(&self, ctr: Ipv4Addr) -> String {
+        let (map, key) = self.map_key();
+        format!(
+            "add element ip locker {map} {{ {key} : {ctr} . {} }}\n",
+            self.ctr_port
+        )
+    }
+
     fn key(&self) -> String {
-        match self.host_ip {
-            None => format!(
-                "delete element ip locker {}_any {{ {} }}\n",
-                self.proto(),
-                self.host_port
-            ),
-            Some(ip) => format!(
-                "delete element ip locker {}_at {{ {ip} . {} }}\n",
-                self.proto(),
-                self.host_port
-            ),
-        }
+        let (map, key) = self.map_key();
+        format!("delete element ip locker {map} {{ {key} }}\n")
     }
 }
 
@@ -260,13 +253,7 @@ pub(crate) fn unpublish(ports: &[PortMap]) -> Result<(), NetError> {
 /// value): a killed run's ports, which a later container may have published again.
 pub(crate) fn unpublish_if_to(ports: &[PortMap], ctr: Ipv4Addr) {
     for p in ports {
-        let (map, key) = match p.host_ip {
-            None => (format!("{}_any", p.proto()), p.host_port.to_string()),
-            Some(ip) => (
-                format!("{}_at", p.proto()),
-                format!("{ip} . {}", p.host_port),
-            ),
-        };
+        let (map, key) = p.map_key();
         let out = Command::new("nft")
             .args([
                 "get",

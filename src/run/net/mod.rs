@@ -139,7 +139,7 @@ impl Prepared {
     }
 
     /// Wires the container (PID `pid`, not yet released) to the network.
-    pub(crate) fn attach(mut self, pid: i32, _id: &str) -> Result<Attached, NetError> {
+    pub(crate) fn attach(mut self, pid: i32) -> Result<Attached, NetError> {
         // A fresh name each run: the previous run's pair (a restart, `start` of the
         // same container) may still be waiting for its namespace's teardown.
         let suffix = crate::run::sys::random_bytes::<6>().map_err(|e| NetError::Io {
