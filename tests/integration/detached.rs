@@ -6,7 +6,6 @@
 //! and `Ctx` then checks that no cgroup, mount or state file is left.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -182,15 +181,7 @@ fn detach_and_attach_the_same_shell() {
     out.line("24 80");
     for i in 0..4u16 {
         let (rows, cols) = (30 + i, 90 + 5 * i);
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
-        let r = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0);
+        pty.resize(rows, cols);
         nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
         m.write_all(b"stty size\n").unwrap();
         out.line(&format!("{rows} {cols}"));

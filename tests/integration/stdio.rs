@@ -136,6 +136,19 @@ impl Pty {
         }
     }
 
+    /// Sets the terminal's size (what a terminal emulator does on a window resize).
+    pub(crate) fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0, "TIOCSWINSZ");
+    }
+
     pub(crate) fn attach(&self, cmd: &mut Command) {
         cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
             .stdout(Stdio::from(self.slave.try_clone().unwrap()))
@@ -348,15 +361,7 @@ fn resizes_reach_the_container_and_never_freeze() {
     out.line("24 80");
     for i in 0..5u16 {
         let (rows, cols) = (30 + i, 100 + 7 * i);
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
-        let r = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0);
+        pty.resize(rows, cols);
         // The kernel signals locker (the terminal's foreground); more of the same.
         for _ in 0..3 {
             nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
@@ -449,15 +454,7 @@ fn foreground_tty_follows_resizes_without_freezing() {
     out.line("ready");
     for i in 0..4u16 {
         let (rows, cols) = (40 + i, 120 + i);
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: an ioctl on the master the test owns; TIOCSWINSZ reads the winsize.
-        let r = unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0);
+        pty.resize(rows, cols);
         for _ in 0..3 {
             nix::sys::signal::kill(locker, nix::sys::signal::SIGWINCH).unwrap();
         }
