@@ -329,10 +329,12 @@ pub(crate) fn default_rlimits(caller_hard_nofile: u64) -> Vec<Rlimit> {
             soft: 1024,
             hard: nofile_hard,
         },
+        // 0:0 as Docker's core=0: a soft 0 the container could raise would let it dump
+        // core at will (a pipe core_pattern runs the host's root handler).
         Rlimit {
             resource: libc::RLIMIT_CORE,
             soft: 0,
-            hard: libc::RLIM_INFINITY,
+            hard: 0,
         },
     ]
 }

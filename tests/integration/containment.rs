@@ -1440,6 +1440,20 @@ fn rlimits_are_set_explicitly() {
         r.code == Some(0) && r.stdout == "100\n200\n",
         format!("--ulimit nofile=100:200: {:?} ({})", r.stdout, answer(&r)),
     );
+    // Attack (red team): raise the core limit from inside and dump core, which on a
+    // host whose core_pattern is a pipe runs the host's root handler at will.
+    // Protection: core is 0:0, so the raise fails. Control: --ulimit core=-1 allows it.
+    let raise = "ulimit -c unlimited 2>/dev/null && echo RAISED; ulimit -Hc";
+    let r = c.run(&[], &["sh", "-c", raise]);
+    v.hole(
+        r.code == Some(0) && r.stdout == "0\n",
+        format!("default core limit: {:?} ({})", r.stdout, answer(&r)),
+    );
+    let r = c.run(&["--ulimit", "core=-1"], &["sh", "-c", raise]);
+    v.control_ok(
+        r.code == Some(0) && r.stdout == "RAISED\nunlimited\n",
+        format!("--ulimit core=-1: {:?} ({})", r.stdout, answer(&r)),
+    );
     v.finish();
 }
 
