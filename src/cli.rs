@@ -12,13 +12,9 @@ use serde::{Deserialize, Serialize};
     about = "Keep several Linux distributions side by side and run them as containers"
 )]
 pub(crate) struct Cli {
-    /// Store directory (images, containers, work in progress)
-    #[arg(
-        long,
-        global = true,
-        env = "LOCKER_ROOT",
-        default_value = "/var/lib/locker"
-    )]
+    /// Store directory (images, containers, work in progress) [default: /var/lib/locker
+    /// for root, ~/.local/share/locker for a user]
+    #[arg(long, global = true, env = "LOCKER_ROOT", default_value_os_t = crate::store::default_root(), hide_default_value = true)]
     pub root: PathBuf,
     /// Extra catalog layer, read after /etc/locker/images.toml and ~/.config/locker/images.toml
     #[arg(long, global = true, env = "LOCKER_CATALOG")]

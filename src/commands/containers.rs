@@ -118,6 +118,8 @@ pub(crate) fn run_spec(root: &Path, args: &RunArgs, image: Resolved) -> Result<S
             c => c,
         },
     };
+    spec.limits_asked =
+        args.memory.is_some() || args.cpus.is_some() || args.pids.is_some_and(|p| p != -1);
     spec.cgroup_parent = args.cgroup_parent.clone();
     security(&args.security, &mut spec)?;
     Ok(spec)

@@ -11,11 +11,12 @@ use anyhow::Context as _;
 use crate::cli::{Cli, Command};
 use crate::exit::ExitStatus;
 use crate::image::export;
-use crate::run::{monitor, state};
+use crate::run::{monitor, state, userns};
 use crate::store::{self, Store};
 
 /// Runs the command `cli` names.
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    enter_user_namespace(&cli)?;
     let ctx = images::Context::new(&cli);
     let root = cli.root.as_path();
     let in_use = |digest: &str| state::user_of(root, digest);
@@ -91,6 +92,40 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
         Command::Network(c) => done(networks::dispatch(root, c)),
     }
+}
+
+/// An ordinary user's commands that write the store or start containers run as root
+/// of a user namespace of their own (run/userns.rs); `exec` joins its container's,
+/// and the rest only read or signal what the user owns.
+fn enter_user_namespace(cli: &Cli) -> anyhow::Result<()> {
+    let reads_only = matches!(
+        cli.command,
+        Command::Exec(_)
+            | Command::Ps(_)
+            | Command::Images(_)
+            | Command::Catalog(_)
+            | Command::Logs(_)
+            | Command::Attach(_)
+            | Command::Wait(_)
+            | Command::Inspect(_)
+            | Command::Stop(_)
+            | Command::Login(_)
+    );
+    if reads_only {
+        return Ok(());
+    }
+    let entered = userns::enter().context("run as an ordinary user")?;
+    if let userns::Entered::Mapped(map) = entered {
+        let warns = matches!(
+            cli.command,
+            Command::Pull(_) | Command::Import(_) | Command::Build(_) | Command::Run(_)
+        );
+        if map.is_single() && warns && !cli.quiet {
+            let user = std::env::var("USER").unwrap_or_else(|_| "this user".into());
+            eprintln!("{}", userns::single_id_warning(&user));
+        }
+    }
+    Ok(())
 }
 
 /// `start` (and `restart`, which stops it first) of the detached container `name`:

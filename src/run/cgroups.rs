@@ -37,6 +37,8 @@ pub(crate) enum CgroupError {
     Missing(&'static str),
     #[error(transparent)]
     Devices(#[from] DeviceError),
+    #[error("--memory, --cpus and --pids need, for an ordinary user, a cgroup v2 subtree delegated to that user ({0}); run locker from a session under it (systemd: `systemd-run --user --scope locker run ...` with user@.service's Delegate=yes), or run without limits, or as root")]
+    NotDelegated(&'static str),
 }
 
 /// podman's default pids limit: a fork bomb stops here unless the user asks otherwise.
@@ -113,6 +115,63 @@ pub(crate) fn detect(limits: &Limits) -> Hierarchy {
     Hierarchy::V1 {
         base: base.to_path_buf(),
     }
+}
+
+/// An ordinary user's cgroups (rootless): the topmost cgroup2 directory above this
+/// process that the user owns, its cgroup.procs and cgroup.subtree_control too
+/// (systemd's user@UID.service with Delegate=yes, or a cgroup given to the user). Only
+/// there may the user create cgroups, and move a process between two of them (the
+/// kernel wants write access to the common ancestor's cgroup.procs). `own` is this
+/// process's cgroup2 path (the `0::` line of /proc/self/cgroup), `uid` the user as the
+/// tree's owners read (in a user namespace: its uid 0).
+pub(crate) fn delegation_root(mount: &Path, own: &str, uid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let owned = |d: &Path| {
+        ["", "cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| fs::metadata(d.join(f)).is_ok_and(|m| m.uid() == uid))
+    };
+    let rel = own.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let mut dir = mount.join(rel);
+    if !owned(&dir) {
+        return None;
+    }
+    while let Some(up) = dir.parent().filter(|p| *p != mount && p.starts_with(mount)) {
+        if !owned(up) {
+            break;
+        }
+        dir = up.to_path_buf();
+    }
+    Some(dir)
+}
+
+/// The hierarchy an ordinary user's container uses: the delegated subtree when there
+/// is one that offers the controllers `limits` need. `asked`: the user gave limits, so
+/// their absence is an error; otherwise (the default pids limit only) the container
+/// runs without a cgroup of its own, as rootless podman does on cgroup v1.
+pub(crate) fn detect_rootless(limits: &Limits, asked: bool) -> Result<Option<Hierarchy>, CgroupError> {
+    let base = Path::new("/sys/fs/cgroup");
+    let v2 = nix::sys::statfs::statfs(base).is_ok_and(|st| {
+        #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
+        let t = st.filesystem_type().0 as i64;
+        t == CGROUP2_SUPER_MAGIC
+    });
+    let mount = if v2 { base.to_path_buf() } else { base.join("unified") };
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
+    let uid = nix::unistd::geteuid().as_raw();
+    let why = if v2 { "none found above this process" } else { "this host's limits are on cgroup v1, which cannot be delegated" };
+    let Some(root) = delegation_root(&mount, own, uid) else {
+        return if asked { Err(CgroupError::NotDelegated(why)) } else { Ok(None) };
+    };
+    let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if let Some(c) = limits.controllers().into_iter().find(|c| !offered.split_whitespace().any(|o| o == *c)) {
+        return if asked { Err(CgroupError::Missing(c)) } else { Ok(None) };
+    }
+    Ok(Some(Hierarchy::V2 { root }))
 }
 
 /// A container's cgroup in each hierarchy.
@@ -308,6 +367,11 @@ fn setup_v2(root: &Path, parent: &str, dir: &Path, limits: &Limits) -> Result<()
 /// The v2 device filter on the limit cgroup: what the v1 devices controller's
 /// allow-list does, for the whole subtree. (A fake tree in unit tests is not cgroup2.)
 fn attach_device_filter(dir: &Path) -> Result<(), CgroupError> {
+    // An ordinary user can load no cgroup BPF program; nor can its containers make a
+    // device node (no mknod in a user namespace), only use the ones bound in.
+    if super::userns::rootless() {
+        return Ok(());
+    }
     match devices::attach(dir, devices::DEFAULT_ALLOW) {
         Err(DeviceError::NotCgroup2 { .. }) if cfg!(test) => Ok(()),
         r => Ok(r?),
@@ -422,6 +486,15 @@ fn setup_v1_hierarchy(
 }
 
 impl Cgroup {
+    /// No cgroup of its own: an ordinary user's container where nothing is delegated.
+    pub(crate) fn none() -> Cgroup {
+        Cgroup {
+            clone_into: None,
+            dirs: Vec::new(),
+            limit_dirs: Vec::new(),
+        }
+    }
+
     /// The v1 `tasks` files the child writes "0" to (every dir but the cgroup2 one).
     pub(crate) fn v1_tasks(&self) -> Vec<PathBuf> {
         self.dirs
@@ -761,5 +834,45 @@ mod tests {
         cg.remove(Duration::from_millis(10)).unwrap();
         assert!(!t.path().join("pids/p/id").exists());
         cg.remove(Duration::from_millis(10)).unwrap();
+    }
+
+    #[test]
+    fn delegation_is_the_topmost_cgroup_the_user_owns() {
+        use std::os::unix::fs::chown;
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path();
+        let user = "user.slice/user-1001.slice/user@1001.service";
+        let scope = format!("{user}/app.slice/term.scope");
+        for d in ["user.slice", "user.slice/user-1001.slice", user, &format!("{user}/app.slice"), &scope] {
+            fs::create_dir_all(m.join(d)).unwrap();
+            for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.controllers"] {
+                fs::write(m.join(d).join(f), "").unwrap();
+            }
+        }
+        fs::write(m.join(user).join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        // systemd's delegation: the service's directory and its procs/subtree_control
+        // files belong to the user, and everything below.
+        for d in [user.to_string(), format!("{user}/app.slice"), scope.clone()] {
+            for f in ["", "cgroup.procs", "cgroup.subtree_control"] {
+                chown(m.join(&d).join(f), Some(4242), Some(4242)).unwrap();
+            }
+        }
+        let own = format!("/{scope}");
+        assert_eq!(delegation_root(m, &own, 4242), Some(m.join(user)));
+        assert_eq!(delegation_root(m, &own, 4243), None, "another user's");
+        // A session scope (ssh login) belongs to root: nothing is delegated.
+        assert_eq!(delegation_root(m, "/user.slice/user-1001.slice", 4242), None);
+        assert_eq!(delegation_root(m, "/../etc", 4242), None);
+        // A cgroup.procs left to root stops the walk (the move would be refused).
+        chown(m.join(user).join("cgroup.procs"), Some(0), Some(0)).unwrap();
+        assert_eq!(delegation_root(m, &own, 4242), Some(m.join(user).join("app.slice")));
+        chown(m.join(user).join("cgroup.procs"), Some(4242), Some(4242)).unwrap();
+        // The container's cgroups go below it, with the limits, as on a root v2 host.
+        let limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: None };
+        let cg = create(&Hierarchy::V2 { root: m.join(user) }, "locker", "c2", &limits).unwrap();
+        assert_eq!(cg.clone_into, Some(m.join(user).join("locker/c2/ctr")));
+        assert_eq!(read(&m.join(user).join("locker/c2/memory.max")), "1048576");
+        assert_eq!(read(&m.join(user).join("locker/c2/pids.max")), "10");
+        assert!(!m.join("user.slice/locker").exists(), "nothing outside the delegation");
     }
 }

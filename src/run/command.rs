@@ -102,8 +102,7 @@ pub(crate) fn exec(c: &Command) -> ! {
     // Not the caller's: its session keyring (secrets of the shell that started
     // locker), its OOM score, its resource limits.
     sys::join_new_session_keyring().unwrap_or_else(|e| fail(Step::Keyring, e));
-    sys::write_proc_self(c"/proc/self/oom_score_adj", c.oom_score_adj.to_bytes())
-        .unwrap_or_else(|e| fail(Step::OomScoreAdj, e));
+    sys::set_oom_score_adj(c.oom_score_adj).unwrap_or_else(|e| fail(Step::OomScoreAdj, e));
     for r in c.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).unwrap_or_else(|e| fail(Step::Rlimits, e));
     }

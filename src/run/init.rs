@@ -216,6 +216,8 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
         .map_err(step_err(Step::NoNewPrivs))?;
+    // While still dumpable (see sys::set_oom_score_adj); the command inherits it.
+    sys::set_oom_score_adj(&c.plan.oom_score_adj).map_err(step_err(Step::OomScoreAdj))?;
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
     // SAFETY: prctl with integer arguments only.

@@ -26,6 +26,7 @@ pub(crate) mod state;
 pub(crate) mod stdio;
 pub(crate) mod sys;
 pub(crate) mod tty;
+pub(crate) mod userns;
 
 pub(crate) use spec::{Net, Process, Root, Spec};
 
@@ -276,8 +277,15 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         }
         Net::Host | Net::None => {}
     }
-    let hierarchy = cgroups::detect(&limits);
-    let cgroup = cgroups::create(&hierarchy, &spec.cgroup_parent, &id, &limits)?;
+    let hierarchy = if userns::rootless() {
+        cgroups::detect_rootless(&limits, spec.limits_asked)?
+    } else {
+        Some(cgroups::detect(&limits))
+    };
+    let cgroup = match &hierarchy {
+        Some(h) => cgroups::create(h, &spec.cgroup_parent, &id, &limits)?,
+        None => cgroups::Cgroup::none(),
+    };
     guard.cgroup = Some(cgroup.clone());
     let mut state = State {
         id: id.clone(),

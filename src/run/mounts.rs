@@ -328,13 +328,13 @@ pub(crate) struct Sources<'a> {
     pub shared_hosts: Option<&'a CStr>,
 }
 
-const DEV_NODES: &[(&CStr, u32, u32)] = &[
-    (c"null", 1, 3),
-    (c"zero", 1, 5),
-    (c"full", 1, 7),
-    (c"random", 1, 8),
-    (c"urandom", 1, 9),
-    (c"tty", 5, 0),
+const DEV_NODES: &[(&CStr, &CStr, u32, u32)] = &[
+    (c"null", c"/dev/null", 1, 3),
+    (c"zero", c"/dev/zero", 1, 5),
+    (c"full", c"/dev/full", 1, 7),
+    (c"random", c"/dev/random", 1, 8),
+    (c"urandom", c"/dev/urandom", 1, 9),
+    (c"tty", c"/dev/tty", 5, 0),
 ];
 
 /// Applies the mount ops in order inside root. Returns the console's pty (with -t: the
@@ -626,27 +626,42 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
     .map_err(fail("open nodes dir for", i))?;
     // SAFETY: the fd was just returned by the kernel and nothing else owns it.
     let nodes = unsafe { OwnedFd::from_raw_fd(nodes) };
-    for (name, major, minor) in DEV_NODES {
+    for (name, host, major, minor) in DEV_NODES {
+        let rdev = libc::makedev(*major, *minor);
         // SAFETY: an fd this process owns and a NUL-terminated name.
-        cvt(unsafe {
+        let made = cvt(unsafe {
             libc::mknodat(
                 nodes.as_raw_fd(),
                 name.as_ptr(),
                 libc::S_IFCHR | 0o666,
-                libc::makedev(*major, *minor),
+                rdev,
             )
-        })
-        .map_err(fail("mknod for", i))?;
-        // SAFETY: an fd this process owns and a NUL-terminated name.
+        });
+        let (dir, node) = match made {
+            Ok(_) => (nodes.as_raw_fd(), *name),
+            // A user namespace makes no device node: the host's own is bound in, as
+            // rootless podman does (checked to be the very device below).
+            Err(libc::EPERM) => (libc::AT_FDCWD, *host),
+            Err(e) => return Err(fail("mknod for", i)(e)),
+        };
+        // SAFETY: an fd this process owns (or AT_FDCWD) and a NUL-terminated name.
         let s = unsafe {
             libc::openat(
-                nodes.as_raw_fd(),
-                name.as_ptr(),
+                dir,
+                node.as_ptr(),
                 libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
         // SAFETY: the fd was just returned by the kernel and nothing else owns it.
         let s = unsafe { OwnedFd::from_raw_fd(cvt(s).map_err(fail("open node for", i))?) };
+        let st = fstat(s.as_raw_fd()).map_err(fail("stat node for", i))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != rdev {
+            return Err(MountFailure {
+                what: "check the host's device node for",
+                index: i as u32,
+                errno: libc::EINVAL,
+            });
+        }
         // SAFETY: an fd this process owns and a NUL-terminated name.
         let f = unsafe {
             libc::openat(

@@ -39,6 +39,9 @@ pub(crate) struct Spec {
     /// `--add-host NAME:IP`: extra /etc/hosts lines.
     pub add_hosts: Vec<(String, std::net::IpAddr)>,
     pub resources: Limits,
+    /// The user asked for limits (not only the default pids limit): where they cannot
+    /// be applied (an ordinary user without a delegated cgroup), that is an error.
+    pub limits_asked: bool,
     /// Size of the tmpfs holding an anonymous container's upper layer.
     pub upper_size: u64,
     /// Parent of the container's cgroup in every hierarchy (relative).
@@ -445,6 +448,7 @@ impl Spec {
             dns: Vec::new(),
             add_hosts: Vec::new(),
             resources: Limits::default(),
+            limits_asked: false,
             upper_size: DEFAULT_UPPER_SIZE,
             cgroup_parent: "locker".into(),
             security: Security::default(),

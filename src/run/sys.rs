@@ -334,13 +334,26 @@ pub(crate) fn join_new_session_keyring() -> SysResult<()> {
     }
 }
 
-/// Writes `value` to a /proc/self file (oom_score_adj); one write, as the kernel reads
-/// such files.
-pub(crate) fn write_proc_self(path: &CStr, value: &[u8]) -> SysResult<()> {
+/// Sets this process's oom_score_adj to `value` (decimal) unless it has it already
+/// (inherited from PID 1, which set it while still dumpable: in a user namespace a
+/// non-dumpable process's /proc files belong to host root and refuse the write).
+pub(crate) fn set_oom_score_adj(value: &CStr) -> SysResult<()> {
+    let path = c"/proc/self/oom_score_adj";
+    let mut cur = [0u8; 16];
+    // SAFETY: a NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: a buffer this frame owns, with its true length.
+    let n = unsafe { libc::read(fd, cur.as_mut_ptr().cast(), cur.len()) };
+    // SAFETY: closes the fd opened above.
+    unsafe { libc::close(fd) };
+    if n > 0 && cur[..n as usize].trim_ascii_end() == value.to_bytes() {
+        return Ok(());
+    }
     // SAFETY: a NUL-terminated path.
     let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let v = value.to_bytes();
     // SAFETY: a buffer this frame owns, with its true length.
-    let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    let n = unsafe { libc::write(fd, v.as_ptr().cast(), v.len()) };
     let e = errno();
     // SAFETY: closes the fd opened above.
     unsafe { libc::close(fd) };

@@ -642,6 +642,34 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
     }
 }
 
+/// The store when no `--root`/LOCKER_ROOT is given: /var/lib/locker for root; for an
+/// ordinary user $XDG_DATA_HOME/locker, by default ~/.local/share/locker (each user's
+/// own, 0700, as rootless podman's ~/.local/share/containers).
+pub(crate) fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/locker");
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        });
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+    user_store(home.as_deref(), xdg.as_deref()).unwrap_or_else(|| PathBuf::from(".locker"))
+}
+
+/// An ordinary user's store: $XDG_DATA_HOME/locker, else HOME/.local/share/locker.
+fn user_store(home: Option<&Path>, xdg_data_home: Option<&Path>) -> Option<PathBuf> {
+    match xdg_data_home.filter(|p| p.is_absolute()) {
+        Some(d) => Some(d.join("locker")),
+        None => home.map(|h| h.join(".local/share/locker")),
+    }
+}
+
 /// Deletes a tree whether or not it exists; directories made read-only are still removed
 /// because we run as root.
 /// ROOT itself: created 0700 when missing; an existing one is never changed (`--root
@@ -745,4 +773,28 @@ fn unique_id() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{}-{nanos:09}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_store_follows_xdg() {
+        let home = Path::new("/home/a");
+        assert_eq!(
+            user_store(Some(home), None),
+            Some(PathBuf::from("/home/a/.local/share/locker"))
+        );
+        assert_eq!(
+            user_store(Some(home), Some(Path::new("/data"))),
+            Some(PathBuf::from("/data/locker"))
+        );
+        // A relative XDG_DATA_HOME is ignored, as the XDG base directory spec says.
+        assert_eq!(
+            user_store(Some(home), Some(Path::new("rel"))),
+            Some(PathBuf::from("/home/a/.local/share/locker"))
+        );
+        assert_eq!(user_store(None, None), None);
+    }
 }
