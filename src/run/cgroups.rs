@@ -152,24 +152,50 @@ pub(crate) fn delegation_root(mount: &Path, own: &str, uid: u32) -> Option<PathB
 /// is one that offers the controllers `limits` need. `asked`: the user gave limits, so
 /// their absence is an error; otherwise (the default pids limit only) the container
 /// runs without a cgroup of its own, as rootless podman does on cgroup v1.
-pub(crate) fn detect_rootless(limits: &Limits, asked: bool) -> Result<Option<Hierarchy>, CgroupError> {
+pub(crate) fn detect_rootless(
+    limits: &Limits,
+    asked: bool,
+) -> Result<Option<Hierarchy>, CgroupError> {
     let base = Path::new("/sys/fs/cgroup");
     let v2 = nix::sys::statfs::statfs(base).is_ok_and(|st| {
         #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
         let t = st.filesystem_type().0 as i64;
         t == CGROUP2_SUPER_MAGIC
     });
-    let mount = if v2 { base.to_path_buf() } else { base.join("unified") };
+    let mount = if v2 {
+        base.to_path_buf()
+    } else {
+        base.join("unified")
+    };
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("");
     let uid = nix::unistd::geteuid().as_raw();
-    let why = if v2 { "none found above this process" } else { "this host's limits are on cgroup v1, which cannot be delegated" };
+    let why = if v2 {
+        "none found above this process"
+    } else {
+        "this host's limits are on cgroup v1, which cannot be delegated"
+    };
     let Some(root) = delegation_root(&mount, own, uid) else {
-        return if asked { Err(CgroupError::NotDelegated(why)) } else { Ok(None) };
+        return if asked {
+            Err(CgroupError::NotDelegated(why))
+        } else {
+            Ok(None)
+        };
     };
     let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    if let Some(c) = limits.controllers().into_iter().find(|c| !offered.split_whitespace().any(|o| o == *c)) {
-        return if asked { Err(CgroupError::Missing(c)) } else { Ok(None) };
+    if let Some(c) = limits
+        .controllers()
+        .into_iter()
+        .find(|c| !offered.split_whitespace().any(|o| o == *c))
+    {
+        return if asked {
+            Err(CgroupError::Missing(c))
+        } else {
+            Ok(None)
+        };
     }
     Ok(Some(Hierarchy::V2 { root }))
 }
@@ -843,9 +869,19 @@ mod tests {
         let m = t.path();
         let user = "user.slice/user-1001.slice/user@1001.service";
         let scope = format!("{user}/app.slice/term.scope");
-        for d in ["user.slice", "user.slice/user-1001.slice", user, &format!("{user}/app.slice"), &scope] {
+        for d in [
+            "user.slice",
+            "user.slice/user-1001.slice",
+            user,
+            &format!("{user}/app.slice"),
+            &scope,
+        ] {
             fs::create_dir_all(m.join(d)).unwrap();
-            for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.controllers"] {
+            for f in [
+                "cgroup.procs",
+                "cgroup.subtree_control",
+                "cgroup.controllers",
+            ] {
                 fs::write(m.join(d).join(f), "").unwrap();
             }
         }
@@ -861,18 +897,40 @@ mod tests {
         assert_eq!(delegation_root(m, &own, 4242), Some(m.join(user)));
         assert_eq!(delegation_root(m, &own, 4243), None, "another user's");
         // A session scope (ssh login) belongs to root: nothing is delegated.
-        assert_eq!(delegation_root(m, "/user.slice/user-1001.slice", 4242), None);
+        assert_eq!(
+            delegation_root(m, "/user.slice/user-1001.slice", 4242),
+            None
+        );
         assert_eq!(delegation_root(m, "/../etc", 4242), None);
         // A cgroup.procs left to root stops the walk (the move would be refused).
         chown(m.join(user).join("cgroup.procs"), Some(0), Some(0)).unwrap();
-        assert_eq!(delegation_root(m, &own, 4242), Some(m.join(user).join("app.slice")));
+        assert_eq!(
+            delegation_root(m, &own, 4242),
+            Some(m.join(user).join("app.slice"))
+        );
         chown(m.join(user).join("cgroup.procs"), Some(4242), Some(4242)).unwrap();
-        // The container's cgroups go below it, with the limits, as on a root v2 host.
-        let limits = Limits { memory: Some(1 << 20), pids: Some(10), cpus: None };
-        let cg = create(&Hierarchy::V2 { root: m.join(user) }, "locker", "c2", &limits).unwrap();
+        // The container's cgroups go below it, with the limits, as on a root v2 host
+        // (the fake PARENT gets the control file a kernel would make on mkdir).
+        fs::create_dir(m.join(user).join("locker")).unwrap();
+        fs::write(m.join(user).join("locker/cgroup.subtree_control"), "").unwrap();
+        let limits = Limits {
+            memory: Some(1 << 20),
+            pids: Some(10),
+            cpus: None,
+        };
+        let cg = create(
+            &Hierarchy::V2 { root: m.join(user) },
+            "locker",
+            "c2",
+            &limits,
+        )
+        .unwrap();
         assert_eq!(cg.clone_into, Some(m.join(user).join("locker/c2/ctr")));
         assert_eq!(read(&m.join(user).join("locker/c2/memory.max")), "1048576");
         assert_eq!(read(&m.join(user).join("locker/c2/pids.max")), "10");
-        assert!(!m.join("user.slice/locker").exists(), "nothing outside the delegation");
+        assert!(
+            !m.join("user.slice/locker").exists(),
+            "nothing outside the delegation"
+        );
     }
 }

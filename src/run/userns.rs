@@ -217,7 +217,10 @@ pub(crate) fn enter() -> Result<Entered, UsernsError> {
     // the containers it forks could not write their own oom_score_adj.
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
-        return Err(UsernsError::Sys("prctl(PR_SET_DUMPABLE)", nix::Error::last()));
+        return Err(UsernsError::Sys(
+            "prctl(PR_SET_DUMPABLE)",
+            nix::Error::last(),
+        ));
     }
     Ok(Entered::Mapped(map))
 }
@@ -348,7 +351,10 @@ mod tests {
         assert_eq!(m.host_uid(65537), None);
         assert_eq!(m.host_gid(5), Some(200004));
         assert_eq!(map_text(&m.uids), "0 1000 1\n1 100000 65536\n");
-        assert_eq!(map_args(&m.gids), ["0", "1000", "1", "1", "200000", "65536"]);
+        assert_eq!(
+            map_args(&m.gids),
+            ["0", "1000", "1", "1", "200000", "65536"]
+        );
         let single = IdMap::for_user(1000, 1001, None, None);
         assert!(single.is_single());
         assert_eq!(single.host_gid(0), Some(1001));
