@@ -23,13 +23,31 @@ use super::state::{self, alive};
 use super::stdio::{self, Stdio};
 use super::{cap_last, pipe, read_in_root, report, supervise, tty, RunError};
 
+/// The process whose namespaces and root `exec` joins: PID 1, or, where the caller may
+/// not look into it (an ordinary user: PID 1 is locker's own non-dumpable init, whose
+/// memory belongs to the host's user namespace), the first of its children that the
+/// caller may: the container's command, exec'd inside the container's namespaces.
+fn entry_pid(pid1: i32) -> i32 {
+    let readable = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok();
+    if readable(pid1) {
+        return pid1;
+    }
+    fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|&p| readable(p))
+        .unwrap_or(pid1)
+}
+
 /// Runs `process` in the running container `name` (its name or id); returns the
 /// command's exit code.
 pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, RunError> {
     // The command's stdio, first (stdio.rs): nothing opened below may sit on fds 0-2.
     let mut streams = Stdio::plan(process.stdin, process.terminal)?;
     let s = state::find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
-    let proc_path = |p: &str| Path::new("/proc").join(s.pid.to_string()).join(p);
+    let entry = entry_pid(s.pid);
+    let proc_path = |p: &str| Path::new("/proc").join(entry.to_string()).join(p);
     let croot_path = proc_path("root");
     let croot = fs::File::open(&croot_path).map_err(crate::fs::path_error::io_err(
         "open the container's root",
@@ -96,6 +114,8 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
     let oom = plan::cstr(&sec.oom_score_adj.to_string())?;
     let cap_last = cap_last();
 
+    // A rootless container's namespaces belong to its user namespace: that first.
+    super::userns::join_of(entry).map_err(|e| RunError::Usage(format!("exec {name}: {e}")))?;
     let mut ns = Vec::new();
     for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         let p = proc_path(&format!("ns/{n}"));

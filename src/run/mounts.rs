@@ -375,14 +375,33 @@ pub(crate) fn apply(
                     }
                     r => r.map_err(fail("open (must be a directory, not a symlink)", i))?,
                 };
-                mount(
+                let target = FdPath::new(t.as_raw_fd());
+                let fresh = mount(
                     Some(c"sysfs"),
-                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    target.as_cstr(),
                     Some(c"sysfs"),
                     nosuid_nodev_noexec | libc::MS_RDONLY,
                     None,
-                )
-                .map_err(fail("mount sysfs on", i))?;
+                );
+                match fresh {
+                    // A rootless container on the host's network: sysfs mounts only
+                    // for a network namespace the user namespace owns. The host's
+                    // /sys, read-only all the way down, as rootless podman binds it.
+                    Err(libc::EPERM) => {
+                        mount(Some(c"/sys"), target.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
+                            .map_err(fail("bind the host's /sys on", i))?;
+                        let t = open_in_root(root, c"sys", 0).map_err(fail("open", i))?;
+                        set_attr_recursive(
+                            t.as_raw_fd(),
+                            libc::MOUNT_ATTR_RDONLY
+                                | libc::MOUNT_ATTR_NOSUID
+                                | libc::MOUNT_ATTR_NODEV
+                                | libc::MOUNT_ATTR_NOEXEC,
+                        )
+                        .map_err(fail("make read-only", i))?;
+                    }
+                    r => r.map_err(fail("mount sysfs on", i))?,
+                }
             }
             MountOp::Dev => {
                 setup_dev(root, base, i)?;
@@ -501,24 +520,12 @@ pub(crate) fn apply(
                 // the top one): nodev, so a node the container makes in a volume is
                 // inert; nosuid; read-only for `:ro`.
                 let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
-                // SAFETY: all-zero is a valid value of this plain C struct.
-                let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
-                attr.attr_set = libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
+                let mut set = libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
                 if *readonly {
-                    attr.attr_set |= libc::MOUNT_ATTR_RDONLY;
+                    set |= libc::MOUNT_ATTR_RDONLY;
                 }
-                // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
-                cvt(unsafe {
-                    libc::syscall(
-                        libc::SYS_mount_setattr,
-                        t.as_raw_fd(),
-                        c"".as_ptr(),
-                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-                        &attr as *const libc::mount_attr,
-                        std::mem::size_of::<libc::mount_attr>(),
-                    )
-                } as c_int)
-                .map_err(fail("set flags (nodev, nosuid, ro) of volume on", i))?;
+                set_attr_recursive(t.as_raw_fd(), set)
+                    .map_err(fail("set flags (nodev, nosuid, ro) of volume on", i))?;
             }
             MountOp::Tmpfs {
                 target,
@@ -594,6 +601,26 @@ pub(crate) fn apply(
         }
     }
     Ok(pty)
+}
+
+/// mount_setattr(2) on `fd`'s mount and every mount below it.
+fn set_attr_recursive(fd: RawFd, set: u64) -> SysResult<()> {
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = set;
+    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes
+    // the kernel expects.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    } as c_int)
+    .map(drop)
 }
 
 /// /dev: tmpfs (nodev, so nodes made later by the container are inert) with the
