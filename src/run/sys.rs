@@ -266,6 +266,21 @@ pub(crate) fn random_bytes<const N: usize>() -> SysResult<[u8; N]> {
     Ok(b)
 }
 
+/// Clears FD_CLOEXEC on `fd`, so an exec'd program inherits it (async-signal-safe:
+/// used between fork and exec).
+pub(crate) fn clear_cloexec(fd: RawFd) -> SysResult<()> {
+    // SAFETY: F_SETFD takes an int flag set and touches no memory.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(|_| ())
+}
+
+/// Moves this process into a mount namespace of its own whose mounts are all private:
+/// nothing it mounts or unmounts propagates back (async-signal-safe).
+pub(crate) fn private_mount_ns() -> SysResult<()> {
+    // SAFETY: unshare takes integer flags.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+}
+
 /// A pidfd of this process, for the child to tell whether we are still there.
 pub(crate) fn pidfd_self() -> SysResult<OwnedFd> {
     // SAFETY: getpid takes nothing and cannot fail.

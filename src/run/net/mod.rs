@@ -18,6 +18,7 @@ pub(crate) mod dns;
 pub(crate) mod firewall;
 pub(crate) mod netlink;
 pub(crate) mod network;
+pub(crate) mod slirp;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -43,6 +44,8 @@ pub(crate) enum NetError {
     },
     #[error("nft: {what}: {detail}")]
     Firewall { what: String, detail: String },
+    #[error("slirp4netns: {what}: {detail}")]
+    Slirp { what: String, detail: String },
     #[error(
         "-p {port}: host port {host} is already in use; choose another host port (-p OTHER:{ctr})"
     )]
