@@ -235,6 +235,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         state: false,
         net_prepared: None,
         net: None,
+        slirp: None,
     };
     std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
         .create(&base)
@@ -244,7 +245,33 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     let mut shared_hosts = None;
     let mut join_netns = None;
     let mut net_state = None;
+    let mut slirp_ports = None;
     match &spec.net {
+        // An ordinary user's container: user-mode networking (net/slirp.rs).
+        Net::Bridge { network, ports } if userns::rootless() => {
+            if network.name != net::network::DEFAULT {
+                return Err(RunError::Usage(format!(
+                    "named networks ({}) need root: a rootless container has its own private network only",
+                    network.name
+                )));
+            }
+            resolv = match spec.dns.as_slice() {
+                [] => net::slirp::RESOLV_CONF.as_bytes().to_vec(),
+                dns => dns
+                    .iter()
+                    .map(|d| format!("nameserver {d}\n"))
+                    .collect::<String>()
+                    .into_bytes(),
+            };
+            let hostname = plan.hostname.to_string_lossy().into_owned();
+            plan.hosts = plan::hosts_file(
+                &hostname,
+                false,
+                Some(net::slirp::GUEST_ADDR),
+                &spec.add_hosts,
+            );
+            slirp_ports = Some(ports.clone());
+        }
         Net::Bridge { network, ports } => {
             let host = String::from_utf8_lossy(&host_resolv);
             let p = net::prepare(network, &id, spec.name.as_deref(), ports, &spec.dns, &host)?;
@@ -491,6 +518,9 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     if let Some(p) = guard.net_prepared.take() {
         guard.net = Some(p.attach(pid.as_raw())?);
     }
+    if let Some(ports) = &slirp_ports {
+        guard.slirp = Some(net::slirp::start(pid.as_raw(), ports, &base)?);
+    }
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);
 
@@ -639,6 +669,8 @@ struct Guard {
     /// The network before and after the clone; dropped once the child is dead.
     net_prepared: Option<net::Prepared>,
     net: Option<net::Attached>,
+    /// A rootless container's user-mode network helper; ends when dropped.
+    slirp: Option<net::slirp::Slirp>,
 }
 
 impl Guard {
@@ -659,6 +691,7 @@ impl Guard {
         }
         drop(self.net.take());
         drop(self.net_prepared.take());
+        drop(self.slirp.take());
         if let Some(cg) = self.cgroup.take() {
             cg.remove(Duration::from_secs(2))?;
         }

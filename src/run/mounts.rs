@@ -388,8 +388,14 @@ pub(crate) fn apply(
                     // for a network namespace the user namespace owns. The host's
                     // /sys, read-only all the way down, as rootless podman binds it.
                     Err(libc::EPERM) => {
-                        mount(Some(c"/sys"), target.as_cstr(), None, libc::MS_BIND | libc::MS_REC, None)
-                            .map_err(fail("bind the host's /sys on", i))?;
+                        mount(
+                            Some(c"/sys"),
+                            target.as_cstr(),
+                            None,
+                            libc::MS_BIND | libc::MS_REC,
+                            None,
+                        )
+                        .map_err(fail("bind the host's /sys on", i))?;
                         let t = open_in_root(root, c"sys", 0).map_err(fail("open", i))?;
                         set_attr_recursive(
                             t.as_raw_fd(),
