@@ -433,7 +433,11 @@ pub(crate) fn pull(
         works.push(r.transpose()?);
     }
     copy_up_lower_links(store, &layers, &mut works)?;
-    let bytes: u64 = works.iter().flatten().map(|(_, rep)| rep.stats.bytes).sum();
+    let mut stats = crate::image::unpack::Stats::default();
+    for (_, rep) in works.iter().flatten() {
+        stats.add(&rep.stats);
+    }
+    let bytes = stats.bytes;
     let works: Vec<(Work, Digest)> = works
         .into_iter()
         .zip(&layers)
@@ -448,6 +452,9 @@ pub(crate) fn pull(
         config,
         &reference.to_string(),
     )?;
+    if let Some(losses) = stats.losses() {
+        printer.info(&format!("{name}: {losses}"));
+    }
     printer.detail(&format!(
         "{name}: {} MiB unpacked in {:.1}s",
         bytes >> 20,

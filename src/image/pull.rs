@@ -284,6 +284,9 @@ pub(crate) fn install(
     if let Some(p) = &partial {
         let _ = std::fs::remove_file(p);
     }
+    if let Some(losses) = stats.losses() {
+        printer.info(&format!("{name}: {losses}"));
+    }
     printer.detail(&format!(
         "{name}: {} entries, {} MiB unpacked in {:.1}s",
         stats.entries,

@@ -72,6 +72,43 @@ pub(crate) struct Stats {
     /// Entries left out: device nodes the kernel refused (EPERM, e.g. in a user
     /// namespace), PAX global headers and unknown entry types.
     pub skipped: u64,
+    /// Of those, device nodes (rootless: a user namespace makes none, as with rootless
+    /// podman; the container's /dev has its own).
+    pub nodes_skipped: u64,
+    /// Entries whose owner has no id in this user namespace's map (rootless, above the
+    /// subordinate range, or any id but 0 with a single-id map): kept as owned by the
+    /// namespace's root, the user.
+    pub unmapped_owners: u64,
+}
+
+impl Stats {
+    /// What a rootless unpack could not keep, for the user to read once; None when
+    /// everything was kept.
+    pub(crate) fn losses(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.nodes_skipped > 0 {
+            parts.push(format!(
+                "{} device nodes left out (a user namespace cannot make them; containers get their own /dev)",
+                self.nodes_skipped
+            ));
+        }
+        if self.unmapped_owners > 0 {
+            parts.push(format!(
+                "{} entries owned by ids outside this user's subordinate range stored as owned by root (add a range of 65536 ids in /etc/subuid and /etc/subgid)",
+                self.unmapped_owners
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Adds another layer's counts.
+    pub(crate) fn add(&mut self, o: &Stats) {
+        self.entries += o.entries;
+        self.bytes += o.bytes;
+        self.skipped += o.skipped;
+        self.nodes_skipped += o.nodes_skipped;
+        self.unmapped_owners += o.unmapped_owners;
+    }
 }
 
 /// Unpacks a tar stream (plain, gzip, xz or zstd) beneath `dest`, an existing empty
@@ -326,6 +363,18 @@ struct Unpacker {
 }
 
 impl Unpacker {
+    /// The result of a chown: EINVAL is an owner the user namespace does not map
+    /// (rootless), kept as its root and counted; any other failure is an error.
+    fn owned(&mut self, r: io::Result<libc::c_int>, entry: &str) -> Result<(), UnpackError> {
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.stats.unmapped_owners += 1;
+                Ok(())
+            }
+            r => r.map(drop).map_err(entry_err(entry, "chown")),
+        }
+    }
+
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
@@ -534,8 +583,8 @@ impl Unpacker {
     ) -> Result<(), UnpackError> {
         if self.same_owner {
             // SAFETY: valid fd.
-            at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
-                .map_err(entry_err(entry, "chown"))?;
+            let r = at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) });
+            self.owned(r, entry)?;
         }
         set_xattrs_fd(&fd, &meta.xattrs, entry)?;
         self.dirs.push(DeferredDir {
@@ -592,8 +641,8 @@ impl Unpacker {
         // Order matters: chown clears setuid/setgid and security.capability.
         if self.same_owner {
             // SAFETY: valid fd.
-            at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) })
-                .map_err(entry_err(entry, "chown"))?;
+            let r = at::cvt(unsafe { libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid) });
+            self.owned(r, entry)?;
         }
         // SAFETY: valid fd.
         at::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), meta.mode) })
@@ -798,6 +847,7 @@ impl Unpacker {
             // (the runtime mounts its own /dev).
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 self.stats.skipped += 1;
+                self.stats.nodes_skipped += 1;
                 return Ok(());
             }
             Err(e) => return Err(entry_err(entry, "create device node")(e)),
@@ -811,7 +861,7 @@ impl Unpacker {
     /// open may have side effects): all calls name the entry in its parent without
     /// following it.
     fn nofollow_meta(
-        &self,
+        &mut self,
         parent: &OwnedFd,
         name: &CStr,
         meta: &Meta,
@@ -821,7 +871,7 @@ impl Unpacker {
         let pfd = parent.as_raw_fd();
         if self.same_owner {
             // SAFETY: valid fd and C string.
-            at::cvt(unsafe {
+            let r = at::cvt(unsafe {
                 libc::fchownat(
                     pfd,
                     name.as_ptr(),
@@ -829,8 +879,8 @@ impl Unpacker {
                     meta.gid,
                     libc::AT_SYMLINK_NOFOLLOW,
                 )
-            })
-            .map_err(entry_err(entry, "chown"))?;
+            });
+            self.owned(r, entry)?;
         }
         if chmod {
             // glibc and musl implement AT_SYMLINK_NOFOLLOW with fchmodat2 or O_PATH.

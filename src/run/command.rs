@@ -116,7 +116,10 @@ pub(crate) fn exec(c: &Command) -> ! {
     }
     let u = c.user;
     // SAFETY: setgroups reads u.groups.len() gids from a live Vec.
-    if unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) } < 0
+    let groups = unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) };
+    // A single-id user namespace (rootless without subordinate ids) denies setgroups:
+    // the process keeps the user's own groups, which it had anyway.
+    if (groups < 0 && !(errno() == libc::EPERM && sys::setgroups_denied()))
         // SAFETY: setgid takes an integer.
         || unsafe { libc::setgid(u.gid) } < 0
         // SAFETY: setuid takes an integer.

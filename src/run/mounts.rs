@@ -729,7 +729,11 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
     let sub =
         |name: &CStr, fstype: &CStr, flags: c_ulong, data: &CStr| -> Result<(), MountFailure> {
             // SAFETY: an fd this process owns and a NUL-terminated name.
-            cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o755) }).map_err(fail("mkdir in", i))?;
+            // (EEXIST: a retry with other options; /dev is locker's fresh tmpfs.)
+            match cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o755) }) {
+                Ok(_) | Err(libc::EEXIST) => {}
+                Err(e) => return Err(fail("mkdir in", i)(e)),
+            }
             // SAFETY: an fd this process owns and a NUL-terminated name.
             let f = unsafe {
                 libc::openat(
@@ -749,12 +753,23 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
             )
             .map_err(fail("mount in", i))
         };
-    sub(
+    let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
+    match sub(
         c"pts",
         c"devpts",
-        libc::MS_NOSUID | libc::MS_NOEXEC,
+        pts_flags,
         c"newinstance,ptmxmode=0666,mode=620,gid=5",
-    )?;
+    ) {
+        // A single-id user namespace (rootless without subordinate ids) has no gid 5:
+        // the ptys then belong to the user's own group.
+        Err(f) if f.errno == libc::EINVAL => sub(
+            c"pts",
+            c"devpts",
+            pts_flags,
+            c"newinstance,ptmxmode=0666,mode=620",
+        )?,
+        r => r?,
+    }
     sub(
         c"shm",
         c"tmpfs",

@@ -378,6 +378,27 @@ pub(crate) fn set_oom_score_adj(value: &CStr) -> SysResult<()> {
     Ok(())
 }
 
+/// Whether this user namespace denies setgroups(2) (/proc/self/setgroups says
+/// "deny"); read without allocating.
+pub(crate) fn setgroups_denied() -> bool {
+    let mut buf = [0u8; 8];
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/setgroups".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a buffer this frame owns, with its true length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: closes the fd opened above.
+    unsafe { libc::close(fd) };
+    n >= 4 && &buf[..4] == b"deny"
+}
+
 /// setrlimit(2).
 pub(crate) fn setrlimit(resource: u32, soft: u64, hard: u64) -> SysResult<()> {
     let lim = libc::rlimit {

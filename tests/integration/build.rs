@@ -61,6 +61,11 @@ extern "C" fn remove_shared_dir() {
     }
 }
 
+/// The digest of root's build of bookworm (the rootless build must match it).
+pub fn built_digest() -> String {
+    built().digest.clone()
+}
+
 /// The one real build: bookworm minbase through the catalog entry.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();

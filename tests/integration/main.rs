@@ -15,6 +15,7 @@ mod network;
 mod oci;
 mod pull;
 mod registry;
+mod rootless;
 mod run;
 mod server;
 mod stdio;
