@@ -321,6 +321,10 @@ pub(crate) struct SecurityArgs {
     /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, ...; default nofile=1024, core=0)
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// User namespace: host (default for root), or auto (root only: the container's
+    /// root is an unprivileged id range from the `locker` entry of /etc/subuid)
+    #[arg(long)]
+    pub userns: Option<String>,
 }
 
 /// Stored with a detached container (config.json), so `start` makes it again.

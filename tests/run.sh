@@ -36,6 +36,11 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 # podman runs an image locker pushed (tests/integration/oci.rs).
 command -v podman >/dev/null || need+=(podman)
+# Rootless (tests/integration/rootless.rs): newuidmap/newgidmap for the test users'
+# subordinate ranges, slirp4netns for their private network, setpriv to become them.
+command -v newuidmap >/dev/null || need+=(uidmap)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq

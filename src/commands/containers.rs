@@ -128,6 +128,25 @@ pub(crate) fn run_spec(root: &Path, args: &RunArgs, image: Resolved) -> Result<S
 /// The protections, loosened only by name: `--privileged`, `--cap-add`,
 /// `--security-opt seccomp=unconfined|PROFILE.json`.
 fn security(a: &SecurityArgs, spec: &mut Spec) -> Result<(), RunError> {
+    spec.userns_auto = match a.userns.as_deref() {
+        None | Some("host") => false,
+        Some("auto") if crate::run::userns::rootless() || !nix::unistd::geteuid().is_root() => {
+            return Err(RunError::Usage(
+                "--userns auto is for root; an ordinary user's containers have a user namespace already".into(),
+            ))
+        }
+        Some("auto") if spec.name.is_some() => {
+            return Err(RunError::Usage(
+                "--userns auto with --name: not supported, a named container's files would change owner with the next run's id range; drop --name (a detached container needs none) or --userns".into(),
+            ))
+        }
+        Some("auto") => true,
+        Some(other) => {
+            return Err(RunError::Usage(format!(
+                "bad --userns {other:?}: use auto or host"
+            )))
+        }
+    };
     let s = &mut spec.security;
     if a.privileged {
         s.capabilities = spec::ALL_CAPS;

@@ -61,6 +61,11 @@ pub(crate) struct Child<'a> {
     /// only (v2) cgroup with a new cgroup namespace already.
     pub cgroup_tasks: &'a [RawFd],
     pub cap_last: u32,
+    /// `--userns auto`: the user namespace PID 1 joins once the container is set up
+    /// (everything else was made by host root; -1 without).
+    pub userns: RawFd,
+    /// `--userns auto`: the idmapped lower layers (kept open until attached).
+    pub idmapped: &'a [RawFd],
     pub envp: &'a [*const libc::c_char],
     pub argv: &'a [*const libc::c_char],
 }
@@ -87,13 +92,19 @@ pub(crate) fn child_main(c: &Child) -> ! {
         // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
         unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
     }
-    sys::close_fds_except(&[
+    let mut keep = [-1; 8 + crate::run::MAX_IDMAPPED_LAYERS];
+    let fixed = [
         c.release_rd,
         c.error_wr,
         c.parent_pidfd,
         c.console_sock,
         c.join_netns,
-    ]);
+        c.userns,
+    ];
+    for (k, fd) in keep.iter_mut().zip(fixed.iter().chain(c.idmapped)) {
+        *k = *fd;
+    }
+    sys::close_fds_except(&keep);
     let code = match setup(c) {
         Ok(tty) => pid1(c, tty),
         Err(r) => {
@@ -218,6 +229,9 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         .map_err(step_err(Step::NoNewPrivs))?;
     // While still dumpable (see sys::set_oom_score_adj); the command inherits it.
     sys::set_oom_score_adj(&c.plan.oom_score_adj).map_err(step_err(Step::OomScoreAdj))?;
+    if c.userns >= 0 {
+        sys::become_root_of(c.userns).map_err(step_err(Step::Credentials))?;
+    }
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).
     // SAFETY: prctl with integer arguments only.

@@ -114,8 +114,17 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
     let oom = plan::cstr(&sec.oom_score_adj.to_string())?;
     let cap_last = cap_last();
 
-    // A rootless container's namespaces belong to its user namespace: that first.
-    super::userns::join_of(entry).map_err(|e| RunError::Usage(format!("exec {name}: {e}")))?;
+    // A rootless container's namespaces belong to its user namespace: that first. A
+    // root-run `--userns auto` container's belong to host root, who joins them first
+    // and its user namespace last, as its PID 1 did.
+    let user_last = nix::unistd::geteuid().is_root() && !super::userns::rootless();
+    let usage = |e: super::userns::UsernsError| RunError::Usage(format!("exec {name}: {e}"));
+    let auto_userns = if user_last {
+        super::userns::other_of(entry).map_err(usage)?
+    } else {
+        super::userns::join_of(entry).map_err(usage)?;
+        None
+    };
     let mut ns = Vec::new();
     for n in ["ipc", "uts", "net", "pid", "cgroup", "mnt"] {
         let p = proc_path(&format!("ns/{n}"));
@@ -140,6 +149,15 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
     for f in &ns {
         nix::sched::setns(f, nix::sched::CloneFlags::empty())
             .map_err(|e| RunError::Sys("join the container's namespaces", e))?;
+    }
+    if let Some(u) = auto_userns {
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(u);
+        super::sys::become_root_of(fd).map_err(|e| {
+            RunError::Sys(
+                "join the container's user namespace",
+                nix::Error::from_raw(e),
+            )
+        })?;
     }
     // -t: a pty from the container's devpts, now that its mount namespace (and root)
     // is ours.

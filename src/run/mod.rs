@@ -131,6 +131,10 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::Sys("pipe", e))
 }
 
+/// The most lower layers `--userns auto` idmaps (each is an fd the child keeps until
+/// it attaches it).
+pub(crate) const MAX_IDMAPPED_LAYERS: usize = 48;
+
 /// Runs the container `spec` describes, its state under `root`; returns the command's
 /// exit status.
 pub(crate) fn run(root: &Path, spec: &Spec) -> Result<u8, RunError> {
@@ -236,6 +240,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         net_prepared: None,
         net: None,
         slirp: None,
+        userns: None,
     };
     std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
         .create(&base)
@@ -369,11 +374,40 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         Layers::Disk { upper, work } => (upper.clone(), work.clone()),
         _ => (cstring(&base.join("upper"))?, cstring(&base.join("work"))?),
     };
-    let lowers = image
-        .lower_dirs()
-        .into_iter()
-        .map(cstring)
-        .collect::<Result<Vec<_>, _>>()?;
+    // --userns auto: the container's own id range, and each lower layer seen through
+    // it (idmapped mounts, attached at base/lN by the child).
+    let auto = if spec.userns_auto {
+        Some(userns::auto().map_err(|e| RunError::Usage(e.to_string()))?)
+    } else {
+        None
+    };
+    let mut idmapped = Vec::new();
+    let lowers = match &auto {
+        None => image
+            .lower_dirs()
+            .into_iter()
+            .map(cstring)
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(a) => {
+            let dirs = image.lower_dirs();
+            if dirs.len() > MAX_IDMAPPED_LAYERS {
+                return Err(RunError::Usage(format!(
+                    "--userns auto takes images of at most {MAX_IDMAPPED_LAYERS} layers; {} has {}",
+                    image.name,
+                    dirs.len()
+                )));
+            }
+            let mut v = Vec::new();
+            for (i, d) in dirs.iter().enumerate() {
+                let fd = userns::idmapped_mount(d, &a.userns)
+                    .map_err(|e| RunError::Usage(format!("--userns auto: {e}")))?;
+                let at = cstring(&base.join(format!("l{i}")))?;
+                idmapped.push((fd, at.clone()));
+                v.push(at);
+            }
+            v
+        }
+    };
     for p in lowers.iter().chain([&upper, &work]) {
         if p.as_bytes()
             .iter()
@@ -456,9 +490,16 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         })
         .collect::<Result<_, _>>()?;
     let task_fds: Vec<RawFd> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+    let idmapped_fds: Vec<RawFd> = idmapped.iter().map(|(f, _)| f.as_raw_fd()).collect();
+    let idmapped_at: Vec<(RawFd, &std::ffi::CStr)> = idmapped
+        .iter()
+        .map(|(f, at)| (f.as_raw_fd(), at.as_c_str()))
+        .collect();
     let child = init::Child {
         plan: &plan,
         layers: &layers,
+        userns: auto.as_ref().map_or(-1, |a| a.userns.as_raw_fd()),
+        idmapped: &idmapped_fds,
         base: mounts::Base {
             dir: &base_c,
             root: &root_c,
@@ -468,6 +509,10 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             files: &files_c,
             lower: &lower_top,
             overlay_data: &overlay_data,
+            idmapped: &idmapped_at,
+            owner: auto
+                .as_ref()
+                .map(|a| (a.map.uids[0].outside, a.map.gids[0].outside)),
         },
         resolv: &resolv,
         shared_hosts: shared_hosts.as_deref(),
@@ -514,7 +559,9 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         tasks,
         parent_pidfd,
         join_netns,
+        idmapped,
     ));
+    guard.userns = auto;
     if let Some(p) = guard.net_prepared.take() {
         guard.net = Some(p.attach(pid.as_raw())?);
     }
@@ -671,6 +718,8 @@ struct Guard {
     net: Option<net::Attached>,
     /// A rootless container's user-mode network helper; ends when dropped.
     slirp: Option<net::slirp::Slirp>,
+    /// `--userns auto`: the id range's lease, released when dropped.
+    userns: Option<userns::Auto>,
 }
 
 impl Guard {
@@ -692,6 +741,7 @@ impl Guard {
         drop(self.net.take());
         drop(self.net_prepared.take());
         drop(self.slirp.take());
+        drop(self.userns.take());
         if let Some(cg) = self.cgroup.take() {
             cg.remove(Duration::from_secs(2))?;
         }

@@ -189,6 +189,12 @@ pub(crate) struct Base<'a> {
     pub files: &'a CStr,
     pub lower: &'a CStr,
     pub overlay_data: &'a CStr,
+    /// `--userns auto`: detached idmapped mounts of the lower layers and where they
+    /// are attached (base/lN, which `lower` and `overlay_data` name).
+    pub idmapped: &'a [(RawFd, &'a CStr)],
+    /// `--userns auto`: the host ids of the container's root, who owns the writable
+    /// layer and /dev (host root made them).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Which step failed; `index` says which mount op (for the message).
@@ -229,6 +235,30 @@ pub(crate) fn prepare_root(
     for d in [base.root, base.upper, base.work, base.nodes, base.files] {
         // SAFETY: a NUL-terminated path.
         cvt(unsafe { libc::mkdir(d.as_ptr(), 0o755) }).map_err(fail("mkdir", NONE))?;
+    }
+    if let Some((uid, gid)) = base.owner {
+        for d in [base.upper, base.work] {
+            // SAFETY: a NUL-terminated path and integer ids.
+            cvt(unsafe { libc::chown(d.as_ptr(), uid, gid) }).map_err(fail("chown", NONE))?;
+        }
+    }
+    for &(fd, at) in base.idmapped {
+        // SAFETY: a NUL-terminated path.
+        cvt(unsafe { libc::mkdir(at.as_ptr(), 0o755) }).map_err(fail("mkdir", NONE))?;
+        // SAFETY: a raw syscall with an fd this process owns and NUL-terminated paths.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                at.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        cvt(r as c_int).map_err(fail("attach the idmapped lower layer", NONE))?;
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(fd) };
     }
     match layers {
         Layers::ReadOnly | Layers::Direct => {
@@ -646,6 +676,13 @@ fn setup_dev(root: RawFd, base: &Base, i: usize) -> Result<(), MountFailure> {
     .map_err(fail("mount tmpfs on", i))?;
     drop(t);
     let dev = open_no_symlinks(root, c"dev", libc::O_DIRECTORY).map_err(fail("open", i))?;
+    if let Some((uid, gid)) = base.owner {
+        // SAFETY: an (O_PATH) fd this process owns, an empty path and integer ids.
+        cvt(unsafe {
+            libc::fchownat(dev.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH)
+        })
+        .map_err(fail("chown", i))?;
+    }
     let devfd = openat2(dev.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
         .map_err(fail("open", i))?;
     let d = devfd.as_raw_fd();

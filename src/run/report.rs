@@ -102,6 +102,12 @@ impl Report {
 /// Every `what` string mounts.rs uses (kept in one list so it can cross the pipe).
 pub(crate) const MOUNT_WHATS: &[&str] = &[
     "",
+    "chown",
+    "attach the idmapped lower layer",
+    "bind the host's /sys on",
+    "make read-only",
+    "stat node for",
+    "check the host's device node for",
     "make / private",
     "mount tmpfs on",
     "mkdir",

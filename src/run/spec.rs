@@ -46,6 +46,8 @@ pub(crate) struct Spec {
     pub upper_size: u64,
     /// Parent of the container's cgroup in every hierarchy (relative).
     pub cgroup_parent: String,
+    /// `--userns auto` (root only): the container's ids are a range of its own.
+    pub userns_auto: bool,
     pub security: Security,
 }
 
@@ -451,6 +453,7 @@ impl Spec {
             limits_asked: false,
             upper_size: DEFAULT_UPPER_SIZE,
             cgroup_parent: "locker".into(),
+            userns_auto: false,
             security: Security::default(),
         }
     }

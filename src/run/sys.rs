@@ -80,7 +80,7 @@ impl FdPath {
 /// cgroup fd, must not be open while the container is set up (a workdir of
 /// /proc/self/fd/N would be on the host), let alone reach the command.
 pub(crate) fn close_fds_except(keep: &[RawFd]) {
-    let mut k = [RawFd::MAX; 8];
+    let mut k = [RawFd::MAX; 8 + super::MAX_IDMAPPED_LAYERS];
     let mut n = 0;
     for &fd in keep.iter().filter(|&&fd| fd > 2).take(k.len()) {
         k[n] = fd;
@@ -397,6 +397,21 @@ pub(crate) fn setgroups_denied() -> bool {
     // SAFETY: closes the fd opened above.
     unsafe { libc::close(fd) };
     n >= 4 && &buf[..4] == b"deny"
+}
+
+/// Joins the user namespace `fd` and becomes its root (uid and gid 0, no supplementary
+/// groups): host root's process turns into the container range's first id.
+pub(crate) fn become_root_of(fd: RawFd) -> SysResult<()> {
+    // SAFETY: setns with an fd this process owns and integer flags.
+    cvt(unsafe { libc::setns(fd, libc::CLONE_NEWUSER) })?;
+    // SAFETY: closes an fd this process owns and does not use again.
+    unsafe { libc::close(fd) };
+    // SAFETY: integer arguments; a null list of length 0.
+    cvt(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::setresgid(0, 0, 0) })?;
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::setresuid(0, 0, 0) }).map(drop)
 }
 
 /// setrlimit(2).

@@ -15,7 +15,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One line of a uid_map or gid_map: `count` ids from `inside` map onto `outside`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,23 +65,6 @@ impl IdMap {
     pub(crate) fn is_single(&self) -> bool {
         self.uids.len() == 1 && self.gids.len() == 1
     }
-
-    /// The host id of container uid `id`, if mapped.
-    pub(crate) fn host_uid(&self, id: u32) -> Option<u32> {
-        lookup(&self.uids, id)
-    }
-
-    /// The host id of container gid `id`, if mapped.
-    pub(crate) fn host_gid(&self, id: u32) -> Option<u32> {
-        lookup(&self.gids, id)
-    }
-}
-
-fn lookup(ranges: &[IdRange], id: u32) -> Option<u32> {
-    ranges
-        .iter()
-        .find(|r| id >= r.inside && id - r.inside < r.count)
-        .map(|r| r.outside + (id - r.inside))
 }
 
 /// The /proc/PID/uid_map text of `ranges`.
@@ -152,6 +135,10 @@ pub(crate) enum UsernsError {
     },
     #[error("{0}")]
     Sys(&'static str, #[source] nix::Error),
+    #[error("--userns auto needs an id range for `locker` in /etc/subuid and /etc/subgid, 65536 ids per container (as root, add the line locker:2000000:1048576 to both files)")]
+    NoAutoRange,
+    #[error("--userns auto: all {0} id blocks of the `locker` range in /etc/subuid are in use by running containers; add ids to the range")]
+    AutoExhausted(u32),
 }
 
 /// What `enter` did: nothing (root), or the map this process now runs under.
@@ -299,9 +286,9 @@ fn cstring(s: &std::ffi::OsStr) -> CString {
     CString::new(s.as_bytes()).unwrap_or_default()
 }
 
-/// Joins the user namespace of process `pid` when it is not ours (`exec` in a
-/// rootless container: the other namespaces belong to it). Single-threaded callers.
-pub(crate) fn join_of(pid: i32) -> Result<(), UsernsError> {
+/// The user namespace of process `pid` when it is not ours: a rootless container's,
+/// or a root-run `--userns auto` container's.
+pub(crate) fn other_of(pid: i32) -> Result<Option<fs::File>, UsernsError> {
     let theirs = PathBuf::from(format!("/proc/{pid}/ns/user"));
     let same = match (fs::metadata(&theirs), fs::metadata("/proc/self/ns/user")) {
         (Ok(a), Ok(b)) => {
@@ -311,14 +298,227 @@ pub(crate) fn join_of(pid: i32) -> Result<(), UsernsError> {
         _ => true,
     };
     if same {
-        return Ok(());
+        return Ok(None);
     }
-    let f = fs::File::open(&theirs).map_err(|source| UsernsError::Write {
-        file: "open the container's user namespace",
+    fs::File::open(&theirs)
+        .map(Some)
+        .map_err(|source| UsernsError::Write {
+            file: "open the container's user namespace",
+            source,
+        })
+}
+
+/// Joins the user namespace of process `pid` when it is not ours (`exec` in a
+/// rootless container: its other namespaces belong to it). Single-threaded callers.
+pub(crate) fn join_of(pid: i32) -> Result<(), UsernsError> {
+    match other_of(pid)? {
+        Some(f) => nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| UsernsError::Sys("join the container's user namespace", e)),
+        None => Ok(()),
+    }
+}
+
+/// `--userns auto`: where the blocks come from and are leased.
+const AUTO_OWNER: &str = "locker";
+const AUTO_LEASES: &str = "/run/locker/userns";
+/// Ids per container, as podman's --userns=auto default.
+const AUTO_SIZE: u32 = 65536;
+
+/// A root-run container's own id range (`--userns auto`): a block of AUTO_SIZE uids
+/// and gids from the `locker` entries of /etc/subuid and /etc/subgid, leased under
+/// /run/locker/userns while the container runs, and the user namespace mapping it
+/// (held by an fd; the process that made it is gone). Dropping it ends the lease.
+#[derive(Debug)]
+pub(crate) struct Auto {
+    pub map: IdMap,
+    pub userns: std::os::fd::OwnedFd,
+    lease: PathBuf,
+}
+
+impl Drop for Auto {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.lease);
+    }
+}
+
+/// Leases the first free block and makes its user namespace.
+pub(crate) fn auto() -> Result<Auto, UsernsError> {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let (uids, gids) = (
+        subordinate_all(&read("/etc/subuid"), AUTO_OWNER),
+        subordinate_all(&read("/etc/subgid"), AUTO_OWNER),
+    );
+    let (Some(uids), Some(gids)) = (uids, gids) else {
+        return Err(UsernsError::NoAutoRange);
+    };
+    let blocks = (uids.1 / AUTO_SIZE).min(gids.1 / AUTO_SIZE);
+    if blocks == 0 {
+        return Err(UsernsError::NoAutoRange);
+    }
+    crate::store::private_dir(Path::new(AUTO_LEASES)).map_err(|source| UsernsError::Write {
+        file: AUTO_LEASES,
         source,
     })?;
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| UsernsError::Sys("join the container's user namespace", e))
+    let me = std::process::id() as i32;
+    let owner = format!("{me} {}\n", super::state::start_time(me).unwrap_or(0));
+    for i in 0..blocks {
+        let (u, g) = (uids.0 + i * AUTO_SIZE, gids.0 + i * AUTO_SIZE);
+        let lease = Path::new(AUTO_LEASES).join(u.to_string());
+        if !take_lease(&lease, &owner) {
+            continue;
+        }
+        let map = IdMap {
+            uids: vec![IdRange {
+                inside: 0,
+                outside: u,
+                count: AUTO_SIZE,
+            }],
+            gids: vec![IdRange {
+                inside: 0,
+                outside: g,
+                count: AUTO_SIZE,
+            }],
+        };
+        let auto = Auto {
+            userns: make_userns(&map)?,
+            map,
+            lease,
+        };
+        return Ok(auto);
+    }
+    Err(UsernsError::AutoExhausted(blocks))
+}
+
+/// Creates `lease` for us, or takes it over from an owner that is gone.
+fn take_lease(lease: &Path, owner: &str) -> bool {
+    use std::io::Write;
+    for _ in 0..2 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(lease)
+        {
+            Ok(mut f) => return f.write_all(owner.as_bytes()).is_ok(),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let text = fs::read_to_string(lease).unwrap_or_default();
+                let mut w = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+                let alive = match (w.next().flatten(), w.next().flatten()) {
+                    (Some(pid), Some(start)) => super::state::alive(pid as i32, start),
+                    // Half written: its writer is between create and write.
+                    _ => true,
+                };
+                if alive {
+                    return false;
+                }
+                let _ = fs::remove_file(lease);
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Every `locker` range of a subuid/subgid text, merged into the first one's extent.
+fn subordinate_all(text: &str, name: &str) -> Option<(u32, u32)> {
+    text.lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            (who == name).then_some(())?;
+            Some((start.parse::<u32>().ok()?, count.parse::<u32>().ok()?))
+        })
+        .find(|&(start, count)| count > 0 && start.checked_add(count).is_some())
+}
+
+/// A user namespace with `map`, made by a short-lived child cloned into it: it waits
+/// until the maps are written and the namespace is open, then exits.
+fn make_userns(map: &IdMap) -> Result<std::os::fd::OwnedFd, UsernsError> {
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| UsernsError::Sys("pipe", e))?;
+    let pid = super::sys::clone3(libc::CLONE_NEWUSER as u64, None, false)
+        .map_err(|e| UsernsError::Sys("clone a user namespace", nix::Error::from_raw(e)))?;
+    if pid == 0 {
+        drop(wr);
+        let mut b = [0u8; 1];
+        // SAFETY: a buffer this frame owns; then _exit, running no destructors.
+        unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&rd),
+                b.as_mut_ptr().cast(),
+                1,
+            );
+            libc::_exit(0)
+        }
+    }
+    drop(rd);
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let result = (|| {
+        let write = |f: &'static str, text: String| {
+            fs::write(proc.join(f), text).map_err(|source| UsernsError::Write { file: f, source })
+        };
+        write("uid_map", map_text(&map.uids))?;
+        write("gid_map", map_text(&map.gids))?;
+        fs::File::open(proc.join("ns/user"))
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|source| UsernsError::Write {
+                file: "open the new user namespace",
+                source,
+            })
+    })();
+    drop(wr);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}
+
+/// A detached copy of the mount at `path` whose owners read through `userns`'s map
+/// (an idmapped mount): host uid U shows as the container's U, so one lower layer on
+/// disk serves every container, with no chowned copy.
+pub(crate) fn idmapped_mount(
+    path: &Path,
+    userns: &std::os::fd::OwnedFd,
+) -> Result<std::os::fd::OwnedFd, UsernsError> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let p = cstring(path.as_os_str());
+    // SAFETY: a raw syscall with a NUL-terminated path and integer flags.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(UsernsError::Sys(
+            "open_tree of a lower layer",
+            nix::Error::last(),
+        ));
+    }
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_IDMAP;
+    attr.userns_fd = userns.as_raw_fd() as u64;
+    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes
+    // the kernel expects.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(UsernsError::Sys(
+            "make an idmapped mount of a lower layer (the file system must support idmapped mounts)",
+            nix::Error::last(),
+        ));
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]
@@ -344,12 +544,6 @@ mod tests {
     fn the_map_puts_root_on_the_user_and_the_rest_on_the_range() {
         let m = IdMap::for_user(1000, 1000, Some((100000, 65536)), Some((200000, 65536)));
         assert!(!m.is_single());
-        assert_eq!(m.host_uid(0), Some(1000));
-        assert_eq!(m.host_uid(1), Some(100000));
-        assert_eq!(m.host_uid(100), Some(100099));
-        assert_eq!(m.host_uid(65536), Some(165535));
-        assert_eq!(m.host_uid(65537), None);
-        assert_eq!(m.host_gid(5), Some(200004));
         assert_eq!(map_text(&m.uids), "0 1000 1\n1 100000 65536\n");
         assert_eq!(
             map_args(&m.gids),
@@ -357,8 +551,7 @@ mod tests {
         );
         let single = IdMap::for_user(1000, 1001, None, None);
         assert!(single.is_single());
-        assert_eq!(single.host_gid(0), Some(1001));
-        assert_eq!(single.host_uid(1), None);
+        assert_eq!(map_text(&single.gids), "0 1001 1\n");
     }
 
     #[test]

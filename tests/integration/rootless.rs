@@ -49,12 +49,27 @@ struct Users {
 static NAMES: OnceLock<Vec<String>> = OnceLock::new();
 static TUN_MODE: OnceLock<Option<u32>> = OnceLock::new();
 
+/// The `locker` entry `--userns auto` allocates from, when the tests added it.
+const AUTO_LINE: &str = "locker:2000000:1048576";
+static AUTO_ADDED: OnceLock<bool> = OnceLock::new();
+
 extern "C" fn remove_users() {
     for name in NAMES.get().into_iter().flatten() {
         let _ = Command::new("userdel")
             .args(["-r", "-f", name])
             .stderr(Stdio::null())
             .status();
+    }
+    if AUTO_ADDED.get() == Some(&true) {
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let text = fs::read_to_string(f).unwrap_or_default();
+            let kept: String = text
+                .lines()
+                .filter(|l| *l != AUTO_LINE)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = fs::write(f, kept);
+        }
     }
     let _ = fs::remove_dir_all("/var/tmp/locker-rootless-bin");
     if let Some(Some(mode)) = TUN_MODE.get() {
@@ -110,6 +125,23 @@ fn users() -> &'static Users {
         TUN_MODE.get_or_init(|| tun);
         if tun.is_some() {
             fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        // --userns auto's range, unless the host has one.
+        let has = fs::read_to_string("/etc/subuid")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("locker:"));
+        AUTO_ADDED.get_or_init(|| !has);
+        if !has {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                let mut text = fs::read_to_string(f).unwrap_or_default();
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(AUTO_LINE);
+                text.push('\n');
+                fs::write(f, text).unwrap();
+            }
         }
         let bin_dir = Path::new("/var/tmp/locker-rootless-bin");
         fs::create_dir_all(bin_dir).unwrap();
@@ -627,4 +659,109 @@ fn rootless_build_is_the_root_build() {
             "/etc/debian_version"
         ])
         .starts_with("12"));
+}
+
+/// The `--userns auto` block of a container whose /proc/self/uid_map is `map`.
+fn auto_base(map: &str) -> u32 {
+    let w: Vec<u32> = map.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!((w.len(), w[0], w[2]), (3, 0, 65536), "{map}");
+    let (start, count) = locker_range();
+    assert!(
+        w[1] >= start && w[1] + 65536 <= start + count,
+        "{map} outside the locker range"
+    );
+    w[1]
+}
+
+fn locker_range() -> (u32, u32) {
+    let text = fs::read_to_string("/etc/subuid").unwrap();
+    let l = text.lines().find(|l| l.starts_with("locker:")).unwrap();
+    let f: Vec<u32> = l.split(':').skip(1).map(|x| x.parse().unwrap()).collect();
+    (f[0], f[1])
+}
+
+#[test]
+fn userns_auto_gives_a_root_container_its_own_range() {
+    users();
+    let l = crate::harness::Locker::new();
+    let tar = l.path("fix.tar");
+    fs::write(&tar, owned_fixture()).unwrap();
+    l.ok(&["import", tar.to_str().unwrap(), "--name", "fix"]);
+    let vol = tempfile::Builder::new()
+        .prefix("locker-auto-vol-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    fs::set_permissions(vol.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let v = format!("{}:/vol", vol.path().display());
+    let script = "cat /proc/self/uid_map; stat -c %u /home/tester/notes /; id -u; echo x > /vol/f; echo y > /new && cat /new";
+    let out = l.ok(&[
+        "run", "--net", "none", "--userns", "auto", "-v", &v, "fix", "sh", "-c", script,
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let base = auto_base(lines[0]);
+    // The one lower layer on disk, seen through an idmapped mount: owners as stored.
+    assert_eq!(&lines[1..], ["1000", "0", "0", "y"], "{out}");
+    assert_eq!(
+        fs::metadata(vol.path().join("f")).unwrap().uid(),
+        base,
+        "the volume file is the range's"
+    );
+    // HOLE: a root-owned host file through a volume; CONTROL: without --userns auto.
+    let target = vol.path().join("rootfile");
+    fs::write(&target, "root\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let tv = format!("{}:/host", target.display());
+    let r = l.run(&[
+        "run",
+        "--net",
+        "none",
+        "--userns",
+        "auto",
+        "-v",
+        &tv,
+        "fix",
+        "sh",
+        "-c",
+        "echo pwned >> /host",
+    ]);
+    assert_ne!(r.code, Some(0), "HOLE\n{}", r.dump());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "root\n");
+    l.ok(&[
+        "run",
+        "--net",
+        "none",
+        "-v",
+        &tv,
+        "fix",
+        "sh",
+        "-c",
+        "echo ok >> /host",
+    ]);
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        "root\nok\n",
+        "CONTROL"
+    );
+    // Two at once get two blocks; exec lands in the container's range.
+    let id = l.ok(&[
+        "run", "--net", "none", "--userns", "auto", "-d", "fix", "sleep", "600",
+    ]);
+    let id = id.trim();
+    let held = auto_base(&l.ok(&["exec", id, "cat", "/proc/self/uid_map"]));
+    let other = l.ok(&[
+        "run",
+        "--net",
+        "none",
+        "--userns",
+        "auto",
+        "fix",
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    assert_ne!(held, auto_base(other.trim()));
+    l.ok(&["stop", id]);
+    // Named containers are refused in one line (their files would change owner).
+    l.fails(&[
+        "run", "--net", "none", "--userns", "auto", "--name", "n", "fix", "true",
+    ]);
 }
