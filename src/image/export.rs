@@ -444,12 +444,15 @@ impl Walker<'_> {
         if !self.oci_layer {
             return (xattrs, false);
         }
-        let opaque = xattrs
-            .iter()
-            .any(|(k, v)| k.as_bytes() == b"trusted.overlay.opaque" && v == b"y");
+        // trusted.* from root's unpack, user.* from a rootless one (unpack::opaque_xattr).
+        let overlay =
+            |k: &[u8]| k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.");
+        let opaque = xattrs.iter().any(|(k, v)| {
+            overlay(k.as_bytes()) && k.as_bytes().ends_with(b".overlay.opaque") && v == b"y"
+        });
         let kept = xattrs
             .into_iter()
-            .filter(|(k, _)| !k.as_bytes().starts_with(b"trusted.overlay."))
+            .filter(|(k, _)| !overlay(k.as_bytes()))
             .collect();
         (kept, opaque)
     }

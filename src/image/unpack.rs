@@ -148,6 +148,16 @@ pub(crate) struct LayerReport {
 }
 
 const WHITEOUT_PREFIX: &str = ".wh.";
+
+/// overlayfs' opaque mark: trusted.* as root; in a user namespace (rootless), where
+/// trusted.* is refused, user.*, which run mounts with `userxattr` to match.
+pub(crate) fn opaque_xattr() -> &'static std::ffi::CStr {
+    if crate::run::userns::rootless() {
+        c"user.overlay.opaque"
+    } else {
+        c"trusted.overlay.opaque"
+    }
+}
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// Unpacks one OCI layer beneath `dest` (see `Options::oci_layer`).
@@ -747,7 +757,7 @@ impl Unpacker {
         at::cvt(unsafe {
             libc::setxattr(
                 path.as_ptr(),
-                c"trusted.overlay.opaque".as_ptr(),
+                opaque_xattr().as_ptr(),
                 value.as_ptr().cast(),
                 value.len(),
                 0,
@@ -755,7 +765,7 @@ impl Unpacker {
         })
         .map_err(entry_err(
             entry,
-            "mark directory opaque (overlayfs needs root)",
+            "mark directory opaque (set its overlay.opaque xattr)",
         ))?;
         self.stats.entries += 1;
         Ok(())

@@ -432,7 +432,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             image.name
         )));
     }
-    let overlay_data = match layers {
+    let mut overlay_data = match layers {
         Layers::ReadOnlyStack => format!("lowerdir={lower}"),
         _ => format!(
             "lowerdir={lower},upperdir={},workdir={}",
@@ -440,6 +440,11 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             work.to_string_lossy()
         ),
     };
+    // In a user namespace overlayfs may not use trusted.* xattrs: its whiteouts'
+    // and opaque directories' marks are user.overlay.* (as rootless unpacking writes).
+    if userns::rootless() {
+        overlay_data.push_str(",userxattr");
+    }
     let overlay_data = CString::new(overlay_data).expect("no NUL");
     let lower_top = lowers[0].clone();
     let base_c = cstring(&base)?;

@@ -297,6 +297,35 @@ fn oci_docker_schema2_multi_layer_whiteouts_opaque_and_lower_hardlink() {
     assert_eq!(out, "new-home\nsame\nexecutable\n");
 }
 
+/// Rootless: the same whiteouts and opaque directory, unpacked inside an ordinary
+/// user's user namespace (user.overlay.* marks, overlayfs mounted with userxattr).
+#[test]
+fn oci_rootless_pull_keeps_whiteouts_and_opaque_dirs() {
+    let f = fixture();
+    let top = write(
+        &f.l,
+        "top.tar",
+        &tar_of(&[
+            ("etc/.wh.os-release", 'f', ""),
+            ("home", 'd', ""),
+            ("home/.wh..wh..opq", 'f', ""),
+            ("home/new-home", 'd', ""),
+        ]),
+    );
+    f.layout.add_layer("app", &top);
+    f.reg
+        .skopeo_push(&f.layout.skopeo_src("app"), "team/rootless:1", &[]);
+    let reference = f.reg.reference("team/rootless:1");
+    let user = crate::rootless::Ctx::new(&crate::rootless::users().ranged, Some("oci"));
+    let r = user.run(&["pull", &reference]);
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    let out = user.ok(&[
+        "run", "--net", "none", "--entrypoint", "/bin/sh", "-u", "0", "-w", "/", &reference, "-c",
+        "test -e /etc/os-release && echo os-release-visible; ls /home; rm -r /home/new-home && mkdir /home/new-home && echo rewritten",
+    ]);
+    assert_eq!(out, "new-home\nrewritten\n");
+}
+
 #[test]
 fn oci_zstd_layers() {
     let f = fixture();

@@ -30,18 +30,18 @@ use crate::server::Server;
 const RANGE: u32 = 300_000;
 const COUNT: u32 = 65_536;
 
-struct TestUser {
+pub struct TestUser {
     name: String,
     uid: u32,
     gid: u32,
     home: PathBuf,
 }
 
-struct Users {
+pub struct Users {
     /// Has subordinate ranges RANGE..RANGE+COUNT.
-    ranged: TestUser,
+    pub ranged: TestUser,
     /// Has none: the single-id map.
-    single: TestUser,
+    pub single: TestUser,
     /// A copy of the binary every user may execute (the build tree may be private).
     bin: PathBuf,
 }
@@ -111,7 +111,7 @@ fn add_user(name: &str, ranges: bool) -> TestUser {
     }
 }
 
-fn users() -> &'static Users {
+pub fn users() -> &'static Users {
     static USERS: OnceLock<Users> = OnceLock::new();
     USERS.get_or_init(|| {
         require_root();
@@ -157,7 +157,7 @@ fn users() -> &'static Users {
 }
 
 /// One test's view: a user, a network namespace, a loopback file server.
-struct Ctx {
+pub struct Ctx {
     user: &'static TestUser,
     netns: Arc<OwnedFd>,
     /// `--root` for every command; None: the user's default store.
@@ -165,7 +165,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(user: &'static TestUser, store: Option<&str>) -> Ctx {
+    pub fn new(user: &'static TestUser, store: Option<&str>) -> Ctx {
         let root = store.map(|s| user.home.join("stores").join(s));
         Ctx {
             user,
@@ -207,11 +207,11 @@ impl Ctx {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub fn run(&self, args: &[&str]) -> Run {
         run_bounded(self.command(args), Duration::from_secs(120))
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
         assert_eq!(r.code, Some(0), "expected success\n{}", r.dump());
         r.stdout
