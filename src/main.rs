@@ -84,8 +84,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
                 Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
                     return Some("nothing was installed; free some disk space (`locker gc` removes leftovers) and retry")
                 }
+                // An ordinary user's locker is rootless (its own store and user
+                // namespace): a refusal is about someone else's files, not a missing sudo.
                 Some(libc::EACCES) | Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => {
-                    return Some("run locker as root")
+                    return Some("it belongs to another user, or to root")
                 }
                 _ => {}
             }

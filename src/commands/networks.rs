@@ -10,6 +10,12 @@ use crate::run::net::network;
 pub(crate) fn dispatch(root: &Path, c: NetworkCommand) -> anyhow::Result<()> {
     match c {
         NetworkCommand::Create(a) => {
+            if crate::run::userns::rootless() {
+                anyhow::bail!(
+                    "network create {}: named networks need root (a bridge on the host); a rootless container gets its own private network (slirp4netns)",
+                    a.name
+                );
+            }
             crate::store::root_dir(root).with_context(|| format!("use {}", root.display()))?;
             let n = network::create(root, &a.name)
                 .with_context(|| format!("network create {}", a.name))?;

@@ -563,6 +563,15 @@ fn rootless_limits_need_a_delegated_cgroup() {
     }
     // Without limits the same run works.
     ctx.ok(&["run", "--net", "none", "fix", "true"]);
+    // Named networks (a host bridge) and --userns auto need root, said in one line.
+    for args in [
+        vec!["network", "create", "n1"],
+        vec!["run", "--net", "none", "--userns", "auto", "fix", "true"],
+    ] {
+        let r = ctx.run(&args);
+        assert_eq!(r.code, Some(125), "{}", r.dump());
+        assert!(r.stderr.contains("root"), "{}", r.dump());
+    }
 }
 
 #[test]
