@@ -191,8 +191,14 @@ pub(crate) fn explain(
                 Some(op) => format!(" {}", describe(op, volumes)),
                 None => String::new(),
             };
+            // An ordinary user's overlay: the kernel must allow it in a user namespace.
+            let hint = if r.what == "mount overlay" && super::userns::rootless() {
+                " (rootless: overlayfs in a user namespace needs Linux 5.11 or later)"
+            } else {
+                ""
+            };
             RunError::Setup {
-                step: format!("{}{target}", r.what),
+                step: format!("{}{target}{hint}", r.what),
                 source,
             }
         }
