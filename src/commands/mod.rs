@@ -17,6 +17,7 @@ use crate::store::{self, Store};
 /// Runs the command `cli` names.
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     enter_user_namespace(&cli)?;
+    store::check_owned(&cli.root).with_context(|| format!("use store {}", cli.root.display()))?;
     let ctx = images::Context::new(&cli);
     let root = cli.root.as_path();
     let in_use = |digest: &str| state::user_of(root, digest);
@@ -61,6 +62,9 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Gc => {
             state::reap_stale(root).context("remove leftovers of killed containers")?;
             monitor::reap(root);
+            if nix::unistd::geteuid().is_root() && !userns::rootless() {
+                userns::reap_leases();
+            }
             done(images::gc(&ctx, &in_use))
         }
         Command::Run(a) => {

@@ -127,6 +127,10 @@ pub(crate) fn exec(c: &Command) -> ! {
     {
         fail(Step::Credentials, errno());
     }
+    // The credential change cleared any parent-death signal: an `exec`'d command dies
+    // with the `locker exec` that waits for it, as `run`'s dies with PID 1.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     sys::set_capabilities(c.capabilities).unwrap_or_else(|e| fail(Step::Capabilities, e));
     // SAFETY: fchdir on an fd we own.
     if unsafe { libc::fchdir(workdir.as_raw_fd()) } < 0 {

@@ -144,8 +144,10 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     }
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_rd) };
-    // SAFETY: closes an fd this process owns and does not use again.
-    unsafe { libc::close(c.parent_pidfd) };
+    if c.userns < 0 {
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.parent_pidfd) };
+    }
     if c.join_netns >= 0 {
         // SAFETY: setns with an fd this process owns and integer flags.
         cvt(unsafe { libc::setns(c.join_netns, libc::CLONE_NEWNET) })
@@ -231,6 +233,27 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     sys::set_oom_score_adj(&c.plan.oom_score_adj).map_err(step_err(Step::OomScoreAdj))?;
     if c.userns >= 0 {
         sys::become_root_of(c.userns).map_err(step_err(Step::Credentials))?;
+        // The uid change cleared the parent-death signal: set it again, then make sure
+        // the parent did not die in between (its pidfd is readable once it has).
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        let mut pfd = libc::pollfd {
+            fd: c.parent_pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: a live pollfd array of the length given.
+        let gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.parent_pidfd) };
+        if gone {
+            return Err(Report {
+                step: Step::Release,
+                errno: libc::EPIPE,
+                index: u32::MAX,
+                what: "",
+            });
+        }
     }
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
     // unopenable for the container (ptrace access needs CAP_SYS_PTRACE, dropped).

@@ -251,6 +251,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     let mut join_netns = None;
     let mut net_state = None;
     let mut slirp_ports = None;
+    let mut slirp_dns = false;
     match &spec.net {
         // An ordinary user's container: user-mode networking (net/slirp.rs).
         Net::Bridge { network, ports } if userns::rootless() => {
@@ -260,13 +261,17 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
                     network.name
                 )));
             }
-            resolv = match spec.dns.as_slice() {
-                [] => net::slirp::RESOLV_CONF.as_bytes().to_vec(),
-                dns => dns
-                    .iter()
-                    .map(|d| format!("nameserver {d}\n"))
-                    .collect::<String>()
-                    .into_bytes(),
+            // The root path's choice (net/dns.rs): --dns, the host's servers, or
+            // systemd-resolved's upstream; only a host with nothing but a loopback
+            // stub gets slirp's own 10.0.2.3, which forwards to it.
+            let host = String::from_utf8_lossy(&host_resolv);
+            let stub = fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+            resolv = match net::dns::choose(&spec.dns, &host, stub.as_deref()) {
+                r @ net::dns::Resolvers::Direct(_) => net::dns::resolv_conf(&r, &host).into_bytes(),
+                net::dns::Resolvers::Forward(_) => {
+                    slirp_dns = true;
+                    net::slirp::RESOLV_CONF.as_bytes().to_vec()
+                }
             };
             let hostname = plan.hostname.to_string_lossy().into_owned();
             plan.hosts = plan::hosts_file(
@@ -571,7 +576,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         guard.net = Some(p.attach(pid.as_raw())?);
     }
     if let Some(ports) = &slirp_ports {
-        guard.slirp = Some(net::slirp::start(pid.as_raw(), ports, &base)?);
+        guard.slirp = Some(net::slirp::start(pid.as_raw(), ports, &base, slirp_dns)?);
     }
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);

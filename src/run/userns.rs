@@ -137,6 +137,8 @@ pub(crate) enum UsernsError {
     Sys(&'static str, #[source] nix::Error),
     #[error("--userns auto needs an id range for `locker` in /etc/subuid and /etc/subgid, 65536 ids per container (as root, add the line locker:2000000:1048576 to both files)")]
     NoAutoRange,
+    #[error("--userns auto: {0}; give `locker` ids no one else has (e.g. locker:2000000:1048576)")]
+    BadAutoRange(String),
     #[error("--userns auto: all {0} id blocks of the `locker` range in /etc/subuid are in use by running containers; add ids to the range")]
     AutoExhausted(u32),
 }
@@ -351,6 +353,14 @@ pub(crate) fn auto() -> Result<Auto, UsernsError> {
     let (Some(uids), Some(gids)) = (uids, gids) else {
         return Err(UsernsError::NoAutoRange);
     };
+    for (what, range, subs, ids) in [
+        ("uid", uids, "/etc/subuid", "/etc/passwd"),
+        ("gid", gids, "/etc/subgid", "/etc/group"),
+    ] {
+        check_auto_range(range, &read(subs), &read(ids)).map_err(|why| {
+            UsernsError::BadAutoRange(format!("the `locker` {what} range of {subs} {why}"))
+        })?;
+    }
     let blocks = (uids.1 / AUTO_SIZE).min(gids.1 / AUTO_SIZE);
     if blocks == 0 {
         return Err(UsernsError::NoAutoRange);
@@ -387,6 +397,57 @@ pub(crate) fn auto() -> Result<Auto, UsernsError> {
         return Ok(auto);
     }
     Err(UsernsError::AutoExhausted(blocks))
+}
+
+/// A `locker` range must hold no id of the host's: not 0 (the container's root would
+/// be host root), no id another /etc/subuid (subgid) entry gives a user, no id of a
+/// passwd (group) entry.
+fn check_auto_range((start, count): (u32, u32), subids: &str, ids: &str) -> Result<(), String> {
+    let end = start as u64 + count as u64;
+    let inside = |id: u64| id >= start as u64 && id < end;
+    if start == 0 {
+        return Err("starts at 0: the container's root would be host root".into());
+    }
+    for l in subids
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+    {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 3 || f[0] == AUTO_OWNER {
+            continue;
+        }
+        let (Ok(s), Ok(c)) = (f[1].parse::<u64>(), f[2].parse::<u64>()) else {
+            continue;
+        };
+        if s < end && start as u64 <= s + c.saturating_sub(1) && c > 0 {
+            return Err(format!("overlaps {}'s range {}:{}", f[0], s, c));
+        }
+    }
+    for l in ids.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if let Some(id) = f.get(2).and_then(|x| x.parse::<u64>().ok()) {
+            if inside(id) {
+                return Err(format!("holds the id {id} of {}", f[0]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `--userns auto` leases whose locker is gone (`gc`; a new run also takes
+/// them over).
+pub(crate) fn reap_leases() {
+    let Ok(rd) = fs::read_dir(AUTO_LEASES) else { return };
+    for e in rd.flatten() {
+        let text = fs::read_to_string(e.path()).unwrap_or_default();
+        let mut w = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+        if let (Some(Some(pid)), Some(Some(start))) = (w.next(), w.next()) {
+            if !super::state::alive(pid as i32, start) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// Creates `lease` for us, or takes it over from an owner that is gone.
@@ -552,6 +613,34 @@ mod tests {
         let single = IdMap::for_user(1000, 1001, None, None);
         assert!(single.is_single());
         assert_eq!(map_text(&single.gids), "0 1001 1\n");
+    }
+
+    #[test]
+    fn the_auto_range_holds_no_host_id() {
+        let subs = "alice:100000:65536\nlocker:2000000:1048576\n";
+        let passwd = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/a:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n";
+        assert_eq!(
+            check_auto_range((2_000_000, 1_048_576), subs, passwd),
+            Ok(())
+        );
+        assert!(check_auto_range((0, 1_048_576), subs, passwd)
+            .unwrap_err()
+            .contains("host root"));
+        assert!(check_auto_range((1000, 65536), subs, passwd)
+            .unwrap_err()
+            .contains("1000 of alice"));
+        assert!(check_auto_range((150_000, 65536), subs, passwd)
+            .unwrap_err()
+            .contains("alice's range"));
+        // Touching ends do not overlap.
+        assert_eq!(check_auto_range((165_536, 65536), subs, passwd), Ok(()));
+        assert!(check_auto_range((34_465, 65536), subs, passwd)
+            .unwrap_err()
+            .contains("alice's range"));
+        assert_eq!(
+            check_auto_range((34_464, 65536), subs, "root:x:0:0::/:/bin/sh\n"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -711,6 +711,19 @@ pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// An existing ROOT must be ours and not writable by group or others, for every
+/// command, reads included: the records in it (state files naming pids to signal,
+/// catalogs, trees) are trusted only from the user who runs locker. A missing one
+/// is fine (a command that writes creates it with `root_dir`).
+pub(crate) fn check_owned(dir: &Path) -> io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => check_private(dir, &m),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// An existing store directory must be ours and not writable by group or others.
 fn check_private(dir: &Path, m: &fs::Metadata) -> io::Result<()> {
     let me = nix::unistd::geteuid().as_raw();

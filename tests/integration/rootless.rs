@@ -47,11 +47,100 @@ pub struct Users {
 }
 
 static NAMES: OnceLock<Vec<String>> = OnceLock::new();
-static TUN_MODE: OnceLock<Option<u32>> = OnceLock::new();
+static BIN_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// The `locker` entry `--userns auto` allocates from, when the tests added it.
+/// The `locker` entry `--userns auto` allocates from, when the tests add it.
 const AUTO_LINE: &str = "locker:2000000:1048576";
-static AUTO_ADDED: OnceLock<bool> = OnceLock::new();
+/// What the rootless tests change on the host, shared by every test process running
+/// at once (several checkouts' test runs on one machine): /dev/net/tun made 0666 (as
+/// Debian's udev makes it for rootless slirp4netns; this VM has no udev) and the
+/// `locker` line of /etc/subuid and /etc/subgid. The first process to come makes the
+/// changes and records what was there; the last to leave undoes them. The record and
+/// its lock live in SETUP_DIR.
+const SETUP_DIR: &str = "/run/locker-tests";
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct HostSetup {
+    /// Test processes using the changes.
+    pids: Vec<u32>,
+    /// /dev/net/tun's mode before the first of them.
+    tun_mode: Option<u32>,
+    /// Whether the first of them added AUTO_LINE.
+    auto_added: bool,
+}
+
+fn with_host_setup(f: impl FnOnce(&mut HostSetup)) {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(SETUP_DIR).unwrap();
+    let lock = fs::File::create(Path::new(SETUP_DIR).join("host.lock")).unwrap();
+    // SAFETY: flock on an fd this function owns; released when it is closed.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let path = Path::new(SETUP_DIR).join("host.json");
+    let mut setup: HostSetup = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    setup
+        .pids
+        .retain(|p| Path::new(&format!("/proc/{p}")).exists());
+    f(&mut setup);
+    if setup.pids.is_empty() {
+        let _ = fs::remove_file(&path);
+    } else {
+        fs::write(&path, serde_json::to_vec(&setup).unwrap()).unwrap();
+    }
+}
+
+fn join_host_setup() {
+    with_host_setup(|s| {
+        if s.pids.is_empty() {
+            s.tun_mode = fs::metadata("/dev/net/tun").ok().map(|m| m.mode() & 0o7777);
+            let has = fs::read_to_string("/etc/subuid")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("locker:"));
+            s.auto_added = !has;
+            if !has {
+                for f in ["/etc/subuid", "/etc/subgid"] {
+                    let mut text = fs::read_to_string(f).unwrap_or_default();
+                    if !text.is_empty() && !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str(AUTO_LINE);
+                    text.push('\n');
+                    fs::write(f, text).unwrap();
+                }
+            }
+        }
+        if s.tun_mode.is_some() {
+            fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        s.pids.push(std::process::id());
+    });
+}
+
+fn leave_host_setup() {
+    with_host_setup(|s| {
+        s.pids.retain(|&p| p != std::process::id());
+        if !s.pids.is_empty() {
+            return;
+        }
+        if s.auto_added {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                let text = fs::read_to_string(f).unwrap_or_default();
+                let kept: String = text
+                    .lines()
+                    .filter(|l| *l != AUTO_LINE)
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = fs::write(f, kept);
+            }
+        }
+        if let Some(mode) = s.tun_mode {
+            let _ = fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(mode));
+        }
+    });
+}
 
 extern "C" fn remove_users() {
     for name in NAMES.get().into_iter().flatten() {
@@ -60,21 +149,10 @@ extern "C" fn remove_users() {
             .stderr(Stdio::null())
             .status();
     }
-    if AUTO_ADDED.get() == Some(&true) {
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            let text = fs::read_to_string(f).unwrap_or_default();
-            let kept: String = text
-                .lines()
-                .filter(|l| *l != AUTO_LINE)
-                .map(|l| format!("{l}\n"))
-                .collect();
-            let _ = fs::write(f, kept);
-        }
+    if let Some(dir) = BIN_DIR.get() {
+        let _ = fs::remove_dir_all(dir);
     }
-    let _ = fs::remove_dir_all("/var/tmp/locker-rootless-bin");
-    if let Some(Some(mode)) = TUN_MODE.get() {
-        let _ = fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(*mode));
-    }
+    leave_host_setup();
 }
 
 fn sh(cmd: &mut Command) {
@@ -120,30 +198,14 @@ pub fn users() -> &'static Users {
         NAMES.get_or_init(|| vec![a.clone(), b.clone()]);
         // SAFETY: registers a plain function with no captured state.
         unsafe { libc::atexit(remove_users) };
-        // Debian's udev makes /dev/net/tun 0666 for rootless slirp4netns; this VM has none.
-        let tun = fs::metadata("/dev/net/tun").ok().map(|m| m.mode() & 0o7777);
-        TUN_MODE.get_or_init(|| tun);
-        if tun.is_some() {
-            fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(0o666)).unwrap();
-        }
-        // --userns auto's range, unless the host has one.
-        let has = fs::read_to_string("/etc/subuid")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.starts_with("locker:"));
-        AUTO_ADDED.get_or_init(|| !has);
-        if !has {
-            for f in ["/etc/subuid", "/etc/subgid"] {
-                let mut text = fs::read_to_string(f).unwrap_or_default();
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(AUTO_LINE);
-                text.push('\n');
-                fs::write(f, text).unwrap();
-            }
-        }
-        let bin_dir = Path::new("/var/tmp/locker-rootless-bin");
+        join_host_setup();
+        // Per test process: another checkout's run must not remove ours.
+        let bin_dir = BIN_DIR.get_or_init(|| {
+            PathBuf::from(format!(
+                "/var/tmp/locker-rootless-bin-{}",
+                std::process::id()
+            ))
+        });
         fs::create_dir_all(bin_dir).unwrap();
         fs::set_permissions(bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
         let bin = bin_dir.join("locker");
@@ -520,6 +582,24 @@ fn another_user_sees_and_reaches_nothing() {
         assert_eq!(r.code, Some(125), "{}", r.dump());
     }
     assert!(a.ok(&["ps"]).contains("held"), "still running");
+    // Root's locker trusts no one else's store either: its state files name the pids
+    // root would signal.
+    for args in [vec!["ps", "-a"], vec!["stop", "held"], vec!["images"]] {
+        let mut cmd = Command::new(locker_bin());
+        cmd.arg("--root")
+            .arg(&theirs)
+            .args(&args)
+            .stdin(Stdio::null());
+        let r = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(
+            r.code,
+            Some(125),
+            "root used another user's store\n{}",
+            r.dump()
+        );
+        assert!(r.stderr.contains("belongs to uid"), "{}", r.dump());
+    }
+    assert!(a.ok(&["ps"]).contains("held"), "still running");
     a.ok(&["rm", "-f", "held"]);
 }
 
@@ -769,8 +849,147 @@ fn userns_auto_gives_a_root_container_its_own_range() {
     ]);
     assert_ne!(held, auto_base(other.trim()));
     l.ok(&["stop", id]);
+    // SIGKILL of locker: the container dies too (PID 1's parent-death signal is set
+    // again after it joins the user namespace, which cleared it), and its block is free.
+    let mut child = l
+        .command(&[
+            "run", "--net", "none", "--userns", "auto", "fix", "sleep", "600",
+        ])
+        .spawn()
+        .unwrap();
+    let state_dir = l.root().join("run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pid1 = loop {
+        let found = fs::read_dir(&state_dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+                v["pid"].as_i64().filter(|p| *p > 0)
+            });
+        // Running: PID 1 has forked the command (it joined the user namespace first).
+        let running = |p: i64| {
+            fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+                .is_ok_and(|c| !c.trim().is_empty())
+        };
+        if let Some(p) = found.filter(|&p| running(p)) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never started"
+        );
+        std::thread::yield_now();
+    };
+    // SAFETY: pidfd_open with integer arguments; a negative result is an error.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid1 as libc::pid_t, 0) };
+    assert!(fd >= 0, "pidfd_open {pid1}");
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    let pidfd = Ok::<_, ()>(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Ok(fd) = pidfd {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+        assert_eq!(
+            n, 1,
+            "HOLE: the --userns auto container outlived its killed locker"
+        );
+    }
     // Named containers are refused in one line (their files would change owner).
     l.fails(&[
         "run", "--net", "none", "--userns", "auto", "--name", "n", "fix", "true",
     ]);
+}
+
+/// A rootless container's DNS never opens a way to the host's loopback: with an
+/// upstream server in the host's resolv.conf the container names it and slirp's
+/// 10.0.2.3 redirect is off; only a host whose sole resolver is a loopback stub gets
+/// 10.0.2.3, forwarded to port 53 of that stub (as root's DNS forwarder; the CONTROL).
+#[test]
+fn rootless_dns_leads_to_the_host_loopback_only_for_a_stub_resolver() {
+    use std::os::unix::process::CommandExt;
+    let ctx = Ctx::new(&users().ranged, Some("dns"));
+    assert_eq!(ctx.import_fixture("fix").code, Some(0));
+    let ns = ctx.netns.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        nix::sched::setns(&*ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:53").unwrap();
+        tx.send(()).unwrap();
+        for s in l.incoming().flatten() {
+            use std::io::Write;
+            let _ = (&s).write_all(b"STUB-REACHED\n");
+        }
+    });
+    rx.recv().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("locker-rl-dns-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let probe = |conf: &str| {
+        let file = dir.path().join(format!("resolv-{}", conf.len()));
+        fs::write(&file, conf).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let src = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+        let mut cmd = ctx.command(&[
+            "run",
+            "fix",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; nc -w 2 10.0.2.3 53 </dev/null",
+        ]);
+        // SAFETY: between fork and exec only unshare and mount run, on C strings made
+        // before the fork: the host's resolv.conf, for this command only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                    || libc::mount(
+                        src.as_ptr(),
+                        c"/etc/resolv.conf".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run_bounded(cmd, Duration::from_secs(60))
+    };
+    let r = probe("nameserver 127.0.0.1\nnameserver 192.0.2.53\n");
+    assert!(
+        r.stdout.contains("nameserver 192.0.2.53") && !r.stdout.contains("127.0.0.1"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        !r.stdout.contains("STUB-REACHED"),
+        "HOLE: 10.0.2.3 led to the host's loopback\n{}",
+        r.dump()
+    );
+    let r = probe("nameserver 127.0.0.1\n");
+    assert!(r.stdout.contains("nameserver 10.0.2.3"), "{}", r.dump());
+    assert!(
+        r.stdout.contains("STUB-REACHED"),
+        "CONTROL: the stub is the container's DNS\n{}",
+        r.dump()
+    );
 }

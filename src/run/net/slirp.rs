@@ -69,6 +69,12 @@ pub(crate) struct Options<'a> {
     pub dir: &'a Path,
     /// Map the gateway to the host's loopback. Never set by locker: the tests' control.
     pub host_loopback: bool,
+    /// Serve 10.0.2.3 (slirp's redirect to the host's resolv.conf servers). Off unless
+    /// the host's only resolvers are loopback ones (a stub such as 127.0.0.53): then
+    /// it is the container's one way to DNS, as root's forwarder is; otherwise the
+    /// container names the host's upstream servers itself and 10.0.2.3 leads nowhere,
+    /// so nothing it sends reaches a host loopback port.
+    pub builtin_dns: bool,
     /// Run the helper as this uid and gid (the tests' ordinary user).
     #[cfg(test)]
     pub as_user: Option<(u32, u32)>,
@@ -92,13 +98,19 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
 /// Starts slirp4netns for the container whose PID is `pid` (its user and network
 /// namespaces already exist; it need not be released yet), with `ports` published.
 /// Returns once tap0 is configured in the container.
-pub(crate) fn start(pid: i32, ports: &[PortMap], dir: &Path) -> Result<Slirp, NetError> {
+pub(crate) fn start(
+    pid: i32,
+    ports: &[PortMap],
+    dir: &Path,
+    builtin_dns: bool,
+) -> Result<Slirp, NetError> {
     start_with(
         pid,
         &Options {
             ports,
             dir,
             host_loopback: false,
+            builtin_dns,
             #[cfg(test)]
             as_user: None,
         },
@@ -139,6 +151,9 @@ pub(crate) fn start_with(pid: i32, o: &Options) -> Result<Slirp, NetError> {
     if !o.host_loopback {
         cmd.arg("--disable-host-loopback");
     }
+    if !o.builtin_dns {
+        cmd.arg("--disable-dns");
+    }
     cmd.arg(pid.to_string())
         .arg("tap0")
         .stdin(Stdio::null())
@@ -157,6 +172,10 @@ pub(crate) fn start_with(pid: i32, o: &Options) -> Result<Slirp, NetError> {
             if libc::geteuid() == 0 {
                 crate::run::sys::private_mount_ns().map_err(std::io::Error::from_raw_os_error)?;
             }
+            // Nothing of ours but the two pipes crosses the exec (a caller's stray fd
+            // would outlive the sandbox in the helper): the rest close on exec.
+            // SAFETY: close_range with integer arguments only.
+            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
             for fd in [ready_fd, exit_fd] {
                 crate::run::sys::clear_cloexec(fd).map_err(std::io::Error::from_raw_os_error)?;
             }
@@ -530,6 +549,7 @@ mod tests {
             ports,
             dir,
             host_loopback: false,
+            builtin_dns: true,
             as_user: None,
         }
     }
@@ -575,7 +595,7 @@ mod tests {
         let ctr = Ctr::new(None);
         let dir = tempfile::tempdir().unwrap();
         let ports = [PortMap::parse("127.0.0.1:7002:80").unwrap()];
-        let slirp = start(ctr.pid(), &ports, dir.path()).unwrap();
+        let slirp = start(ctr.pid(), &ports, dir.path(), true).unwrap();
         assert_mounted(&host);
 
         assert_eq!(
@@ -695,14 +715,14 @@ mod tests {
         let ctr = Ctr::new(None);
         let dir = tempfile::tempdir().unwrap();
         let ports = [PortMap::parse("127.0.0.1:7003:80").unwrap()];
-        let e = start(ctr.pid(), &ports, dir.path()).unwrap_err();
+        let e = start(ctr.pid(), &ports, dir.path(), true).unwrap_err();
         assert!(matches!(e, NetError::PortTaken { .. }), "{e}");
         assert!(e.to_string().contains("already in use"), "{e}");
 
         let mut dead = Command::new("true").spawn().unwrap();
         let pid = dead.id() as i32;
         dead.wait().unwrap();
-        let e = start(pid, &[], dir.path()).unwrap_err().to_string();
+        let e = start(pid, &[], dir.path(), true).unwrap_err().to_string();
         assert!(e.starts_with("slirp4netns: configure tap0: "), "{e}");
     }
 
