@@ -157,6 +157,22 @@ impl Catalog {
             layers.push(Path::new(&home).join(".config/locker/images.toml"));
         }
         for path in layers {
+            // Root with another user's HOME (`sudo -E`) must not take that user's word
+            // for what an image is: a catalog is read only from root or this user.
+            if let Ok(m) = std::fs::metadata(&path) {
+                use std::os::unix::fs::MetadataExt;
+                let me = nix::unistd::geteuid().as_raw();
+                if m.uid() != me && m.uid() != 0 {
+                    let why = std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "it belongs to uid {}, not to this user (unset HOME or fix its owner)",
+                            m.uid()
+                        ),
+                    );
+                    return Err(CatalogError::Read { path, source: why });
+                }
+            }
             match std::fs::read_to_string(&path) {
                 Ok(text) => catalog.add_layer(&path.display().to_string(), &text)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -203,9 +203,23 @@ pub(crate) fn explain(
             }
         }
         s => RunError::Setup {
-            step: format!("{s:?}").to_lowercase(),
+            step: step_text(s),
             source,
         },
+    }
+}
+
+/// What a step failing means to the user (the rest: the step's name).
+fn step_text(s: Step) -> String {
+    match s {
+        Step::OomScoreAdj => {
+            "set the command's oom_score_adj (lowering it below the caller's needs CAP_SYS_RESOURCE on the host: root, not rootless)".into()
+        }
+        Step::Rlimits => {
+            "set the command's resource limits (a --ulimit above the caller's hard limit needs CAP_SYS_RESOURCE on the host)".into()
+        }
+        Step::Credentials => "set the command's user and groups".into(),
+        s => format!("{s:?}").to_lowercase(),
     }
 }
 

@@ -355,6 +355,13 @@ pub(crate) fn caller_nofile_hard() -> u64 {
 /// `ro`/`rw`, `noexec`/`exec`; nosuid and nodev always).
 pub(crate) fn parse_tmpfs(spec: &str) -> Result<Mount, RunError> {
     let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    // locker itself needs the container's /proc (the command's own oom_score_adj, fds).
+    let clean = path.trim_end_matches('/');
+    if clean == "/proc" || clean.starts_with("/proc/") && !clean.starts_with("/proc/sys") {
+        return Err(RunError::Usage(format!(
+            "bad --tmpfs {spec:?}: a tmpfs over /proc would hide the container's own (mask files with --security-opt or use another path)"
+        )));
+    }
     let (mut size, mut mode, mut readonly, mut noexec) = (DEFAULT_TMPFS_SIZE, 0o1777, false, false);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o.split_once('=') {

@@ -205,6 +205,10 @@ fn reap_one(root: &Path, s: &State) -> io::Result<()> {
     }
     let all: Vec<PathBuf> = s.cgroups.iter().chain(&s.limit_cgroups).cloned().collect();
     crate::run::cgroups::remove_dirs(&all, Duration::from_secs(2)).map_err(io::Error::other)?;
+    // What a rootless container's slirp4netns left beside the (container-side) base.
+    for f in ["slirp4netns.sock", "slirp4netns.log"] {
+        let _ = fs::remove_file(s.base.join(f));
+    }
     let _ = fs::remove_dir(&s.base);
     if let Some(n) = &s.net {
         crate::run::net::release_stale(&s.id, n);

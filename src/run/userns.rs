@@ -438,7 +438,9 @@ fn check_auto_range((start, count): (u32, u32), subids: &str, ids: &str) -> Resu
 /// Removes `--userns auto` leases whose locker is gone (`gc`; a new run also takes
 /// them over).
 pub(crate) fn reap_leases() {
-    let Ok(rd) = fs::read_dir(AUTO_LEASES) else { return };
+    let Ok(rd) = fs::read_dir(AUTO_LEASES) else {
+        return;
+    };
     for e in rd.flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         let mut w = text.split_whitespace().map(|w| w.parse::<u64>().ok());

@@ -263,6 +263,18 @@ impl Slirp {
     /// Publishes `p` through the API socket: the helper listens on the host port and
     /// forwards to the container's port on GUEST_ADDR.
     pub(crate) fn add_port(&self, p: &PortMap) -> Result<(), NetError> {
+        // The helper binds as the user: ports below the kernel's unprivileged start
+        // are refused (slirp's error would only say that it failed).
+        let first = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|v| v.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+        if p.host_port < first && crate::run::userns::rootless() {
+            return Err(NetError::Usage(format!(
+                "-p {p}: host ports below {first} need root (or sysctl net.ipv4.ip_unprivileged_port_start={})",
+                p.host_port
+            )));
+        }
         let req = serde_json::json!({
             "execute": "add_hostfwd",
             "arguments": {
