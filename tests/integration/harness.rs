@@ -54,27 +54,37 @@ pub fn new_netns() -> std::os::fd::OwnedFd {
 
 /// Undoes, on drop, what a default container on the machine's own network makes there:
 /// the locker0 bridge and locker's nftables table (when they were not there before),
-/// the leases, and net.ipv4.ip_forward (restored to what it was).
+/// the leases, and net.ipv4.ip_forward (restored to what it was); where the host has
+/// IPv6, the `ip6 locker` table and net.ipv6.conf.all.forwarding too.
 pub struct HostNetworkGuard {
     bridge_existed: bool,
     table_existed: bool,
+    table6_existed: bool,
     ip_forward: String,
+    ip6_forward: String,
+}
+
+const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+fn nft_table_exists(family: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", family, "locker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl HostNetworkGuard {
     pub fn new() -> HostNetworkGuard {
         let bridge_existed = Path::new("/sys/class/net/locker0").exists();
-        let table_existed = Command::new("nft")
-            .args(["list", "table", "ip", "locker"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
         HostNetworkGuard {
             bridge_existed,
-            table_existed,
+            table_existed: nft_table_exists("ip"),
+            table6_existed: nft_table_exists("ip6"),
             ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
                 .unwrap_or_default(),
+            ip6_forward: std::fs::read_to_string(IP6_FORWARD).unwrap_or_default(),
         }
     }
 }
@@ -94,8 +104,16 @@ impl Drop for HostNetworkGuard {
             let _ = std::fs::remove_dir_all(dir.join("locker0"));
             let _ = std::fs::remove_dir(&dir);
         }
+        if !self.table6_existed && nft_table_exists("ip6") {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip6", "locker"])
+                .status();
+        }
         if !self.ip_forward.is_empty() {
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.ip_forward.trim());
+        }
+        if !self.ip6_forward.is_empty() {
+            let _ = std::fs::write(IP6_FORWARD, self.ip6_forward.trim());
         }
     }
 }

@@ -22,6 +22,9 @@ use crate::run::Ctx;
 
 const HOST_IP: &str = "198.51.100.1";
 const OUT_IP: &str = "198.51.100.2";
+/// The IPv6 twins (documentation prefix 2001:db8::/32), for `Nets::add_ipv6`.
+const HOST_IP6: &str = "2001:db8:5::1";
+const OUT_IP6: &str = "2001:db8:5::2";
 static N: AtomicUsize = AtomicUsize::new(0);
 
 fn ip(args: &[&str]) {
@@ -92,6 +95,34 @@ impl Nets {
 
     fn path(&self, name: &str) -> PathBuf {
         Path::new("/run/netns").join(name)
+    }
+
+    /// IPv6 on the link to the outside and a default route over it: a "host" with
+    /// IPv6 out (before locker makes its bridge, which looks for that route).
+    fn add_ipv6(&self) {
+        ip(&[
+            "-n",
+            &self.host,
+            "addr",
+            "add",
+            &format!("{HOST_IP6}/64"),
+            "dev",
+            "up0",
+            "nodad",
+        ]);
+        ip(&[
+            "-n",
+            &self.outside,
+            "addr",
+            "add",
+            &format!("{OUT_IP6}/64"),
+            "dev",
+            "down0",
+            "nodad",
+        ]);
+        ip(&[
+            "-n", &self.host, "-6", "route", "add", "default", "via", OUT_IP6,
+        ]);
     }
 }
 
@@ -741,4 +772,94 @@ fn sigkill_of_locker_then_gc_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "leases left: {left:?}");
     assert!(host_connect(&h, "127.0.0.1:18090").is_err());
+}
+
+/// The container's global IPv6 addresses on eth0 (from /proc/net/if_inet6: 32 hex
+/// digits, then index, prefix length, scope, flags, name), as (hex, prefix).
+fn global_ipv6(c: &Ctx) -> Vec<(String, String)> {
+    let t = c.ok(&[], &["cat", "/proc/net/if_inet6"]);
+    t.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[5] == "eth0" && f[3] == "00").then(|| (f[0].into(), f[2].into()))
+        })
+        .collect()
+}
+
+#[test]
+fn ipv6_beside_ipv4_where_the_host_has_it() {
+    // A host without IPv6 out: the bridge has none, nor the container, nor nft an ip6 table.
+    let mut plain = Ctx::new();
+    let n4 = Nets::new(&mut plain);
+    assert_eq!(global_ipv6(&plain), vec![]);
+    assert!(!in_host_ns(&n4, &["nft", "list", "tables"]).contains("ip6 locker"));
+
+    let mut c = Ctx::new();
+    let n = Nets::new(&mut c);
+    n.add_ipv6();
+    let o = n.path(&n.outside);
+    let _tcp = serve(&o, &format!("[{OUT_IP6}]:7000"), Kind::Tcp);
+    let _udp = serve(&o, &format!("[{OUT_IP6}]:7001"), Kind::Udp);
+    // A unique local /64 address (fd00::/8) beside the IPv4 lease, and a default route.
+    let v6 = global_ipv6(&c);
+    assert!(
+        v6.len() == 1 && v6[0].0.starts_with("fd") && v6[0].1 == "40",
+        "{v6:?}"
+    );
+    let routes = c.ok(&[], &["cat", "/proc/net/ipv6_route"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with(&format!("{:032x} 00", 0)) && l.ends_with("eth0")),
+        "{routes}"
+    );
+    // Out through NAT: the outside sees the host's address, not the container's.
+    assert_eq!(
+        probe(&c, &[], &["tcp", OUT_IP6, "7000"]),
+        format!("ok tcp-from {HOST_IP6}")
+    );
+    assert_eq!(
+        probe(&c, &[], &["udp", OUT_IP6, "7001"]),
+        format!("ok udp-from {HOST_IP6}")
+    );
+    // The ip6 table holds the same guard and forward rules as the ip one.
+    let t = in_host_ns(&n, &["nft", "list", "table", "ip6", "locker"]);
+    for rule in [
+        "ip6 daddr ::1 drop",
+        "oifname \"locker0\" ct state != { established, related } drop",
+        "masquerade",
+    ] {
+        assert!(t.contains(rule), "{rule}: {t}");
+    }
+    // Nothing new enters the bridge from outside over IPv6 either: the outside, routed
+    // to the container's address through the host, is dropped.
+    let addr6 = {
+        let hex = &v6[0].0;
+        let groups: Vec<String> = (0..8).map(|i| hex[i * 4..i * 4 + 4].to_string()).collect();
+        groups.join(":")
+    };
+    let srv = background(&c, &[], &["nc", "-ll", "-p", "81", "-e", "echo", "hidden"]);
+    // The control: the host reaches it over IPv6.
+    let host = n.path(&n.host);
+    assert_eq!(
+        wait_listening(&host, &format!("[{addr6}]:81")).trim(),
+        "hidden"
+    );
+    ip(&[
+        "-n",
+        &n.outside,
+        "-6",
+        "route",
+        "add",
+        &format!("{addr6}/128"),
+        "via",
+        HOST_IP6,
+    ]);
+    let r = host_connect(&o, &format!("[{addr6}]:81"));
+    assert!(
+        r.is_err(),
+        "the outside reached an unpublished port over IPv6: {r:?}"
+    );
+    drop(srv);
+    no_veth_left(&n);
 }

@@ -357,13 +357,20 @@ int main(int argc, char **argv) {
         if (!a || !b) return usage("tcp|udp ADDR PORT");
         int udp = !strcmp(cmd, "udp");
         struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(atoi(b))};
-        if (inet_pton(AF_INET, a, &sin.sin_addr) != 1) return usage("ADDR is IPv4");
-        int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+        struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(b))};
+        struct sockaddr *sa = (struct sockaddr *)&sin;
+        socklen_t salen = sizeof sin;
+        if (inet_pton(AF_INET, a, &sin.sin_addr) != 1) {
+            if (inet_pton(AF_INET6, a, &sin6.sin6_addr) != 1) return usage("ADDR is IPv4 or IPv6");
+            sa = (struct sockaddr *)&sin6;
+            salen = sizeof sin6;
+        }
+        int fd = socket(sa->sa_family, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
         if (fd < 0) return fail();
         struct timeval tv = {.tv_sec = 5};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) return fail();
+        if (connect(fd, sa, salen) < 0) return fail();
         if (udp && send(fd, "ping\n", 5, 0) < 0) return fail();
         char buf[256];
         ssize_t n = recv(fd, buf, sizeof buf - 1, 0);

@@ -27,7 +27,7 @@
 //! delete its elements); a plain run never calls it.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use super::NetError;
@@ -69,6 +69,33 @@ add rule ip locker forward oifname \"locker0\" ct state != { established, relate
 add rule ip locker forward oifname \"lkn-*\" ct state != { established, related } drop
 add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
 add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
+";
+
+/// The IPv6 twin (`ip6 locker`), for bridges with an IPv6 subnet: masquerade out of
+/// them, the same guard (nothing addressed to ::1 enters but from lo) and the same
+/// forward rules (nothing new enters a bridge, no routing between locker networks).
+/// Published ports are IPv4 only: DNAT-ed traffic passes here too (`ct status dnat`)
+/// for when they are not.
+const TABLE6: &str = "\
+add table ip6 locker
+add chain ip6 locker postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip6 locker guard { type filter hook prerouting priority raw; policy accept; }
+add chain ip6 locker forward { type filter hook forward priority filter; policy accept; }
+add set ip6 locker subnets { type ipv6_addr; flags interval; }
+add set ip6 locker same_bridge { type ifname . ifname; }
+flush chain ip6 locker postrouting
+flush chain ip6 locker guard
+flush chain ip6 locker forward
+add rule ip6 locker guard iifname != \"lo\" ip6 daddr ::1 drop
+add rule ip6 locker forward ct status dnat accept
+add rule ip6 locker forward iifname . oifname @same_bridge accept
+add rule ip6 locker forward iifname \"locker0\" oifname \"locker0\" drop
+add rule ip6 locker forward iifname \"locker0\" oifname \"lkn-*\" drop
+add rule ip6 locker forward iifname \"lkn-*\" oifname \"locker0\" drop
+add rule ip6 locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
+add rule ip6 locker forward oifname \"locker0\" ct state != { established, related } drop
+add rule ip6 locker forward oifname \"lkn-*\" ct state != { established, related } drop
+add rule ip6 locker postrouting ip6 saddr @subnets ip6 daddr != @subnets masquerade
 ";
 
 /// A published port: `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`.
@@ -206,19 +233,59 @@ fn nft(script: &str, what: &str) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The table (idempotent) and NAT for `subnet` on `bridge`; `isolated`: no traffic
-/// between the bridge's own ports either.
-pub(crate) fn add_network(subnet: Ipv4Addr, bridge: &str, isolated: bool) -> Result<(), NetError> {
+/// The tables (idempotent) and NAT for `subnet` (and the IPv6 `/64` `subnet6`) on
+/// `bridge`; `isolated`: no traffic between the bridge's own ports either.
+pub(crate) fn add_network(
+    subnet: Ipv4Addr,
+    subnet6: Option<Ipv6Addr>,
+    bridge: &str,
+    isolated: bool,
+) -> Result<(), NetError> {
+    nft(
+        &network_script(subnet, subnet6, bridge, isolated),
+        &format!("set up NAT for {subnet}/24"),
+    )
+}
+
+fn network_script(
+    subnet: Ipv4Addr,
+    subnet6: Option<Ipv6Addr>,
+    bridge: &str,
+    isolated: bool,
+) -> String {
     let mut s = format!("{TABLE}add element ip locker subnets {{ {subnet}/24 }}\n");
     if !isolated {
         s.push_str(&format!(
             "add element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"
         ));
     }
-    nft(&s, &format!("set up NAT for {subnet}/24"))
+    if let Some(s6) = subnet6 {
+        s.push_str(TABLE6);
+        s.push_str(&format!("add element ip6 locker subnets {{ {s6}/64 }}\n"));
+        if !isolated {
+            s.push_str(&format!(
+                "add element ip6 locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"
+            ));
+        }
+    }
+    s
 }
 
-pub(crate) fn remove_network(subnet: Ipv4Addr, bridge: &str) -> Result<(), NetError> {
+pub(crate) fn remove_network(
+    subnet: Ipv4Addr,
+    subnet6: Option<Ipv6Addr>,
+    bridge: &str,
+) -> Result<(), NetError> {
+    if let Some(s6) = subnet6 {
+        let _ = nft(
+            &format!("delete element ip6 locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
+            "forget the bridge",
+        );
+        let _ = nft(
+            &format!("delete element ip6 locker subnets {{ {s6}/64 }}\n"),
+            &format!("remove NAT for {s6}/64"),
+        );
+    }
     let _ = nft(
         &format!("delete element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"),
         "forget the bridge",
@@ -301,6 +368,18 @@ mod tests {
             let e = PortMap::parse(bad).unwrap_err().to_string();
             assert!(e.contains("HOSTPORT:CTRPORT"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_table_only_with_an_ipv6_subnet() {
+        let v4 = Ipv4Addr::new(10, 89, 0, 0);
+        let s = network_script(v4, None, "locker0", true);
+        assert!(!s.contains("ip6"), "{s}");
+        let s6: Ipv6Addr = "fd12:3456:789a:1::".parse().unwrap();
+        let s = network_script(v4, Some(s6), "lkn-1", false);
+        assert!(s.contains("add element ip6 locker subnets { fd12:3456:789a:1::/64 }"));
+        assert!(s.contains("add element ip6 locker same_bridge { \"lkn-1\" . \"lkn-1\" }"));
+        assert!(s.contains("ip6 daddr ::1 drop"));
     }
 
     #[test]

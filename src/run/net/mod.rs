@@ -7,7 +7,8 @@
 //! `attach` (after the clone, before the child is released): a veth pair whose peer is
 //! made directly in the child's namespace as eth0, the host end on the bridge (an
 //! isolated port on the default network); then, through a netlink socket opened inside
-//! the child's namespace, lo and eth0 up, the address and the default route; the DNS
+//! the child's namespace, lo and eth0 up, the address and the default route (and their
+//! IPv6 twins when the bridge has an IPv6 subnet); the DNS
 //! forwarder's socket when one is needed; the port map.
 //! Teardown (`Attached::drop`): the ports withdrawn, the lease released. The veth goes
 //! with the namespace (the kernel frees it moments after the last process), whatever
@@ -182,8 +183,15 @@ impl Prepared {
             .link_index("eth0")?
             .ok_or_else(|| NetError::Usage("eth0 missing in the container".into()))?;
         inner.add_address(eth0, self.lease.addr, network::PREFIX)?;
+        let v6 = self.up.addr6(self.lease.addr).zip(self.up.gateway6);
+        if let Some((a6, _)) = v6 {
+            inner.add_address6(eth0, a6, network::PREFIX6)?;
+        }
         inner.set_up(eth0)?;
         inner.add_default_route(self.up.gateway)?;
+        if let Some((_, g6)) = v6 {
+            inner.add_default_route6(g6)?;
+        }
         if let (Some(sock), dns::Resolvers::Forward(up)) = (forwarder, &self.resolvers) {
             dns::spawn_forwarder(sock, up[0]).map_err(|e| NetError::Io {
                 what: "start the DNS forwarder".into(),

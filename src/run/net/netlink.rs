@@ -6,13 +6,13 @@
 //! belongs to the network namespace its creator was in when it was made, which is how
 //! the parent configures a container's namespace (net/mod.rs `in_netns`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -237,6 +237,84 @@ impl Rtnl {
             NLM_F_CREATE | NLM_F_EXCL,
             &format!("add address {addr}/{prefix}"),
         )
+    }
+
+    /// Adds `addr/prefix` to link `index`, usable at once (no duplicate address
+    /// detection: locker hands out each address once, and DAD would hold it a second).
+    pub(crate) fn add_address6(
+        &mut self,
+        index: u32,
+        addr: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.header.flags = AddressHeaderFlags::Nodad;
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        self.ack(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add address {addr}/{prefix}"),
+        )
+    }
+
+    /// The IPv6 default route via `gateway`.
+    pub(crate) fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<(), NetlinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+        self.ack(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add default route via {gateway}"),
+        )
+    }
+
+    /// Every IPv6 address on this namespace's links, as (link index, address, prefix).
+    pub(crate) fn addresses6(&mut self) -> Result<Vec<(u32, Ipv6Addr, u8)>, NetlinkError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        let replies = self.request(
+            RouteNetlinkMessage::GetAddress(m),
+            netlink_packet_core::NLM_F_DUMP,
+            "list addresses",
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|at| match at {
+                    AddressAttribute::Address(std::net::IpAddr::V6(v)) => {
+                        Some((a.header.index, *v, a.header.prefix_len))
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Whether the main table has an IPv6 default route (the host has IPv6 out).
+    pub(crate) fn has_default_route6(&mut self) -> Result<bool, NetlinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        let replies = self.request(
+            RouteNetlinkMessage::GetRoute(m),
+            netlink_packet_core::NLM_F_DUMP,
+            "list routes",
+        )?;
+        Ok(replies.into_iter().any(|r| {
+            matches!(r, RouteNetlinkMessage::NewRoute(rt)
+                if rt.header.table == RouteHeader::RT_TABLE_MAIN
+                    && rt.header.destination_prefix_length == 0
+                    && rt.header.kind == RouteType::Unicast)
+        }))
     }
 
     /// The default route via `gateway`.

@@ -1,4 +1,5 @@
-//! Networks: a bridge with a /24 from 10.89.0.0/16, NAT out of it, and leases.
+//! Networks: a bridge with a /24 from 10.89.0.0/16 (and, where the host has IPv6, a ULA
+//! /64), NAT out of it, and leases.
 //!
 //! The default network (bridge `locker0`) isolates its ports: a container there reaches
 //! the outside world and the host's bridge address, never another container (the
@@ -7,17 +8,24 @@
 //!
 //! The kernel is the source of truth: a network's subnet is its bridge's address, read
 //! back on every run; a new bridge takes the first /24 of 10.89.0.0/16 that no address
-//! or route on the host overlaps. Leases (one file per address, created O_EXCL) live in
+//! or route on the host overlaps. Where the host has an IPv6 default route when the bridge
+//! is made, the bridge also gets a random ULA /64 (RFC 4193: fd00::/8 and a random
+//! 40-bit global ID, so no two bridges anywhere are likely to share one) and each
+//! container the address of that /64 whose last bits are its IPv4 host number, beside
+//! its IPv4 lease (one lease holds both). Leases (one file per address, created O_EXCL) live in
 //! /run/locker/net/NETNS/BRIDGE, which, like the bridge, is gone after a reboot; a lease
 //! whose owner (the `locker run` process) is dead is taken over.
 //!
 //! Invariants: locker creates, and only ever changes, its own bridges (`locker0`,
 //! `lkn-*`), its own nftables table (firewall.rs) and the sysctls of its own bridges,
-//! plus `net.ipv4.ip_forward`, which NAT needs (Docker and podman set it too).
+//! plus `net.ipv4.ip_forward` and, with IPv6, `net.ipv6.conf.all.forwarding`, which NAT
+//! needs (Docker and podman set them too). A host that takes its IPv6 route from router
+//! advertisements stops accepting them once forwarding is on unless its interface has
+//! accept_ra=2; locker leaves host interfaces alone (the README says so).
 
 use std::fs;
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +41,8 @@ const DEFAULT_BRIDGE: &str = "locker0";
 /// Where subnets come from: 10.89.N.0/24.
 const POOL: [u8; 2] = [10, 89];
 pub(crate) const PREFIX: u8 = 24;
+/// A bridge's IPv6 subnet: one /64.
+pub(crate) const PREFIX6: u8 = 64;
 const LEASES: &str = "/run/locker/net";
 
 /// A network as `run` uses it.
@@ -72,12 +82,55 @@ pub(crate) struct Up {
     pub net: Network,
     pub bridge_index: u32,
     pub gateway: Ipv4Addr,
+    /// The bridge's IPv6 address (PREFIX::1) when it has an IPv6 subnet.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl Up {
     fn subnet(&self) -> Ipv4Addr {
         mask(self.gateway)
     }
+
+    fn subnet6(&self) -> Option<Ipv6Addr> {
+        self.gateway6.map(mask6)
+    }
+
+    /// The IPv6 address beside the IPv4 lease `addr`: the same host number in the /64.
+    pub(crate) fn addr6(&self, addr: Ipv4Addr) -> Option<Ipv6Addr> {
+        let host = u32::from(addr) & !(u32::MAX << (32 - PREFIX));
+        self.subnet6()
+            .map(|s| Ipv6Addr::from(u128::from(s) | u128::from(host)))
+    }
+}
+
+fn mask6(a: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(a) & (u128::MAX << (128 - PREFIX6)))
+}
+
+/// A locker bridge's IPv6 address: unique local (fc00::/7) with a /64.
+fn is_bridge6(a: Ipv6Addr, prefix: u8) -> bool {
+    prefix == PREFIX6 && (a.segments()[0] & 0xfe00) == 0xfc00
+}
+
+/// A fresh ULA /64's first address (RFC 4193 section 3.2: fd, a random 40-bit global
+/// ID, subnet 0; ::1 is the bridge).
+fn new_gateway6() -> Result<Ipv6Addr, NetError> {
+    let r = crate::run::sys::random_bytes::<5>().map_err(|e| NetError::Io {
+        what: "getrandom".into(),
+        source: io::Error::from_raw_os_error(e),
+    })?;
+    let mut b = [0u8; 16];
+    b[0] = 0xfd;
+    b[1..6].copy_from_slice(&r);
+    b[15] = 1;
+    Ok(Ipv6Addr::from(b))
+}
+
+/// Whether the host (this namespace) has IPv6 out: enabled, with a default route.
+fn host_has_ipv6(rt: &mut Rtnl) -> bool {
+    let enabled = fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .is_ok_and(|v| v.trim() == "0");
+    enabled && rt.has_default_route6().unwrap_or(false)
 }
 
 fn mask(a: Ipv4Addr) -> Ipv4Addr {
@@ -193,7 +246,7 @@ pub(crate) fn remove(root: &Path, name: &str) -> Result<(), NetError> {
     }
     let mut rt = Rtnl::new()?;
     if let Some(up) = read_up(&mut rt, &net)? {
-        firewall::remove_network(up.subnet(), &net.bridge)?;
+        firewall::remove_network(up.subnet(), up.subnet6(), &net.bridge)?;
         rt.del_link(up.bridge_index)?;
     }
     let _ = fs::remove_dir_all(net.lease_dir());
@@ -216,10 +269,19 @@ fn read_up(rt: &mut Rtnl, net: &Network) -> Result<Option<Up>, NetError> {
         .into_iter()
         .find(|a| a.0 == index && a.2 == PREFIX)
         .map(|a| a.1);
-    Ok(gateway.map(|gateway| Up {
+    let Some(gateway) = gateway else {
+        return Ok(None);
+    };
+    let gateway6 = rt
+        .addresses6()?
+        .into_iter()
+        .find(|a| a.0 == index && is_bridge6(a.1, a.2))
+        .map(|a| a.1);
+    Ok(Some(Up {
         net: net.clone(),
         bridge_index: index,
         gateway,
+        gateway6,
     }))
 }
 
@@ -239,6 +301,11 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         NetError::Usage("no free /24 left in 10.89.0.0/16 for a locker network".into())
     })?;
     let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
+    let gateway6 = if host_has_ipv6(rt) {
+        Some(new_gateway6()?)
+    } else {
+        None
+    };
     match rt.add_bridge(&net.bridge) {
         Ok(()) => {}
         // Another run made it first: wait (bounded) for its address.
@@ -260,6 +327,10 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         .link_index(&net.bridge)?
         .ok_or_else(|| NetError::Usage(format!("bridge {} vanished", net.bridge)))?;
     let setup = (|| -> Result<(), NetError> {
+        // IPv6 first: a concurrent run that sees the IPv4 address (read_up) sees both.
+        if let Some(g6) = gateway6 {
+            rt.add_address6(index, g6, PREFIX6)?;
+        }
         rt.add_address(index, gateway, PREFIX)?;
         // Published ports answer on the host's 127.0.0.1 (DNAT to the container).
         sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
@@ -270,7 +341,15 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         {
             sysctl("net/ipv4/ip_forward", "1")?;
         }
-        firewall::add_network(subnet, &net.bridge, net.isolated)?;
+        if gateway6.is_some()
+            && fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+                .unwrap_or_default()
+                .trim()
+                != "1"
+        {
+            sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        firewall::add_network(subnet, gateway6.map(mask6), &net.bridge, net.isolated)?;
         rt.set_up(index)?;
         Ok(())
     })();
@@ -282,6 +361,7 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         net: net.clone(),
         bridge_index: index,
         gateway,
+        gateway6,
     })
 }
 
@@ -475,6 +555,32 @@ mod tests {
         );
         // Prefix 0 overlaps everything: ensure_up leaves the default route out.
         assert_eq!(free_subnet(&[(a("0.0.0.0"), 0)]), None);
+    }
+
+    #[test]
+    fn ipv6_beside_ipv4() {
+        let g6 = new_gateway6().unwrap();
+        assert!(is_bridge6(g6, 64), "{g6}");
+        assert!(!is_bridge6(g6, 128));
+        assert!(!is_bridge6("2001:db8::1".parse().unwrap(), 64));
+        assert_eq!(g6.segments()[3..7], [0, 0, 0, 0]);
+        let up = Up {
+            net: Network::default_network(),
+            bridge_index: 1,
+            gateway: Ipv4Addr::new(10, 89, 3, 1),
+            gateway6: Some(g6),
+        };
+        let a = up.addr6(Ipv4Addr::new(10, 89, 3, 7)).unwrap();
+        assert_eq!(mask6(a), mask6(g6));
+        assert_eq!(a.segments()[7], 7);
+        assert_eq!(
+            Up {
+                gateway6: None,
+                ..up
+            }
+            .addr6(Ipv4Addr::new(10, 89, 3, 7)),
+            None
+        );
     }
 
     #[test]
