@@ -102,6 +102,7 @@ impl Drop for HostNetworkGuard {
         if !self.bridge_existed {
             let dir = leases_of("/proc/self/ns/net");
             let _ = std::fs::remove_dir_all(dir.join("locker0"));
+            let _ = std::fs::remove_file(dir.join("bridges.lock"));
             let _ = std::fs::remove_dir(&dir);
         }
         if !self.table6_existed && nft_table_exists("ip6") {

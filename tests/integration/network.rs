@@ -484,7 +484,25 @@ fn a_loopback_stub_resolver_is_reached_through_the_forwarder() {
         "{}",
         r.dump()
     );
+    // DNS over TCP: the forwarder's TCP socket relays to the stub's port 53 (a
+    // line-answering server stands in for the stub's TCP side).
+    let _stub_tcp = serve(&n.path(&n.host), "127.0.0.53:53", Kind::Tcp);
+    let vol = probe_vol();
+    let r = run_with_resolv(
+        &c,
+        "nameserver 127.0.0.53\n",
+        &["-v", &vol],
+        &["/probe", "tcp", "127.0.0.11", "53"],
+    );
+    assert_eq!(r.stdout.trim(), "ok tcp-from 127.0.0.1", "{}", r.dump());
     // Control: the stub itself is not reachable from the container directly.
+    let r = run_with_resolv(
+        &c,
+        "nameserver 127.0.0.53\n",
+        &["-v", &vol],
+        &["/probe", "tcp", "127.0.0.53", "53"],
+    );
+    assert!(!r.stdout.contains("tcp-from"), "{}", r.dump());
     let r = run_with_resolv(
         &c,
         "nameserver 127.0.0.53\n",
@@ -861,5 +879,63 @@ fn ipv6_beside_ipv4_where_the_host_has_it() {
         "the outside reached an unpublished port over IPv6: {r:?}"
     );
     drop(srv);
+    no_veth_left(&n);
+}
+
+/// A container reaching a published port through the host's address. On the default
+/// network (isolated bridge ports) the published port's socket relays it; on a named
+/// network it is DNAT'd and the leg back into the subnet masqueraded.
+#[test]
+fn hairpin_to_published_ports() {
+    let mut c = Ctx::new();
+    let n = Nets::new(&mut c);
+    let o = n.path(&n.outside);
+    c.l.ok(&["network", "create", "hp"]);
+    let srv = background(
+        &c,
+        &["--name", "srv", "-p", "18200:80"],
+        &["nc", "-ll", "-p", "80", "-e", "echo", "published"],
+    );
+    let named = background(
+        &c,
+        &["--net", "hp", "--name", "named", "-p", "18201:80"],
+        &["nc", "-ll", "-p", "80", "-e", "echo", "named"],
+    );
+    for (port, answer) in [("18200", "published"), ("18201", "named")] {
+        assert_eq!(
+            wait_listening(&o, &format!("{HOST_IP}:{port}")).trim(),
+            answer
+        );
+    }
+    let dial = |c: &Ctx, net: &[&str], addr: &str, port: &str| {
+        c.run(
+            net,
+            &["sh", "-c", &format!("nc -w 3 {addr} {port} </dev/null")],
+        )
+    };
+    // The two bridges came up at once, and still took two subnets.
+    let ctr = addr_of(&c, "srv");
+    let subnet = |a: &str| a.rsplit_once('.').unwrap().0.to_string();
+    assert_ne!(subnet(&ctr), subnet(&addr_of(&c, "named")));
+    let gateway = format!("{}.1", subnet(&ctr));
+    // From the default network: its neighbour's port, through the host's address and
+    // the bridge's, and a named network's published port.
+    for addr in [HOST_IP, gateway.as_str()] {
+        let r = dial(&c, &[], addr, "18200");
+        assert_eq!(r.stdout.trim(), "published", "through {addr}: {}", r.dump());
+    }
+    let r = dial(&c, &[], HOST_IP, "18201");
+    assert_eq!(r.stdout.trim(), "named", "{}", r.dump());
+    // From the named network: its own member's port, and the default network's.
+    let r = dial(&c, &["--net", "hp"], HOST_IP, "18201");
+    assert_eq!(r.stdout.trim(), "named", "{}", r.dump());
+    let r = dial(&c, &["--net", "hp"], HOST_IP, "18200");
+    assert_eq!(r.stdout.trim(), "published", "{}", r.dump());
+    // Still no direct way in: the neighbour's own address is unreachable.
+    let r = dial(&c, &[], &ctr, "80");
+    assert!(!r.stdout.contains("published"), "{}", r.dump());
+    drop(srv);
+    drop(named);
+    c.l.ok(&["network", "rm", "hp"]);
     no_veth_left(&n);
 }

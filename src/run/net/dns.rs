@@ -6,7 +6,9 @@
 //! 127.0.0.53) its upstream list in /run/systemd/resolve/resolv.conf; failing both, a
 //! forwarder: a UDP socket on the container's own 127.0.0.11:53 (Docker's embedded DNS
 //! address), served by a thread of the `locker run` process, which passes each query to
-//! the host's resolver and the answer back. `search` and `options` lines are kept.
+//! the host's resolver and the answer back; and a TCP socket on the same address whose
+//! connections are relayed to the host's resolver's port 53 (proxy.rs). `search` and
+//! `options` lines are kept.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -123,11 +125,13 @@ fn forward(inside: &UdpSocket, out: &UdpSocket) {
 }
 
 /// The forwarder's socket, bound on 127.0.0.11:53 in the current network namespace.
-pub(crate) fn bind_forwarder() -> std::io::Result<UdpSocket> {
+pub(crate) fn bind_forwarder() -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
     let s = UdpSocket::bind((FORWARDER, 53))?;
     // Not inherited by the container: only this process serves it.
     debug_assert!(s.as_raw_fd() > 2);
-    Ok(s)
+    // TCP too (answers too big for UDP, resolvers set to use-vc): relayed as it is.
+    let t = std::net::TcpListener::bind((FORWARDER, 53))?;
+    Ok((s, t))
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@
 //!   the set `same_bridge` (one element per named network); the default network's
 //!   bridge is not in it (its ports are isolated anyway).
 //!
+//! - hairpin: a container reaching a published port through a host address (another
+//!   container's, or its own). From a named network it is DNAT'd back into a locker
+//!   subnet, and that leg is masqueraded to the bridge's address, so the reply comes
+//!   back through the host and un-NATs there (without br_netfilter the neighbour would
+//!   answer straight over the bridge, from an address the client never dialled). From
+//!   the default network it is not DNAT'd at all (`ports` returns for locker0): the
+//!   DNAT'd frame would be bridged between two isolated ports and dropped; the
+//!   published port's own socket relays it instead (proxy.rs).
+//!
 //! `nft` is run only when a network comes up, and twice for a run with `-p` (add, then
 //! delete its elements); a plain run never calls it.
 
@@ -55,6 +64,7 @@ flush chain ip locker forward
 add rule ip locker prerouting fib daddr type local jump ports
 add rule ip locker guard iifname != \"lo\" ip daddr 127.0.0.0/8 drop
 add rule ip locker output fib daddr type local jump ports
+add rule ip locker ports iifname \"locker0\" return
 add rule ip locker ports meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_at
 add rule ip locker ports meta l4proto tcp dnat ip to tcp dport map @tcp_any
 add rule ip locker ports meta l4proto udp dnat ip to ip daddr . udp dport map @udp_at
@@ -69,6 +79,7 @@ add rule ip locker forward oifname \"locker0\" ct state != { established, relate
 add rule ip locker forward oifname \"lkn-*\" ct state != { established, related } drop
 add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
 add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
+add rule ip locker postrouting ct status dnat ip saddr @subnets ip daddr @subnets masquerade
 ";
 
 /// The IPv6 twin (`ip6 locker`), for bridges with an IPv6 subnet: masquerade out of

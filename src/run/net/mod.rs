@@ -19,6 +19,7 @@ pub(crate) mod dns;
 pub(crate) mod firewall;
 pub(crate) mod netlink;
 pub(crate) mod network;
+pub(crate) mod proxy;
 pub(crate) mod slirp;
 
 use std::fs;
@@ -63,14 +64,15 @@ pub(crate) struct Prepared {
     up: Up,
     lease: Lease,
     ports: Vec<PortMap>,
-    /// Bound sockets holding the published host ports.
-    _reserved: Vec<Reservation>,
+    /// Bound sockets holding the published host ports (TCP ones become hairpin
+    /// relays once the container is attached).
+    reserved: Vec<Reservation>,
     pub resolvers: dns::Resolvers,
     pub resolv_conf: String,
 }
 
 enum Reservation {
-    Tcp(#[allow(dead_code)] TcpListener),
+    Tcp(TcpListener),
     Udp(#[allow(dead_code)] UdpSocket),
 }
 
@@ -119,7 +121,7 @@ pub(crate) fn prepare(
         up,
         lease,
         ports: ports.to_vec(),
-        _reserved: reserved,
+        reserved: reserved,
         resolvers,
         resolv_conf,
     })
@@ -192,15 +194,34 @@ impl Prepared {
         if let Some((_, g6)) = v6 {
             inner.add_default_route6(g6)?;
         }
-        if let (Some(sock), dns::Resolvers::Forward(up)) = (forwarder, &self.resolvers) {
-            dns::spawn_forwarder(sock, up[0]).map_err(|e| NetError::Io {
-                what: "start the DNS forwarder".into(),
-                source: e,
-            })?;
+        let mut relays = Vec::new();
+        let relay_err = |what: &str| {
+            let what = what.to_string();
+            move |source| NetError::Io { what, source }
+        };
+        if let (Some((sock, tcp)), dns::Resolvers::Forward(up)) = (forwarder, &self.resolvers) {
+            dns::spawn_forwarder(sock, up[0]).map_err(relay_err("start the DNS forwarder"))?;
+            relays.push(
+                proxy::spawn(tcp, (up[0], 53).into(), |_| true, "dns-tcp")
+                    .map_err(relay_err("start the DNS forwarder"))?,
+            );
+        }
+        // Hairpin: locker0's containers dialling a published TCP port reach its
+        // reserved socket (firewall.rs leaves their packets un-DNAT'd); relay them.
+        let addr = self.lease.addr;
+        for (p, r) in self.ports.iter().zip(std::mem::take(&mut self.reserved)) {
+            match r {
+                Reservation::Tcp(l) => relays.push(
+                    proxy::spawn(l, (addr, p.ctr_port).into(), network::in_pool, "hairpin")
+                        .map_err(relay_err("start the hairpin relay"))?,
+                ),
+                udp => self.reserved.push(udp),
+            }
         }
         let mut attached = Attached {
             prepared: Some(self),
             published: false,
+            _relays: relays,
         };
         let p = attached.prepared.as_ref().expect("set above");
         firewall::publish(&p.ports, p.lease.addr)?;
@@ -227,6 +248,8 @@ impl Drop for Prepared {
 pub(crate) struct Attached {
     prepared: Option<Prepared>,
     published: bool,
+    /// The hairpin and DNS-over-TCP relays (stopped on drop).
+    _relays: Vec<proxy::Relay>,
 }
 
 impl Drop for Attached {

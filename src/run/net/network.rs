@@ -133,6 +133,11 @@ fn host_has_ipv6(rt: &mut Rtnl) -> bool {
     enabled && rt.has_default_route6().unwrap_or(false)
 }
 
+/// Whether `a` is a locker network's address (10.89.0.0/16).
+pub(crate) fn in_pool(a: std::net::IpAddr) -> bool {
+    matches!(a, std::net::IpAddr::V4(v) if v.octets()[..2] == POOL)
+}
+
 fn mask(a: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - PREFIX)))
 }
@@ -290,6 +295,12 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
     if let Some(up) = read_up(rt, net)? {
         return Ok(up);
     }
+    // One bridge made at a time in this namespace: two runs bringing up two networks
+    // at once would otherwise both pick the same free /24.
+    let _lock = lock_bridges(net)?;
+    if let Some(up) = read_up(rt, net)? {
+        return Ok(up);
+    }
     let taken: Vec<(Ipv4Addr, u8)> = rt
         .addresses()?
         .into_iter()
@@ -363,6 +374,28 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
         gateway,
         gateway6,
     })
+}
+
+/// An exclusive flock on LEASES/NETNS/bridges.lock, held while a bridge is made.
+fn lock_bridges(net: &Network) -> Result<nix::fcntl::Flock<fs::File>, NetError> {
+    let dir = net
+        .lease_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(LEASES));
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .map_err(io("create", &dir))?;
+    let path = dir.join("bridges.lock");
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("lock", &path)(e.into()))
 }
 
 fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
