@@ -121,7 +121,7 @@ pub(crate) fn prepare(
         up,
         lease,
         ports: ports.to_vec(),
-        reserved: reserved,
+        reserved,
         resolvers,
         resolv_conf,
     })
