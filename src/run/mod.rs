@@ -284,7 +284,17 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         }
         Net::Bridge { network, ports } => {
             let host = String::from_utf8_lossy(&host_resolv);
-            let p = net::prepare(network, &id, spec.name.as_deref(), ports, &spec.dns, &host)?;
+            // NET_ADMIN (12) or NET_RAW (13): it could forge frames on the bridge.
+            let forges = spec.security.capabilities & (1 << 12 | 1 << 13) != 0;
+            let p = net::prepare(
+                network,
+                &id,
+                spec.name.as_deref(),
+                ports,
+                &spec.dns,
+                &host,
+                forges,
+            )?;
             resolv = p.resolv_conf.clone().into_bytes();
             let hostname = plan.hostname.to_string_lossy().into_owned();
             plan.hosts = plan::hosts_file(&hostname, false, Some(p.addr()), &spec.add_hosts);
@@ -295,6 +305,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
                 lease: p.lease_path().to_path_buf(),
                 ports: ports.clone(),
                 resolv_conf: p.resolv_conf.clone(),
+                guard: p.guard.clone(),
             });
             guard.net_prepared = Some(p);
         }

@@ -73,6 +73,9 @@ pub(crate) struct NetState {
     pub lease: PathBuf,
     pub ports: Vec<crate::run::net::PortMap>,
     pub resolv_conf: String,
+    /// The bridge port's anti-spoofing elements (a container given NET_RAW/NET_ADMIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::run::net::firewall::PortGuard>,
 }
 
 pub(crate) fn run_dir(root: &Path) -> PathBuf {

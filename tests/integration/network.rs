@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::harness::{probe_bin, run_bounded, Run};
+use crate::harness::{probe_bin, run_bounded, wait_child, Run};
 use crate::run::Ctx;
 
 const HOST_IP: &str = "198.51.100.1";
@@ -937,5 +937,107 @@ fn hairpin_to_published_ports() {
     drop(srv);
     drop(named);
     c.l.ok(&["network", "rm", "hp"]);
+    no_veth_left(&n);
+}
+
+/// What a UDP socket on the host's 0.0.0.0:PORT receives first, as "SOURCE PAYLOAD"
+/// (it answers each datagram, so a probe `udp` waiting for a reply returns).
+fn first_datagram(ns: &Path, port: u16, run: impl FnOnce()) -> String {
+    let ns = ns.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let f = fs::File::open(&ns).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        tx.send(()).unwrap();
+        let mut first = None;
+        let mut buf = [0u8; 256];
+        // Until the container's own ping (its last datagram) has come.
+        while let Ok((n, from)) = u.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+            first.get_or_insert(format!("{} {text}", from.ip()));
+            let _ = u.send_to(b"pong\n", from);
+            if text == "ping" {
+                break;
+            }
+        }
+        first.unwrap_or_default()
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    run();
+    t.join().unwrap()
+}
+
+#[test]
+fn a_container_given_net_raw_cannot_forge_its_source_address() {
+    let mut c = Ctx::new();
+    let n = Nets::new(&mut c);
+    let host = n.path(&n.host);
+    let vol = probe_vol();
+    // A forged datagram, then an honest one, to the host's bridge address (the only
+    // container network here: 10.89.0.0/24): the host hears the honest one first.
+    let script = "/probe spoof-udp 10.89.0.77 10.89.0.1 7300 && /probe udp 10.89.0.1 7300";
+    let forge = || {
+        let r = c.run(&["--cap-add", "NET_RAW", "-v", &vol], &["sh", "-c", script]);
+        assert!(r.stdout.starts_with("ok\nok pong"), "{}", r.dump());
+    };
+    let got = first_datagram(&host, 7300, forge);
+    assert!(got.starts_with("10.89.") && got.ends_with(" ping"), "{got}");
+    assert!(!got.starts_with("10.89.0.77 "), "{got}");
+    // Its port's elements are gone with it; a default container (no NET_RAW) has none.
+    let sets = in_host_ns(&n, &["nft", "list", "set", "bridge", "locker", "guarded"]);
+    assert!(!sets.contains("\"lk"), "{sets}");
+    c.ok(&[], &["true"]);
+    let sets = in_host_ns(&n, &["nft", "list", "set", "bridge", "locker", "guarded"]);
+    assert!(!sets.contains("\"lk"), "{sets}");
+
+    // The control: the same container with the IPv4 source rule deleted while it
+    // waits (on stdin) to forge: the forged datagram arrives.
+    let control = || {
+        let mut child =
+            c.l.command(&c.args(
+                &["-i", "--cap-add", "NET_RAW", "-v", &vol],
+                &["sh", "-c", &format!("read go && {script}")],
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its port is guarded once its element is in the set (before it runs).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !in_host_ns(&n, &["nft", "list", "set", "bridge", "locker", "guarded"])
+            .contains("\"lk")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the container's port was never guarded"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let chain = in_host_ns(
+            &n,
+            &["nft", "-a", "list", "chain", "bridge", "locker", "guard"],
+        );
+        let handle = chain
+            .lines()
+            .find(|l| l.contains("ip saddr != @v4_ok"))
+            .and_then(|l| l.rsplit("# handle ").next())
+            .unwrap_or_else(|| panic!("no source rule: {chain}"))
+            .trim()
+            .to_string();
+        in_host_ns(
+            &n,
+            &[
+                "nft", "delete", "rule", "bridge", "locker", "guard", "handle", &handle,
+            ],
+        );
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+        let status = wait_child(&mut child, Duration::from_secs(30));
+        assert!(status.success(), "the forging container failed: {status}");
+    };
+    let got = first_datagram(&host, 7300, control);
+    assert_eq!(got, "10.89.0.77 spoofed");
     no_veth_left(&n);
 }

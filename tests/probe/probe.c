@@ -273,6 +273,33 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "raw-socket")) {
         return result(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
     }
+    if (!strcmp(cmd, "spoof-udp")) {
+        /* spoof-udp SRC DST PORT: one UDP datagram "spoofed" from SRC (any address) to
+         * DST:PORT, through a raw socket that writes its own IPv4 header (NET_RAW) */
+        if (!a || !b || argc < 5) return usage("spoof-udp SRC DST PORT");
+        struct {
+            uint8_t vihl, tos;
+            uint16_t len, id, frag;
+            uint8_t ttl, proto;
+            uint16_t sum;
+            uint32_t src, dst;
+            uint16_t sport, dport, ulen, usum;
+            char data[8];
+        } __attribute__((packed)) pkt = {.vihl = 0x45, .ttl = 64, .proto = IPPROTO_UDP};
+        if (inet_pton(AF_INET, a, &pkt.src) != 1 || inet_pton(AF_INET, b, &pkt.dst) != 1)
+            return usage("SRC and DST are IPv4");
+        memcpy(pkt.data, "spoofed\n", 8);
+        pkt.len = htons(sizeof pkt);
+        pkt.sport = htons(40000);
+        pkt.dport = htons(atoi(argv[4]));
+        pkt.ulen = htons(8 + sizeof pkt.data);
+        /* the kernel fills in the IP checksum (and the id); UDP's 0 means none */
+        int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+        if (fd < 0) return fail();
+        struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = pkt.dst};
+        if (sendto(fd, &pkt, sizeof pkt, 0, (struct sockaddr *)&to, sizeof to) < 0) return fail();
+        return ok();
+    }
     if (!strcmp(cmd, "packet-socket")) {
         return result(socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)));
     }

@@ -109,6 +109,72 @@ add rule ip6 locker forward oifname \"lkn-*\" ct state != { established, related
 add rule ip6 locker postrouting ip6 saddr @subnets ip6 daddr != @subnets masquerade
 ";
 
+/// Anti-spoofing on bridge ports (`bridge locker`), for containers that could forge
+/// frames (given NET_RAW or NET_ADMIN; without them the kernel sends only from the
+/// container's own addresses): a guarded port's frames must carry its container's MAC,
+/// its ARP the same MAC and its IPv4 address, its IPv4 packets that address, its IPv6
+/// packets its address or a link-local (or the unspecified) one. One element per
+/// guarded port in each set; nothing for a container without those capabilities.
+const BRIDGE_TABLE: &str = "\
+add table bridge locker
+add chain bridge locker guard { type filter hook prerouting priority filter; policy accept; }
+add set bridge locker guarded { type ifname; }
+add set bridge locker mac_ok { type ifname . ether_addr; }
+add set bridge locker v4_ok { type ifname . ipv4_addr; }
+add set bridge locker v6_ok { type ifname . ipv6_addr; }
+flush chain bridge locker guard
+add rule bridge locker guard iifname @guarded iifname . ether saddr != @mac_ok drop
+add rule bridge locker guard iifname @guarded ether type arp iifname . arp saddr ether != @mac_ok drop
+add rule bridge locker guard iifname @guarded ether type arp iifname . arp saddr ip != @v4_ok drop
+add rule bridge locker guard iifname @guarded ether type ip iifname . ip saddr != @v4_ok drop
+add rule bridge locker guard iifname @guarded ether type ip6 ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @v6_ok drop
+";
+
+/// One guarded bridge port: the host end of a container's veth and what may come in
+/// through it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PortGuard {
+    pub veth: String,
+    pub mac: [u8; 6],
+    pub v4: Ipv4Addr,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl PortGuard {
+    fn elements(&self, verb: &str) -> String {
+        let v = &self.veth;
+        let m = self.mac.map(|b| format!("{b:02x}")).join(":");
+        let mut s = format!(
+            "{verb} element bridge locker guarded {{ \"{v}\" }}\n\
+             {verb} element bridge locker mac_ok {{ \"{v}\" . {m} }}\n\
+             {verb} element bridge locker v4_ok {{ \"{v}\" . {} }}\n",
+            self.v4
+        );
+        if let Some(a6) = self.v6 {
+            s.push_str(&format!(
+                "{verb} element bridge locker v6_ok {{ \"{v}\" . {a6} }}\n"
+            ));
+        }
+        s
+    }
+}
+
+/// Guards `g`'s port (before its veth is up: no frame passes unchecked).
+pub(crate) fn guard_port(g: &PortGuard) -> Result<(), NetError> {
+    nft(
+        &format!("{BRIDGE_TABLE}{}", g.elements("add")),
+        &format!("guard bridge port {}", g.veth),
+    )
+}
+
+/// Forgets `g`'s port (its veth is gone or going).
+pub(crate) fn unguard_port(g: &PortGuard) -> Result<(), NetError> {
+    nft(
+        &g.elements("delete"),
+        &format!("forget bridge port {}", g.veth),
+    )
+}
+
 /// A published port: `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PortMap {
@@ -391,6 +457,27 @@ mod tests {
         assert!(s.contains("add element ip6 locker subnets { fd12:3456:789a:1::/64 }"));
         assert!(s.contains("add element ip6 locker same_bridge { \"lkn-1\" . \"lkn-1\" }"));
         assert!(s.contains("ip6 daddr ::1 drop"));
+    }
+
+    #[test]
+    fn port_guard_elements() {
+        let mut g = PortGuard {
+            veth: "lk0123456789ab".into(),
+            mac: [0x02, 0, 0, 0, 0xab, 1],
+            v4: Ipv4Addr::new(10, 89, 0, 2),
+            v6: None,
+        };
+        let add = g.elements("add");
+        assert!(add.contains(
+            "add element bridge locker mac_ok { \"lk0123456789ab\" . 02:00:00:00:ab:01 }"
+        ));
+        assert!(add.contains("add element bridge locker v4_ok { \"lk0123456789ab\" . 10.89.0.2 }"));
+        assert!(!add.contains("v6_ok"));
+        g.v6 = Some("fd00:1:2:3::2".parse().unwrap());
+        let del = g.elements("delete");
+        assert!(del
+            .contains("delete element bridge locker v6_ok { \"lk0123456789ab\" . fd00:1:2:3::2 }"));
+        assert_eq!(del.lines().count(), 4);
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub(crate) struct Prepared {
     reserved: Vec<Reservation>,
     pub resolvers: dns::Resolvers,
     pub resolv_conf: String,
+    /// The host end of the veth (named before the clone, so the state file has it).
+    host_if: String,
+    /// Anti-spoofing for the bridge port, when the container could forge frames.
+    pub guard: Option<firewall::PortGuard>,
 }
 
 enum Reservation {
@@ -100,7 +104,8 @@ fn reserve(p: &PortMap) -> Result<Reservation, NetError> {
     }
 }
 
-/// Everything `attach` needs, before the clone.
+/// Everything `attach` needs, before the clone. `forges`: the container can forge
+/// frames (NET_RAW or NET_ADMIN), so its bridge port is guarded (firewall.rs).
 pub(crate) fn prepare(
     net: &Network,
     id: &str,
@@ -108,6 +113,7 @@ pub(crate) fn prepare(
     ports: &[PortMap],
     dns_servers: &[IpAddr],
     host_resolv: &str,
+    forges: bool,
 ) -> Result<Prepared, NetError> {
     let mut rt = Rtnl::new()?;
     let up = network::ensure_up(&mut rt, net)?;
@@ -116,6 +122,25 @@ pub(crate) fn prepare(
     let stub = fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
     let resolvers = dns::choose(dns_servers, host_resolv, stub.as_deref());
     let resolv_conf = dns::resolv_conf(&resolvers, host_resolv);
+    // A fresh name each run: the previous run's pair (a restart, `start` of the
+    // same container) may still be waiting for its namespace's teardown.
+    let random = crate::run::sys::random_bytes::<12>().map_err(|e| NetError::Io {
+        what: "getrandom".into(),
+        source: std::io::Error::from_raw_os_error(e),
+    })?;
+    let host_if = format!("lk{}", hex::encode(&random[..6]));
+    let guard = forges.then(|| {
+        // A locally administered unicast address for the container's eth0.
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&random[6..]);
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        firewall::PortGuard {
+            veth: host_if.clone(),
+            mac,
+            v4: lease.addr,
+            v6: up.addr6(lease.addr),
+        }
+    });
     Ok(Prepared {
         rt,
         up,
@@ -124,6 +149,8 @@ pub(crate) fn prepare(
         reserved,
         resolvers,
         resolv_conf,
+        host_if,
+        guard,
     })
 }
 
@@ -146,19 +173,21 @@ impl Prepared {
 
     /// Wires the container (PID `pid`, not yet released) to the network.
     pub(crate) fn attach(mut self, pid: i32) -> Result<Attached, NetError> {
-        // A fresh name each run: the previous run's pair (a restart, `start` of the
-        // same container) may still be waiting for its namespace's teardown.
-        let suffix = crate::run::sys::random_bytes::<6>().map_err(|e| NetError::Io {
-            what: "getrandom".into(),
-            source: std::io::Error::from_raw_os_error(e),
-        })?;
-        let host_if = format!("lk{}", hex::encode(suffix));
-        self.rt.add_veth(&host_if, "eth0", pid)?;
+        let host_if = self.host_if.clone();
+        let mac = self.guard.as_ref().map(|g| g.mac);
+        self.rt.add_veth(&host_if, "eth0", pid, mac)?;
         let index = self.rt.link_index(&host_if)?.ok_or_else(|| {
             NetError::Usage(format!("veth {host_if} vanished while being set up"))
         })?;
         self.rt
             .enslave(index, self.up.bridge_index, self.up.net.isolated)?;
+        // Guarded before it is up: no frame of this port passes unchecked.
+        let mut guarded = None;
+        if let Some(g) = &self.guard {
+            firewall::guard_port(g)?;
+            guarded = Some(g.clone());
+        }
+        let guarded = Guarded(guarded);
         self.rt.set_up(index)?;
 
         let ns_path = format!("/proc/{pid}/ns/net");
@@ -222,6 +251,7 @@ impl Prepared {
             prepared: Some(self),
             published: false,
             _relays: relays,
+            _guarded: guarded,
         };
         let p = attached.prepared.as_ref().expect("set above");
         firewall::publish(&p.ports, p.lease.addr)?;
@@ -250,6 +280,19 @@ pub(crate) struct Attached {
     published: bool,
     /// The hairpin and DNS-over-TCP relays (stopped on drop).
     _relays: Vec<proxy::Relay>,
+    _guarded: Guarded,
+}
+
+/// A guarded bridge port's elements, deleted on drop (the veth goes with the
+/// namespace; its name is never reused, but the sets should not grow).
+struct Guarded(Option<firewall::PortGuard>);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            let _ = firewall::unguard_port(&g);
+        }
+    }
 }
 
 impl Drop for Attached {
@@ -295,6 +338,9 @@ pub(crate) fn release_stale(id: &str, n: &crate::run::state::NetState) {
         return;
     }
     firewall::unpublish_if_to(&n.ports, n.addr);
+    if let Some(g) = &n.guard {
+        let _ = firewall::unguard_port(g);
+    }
     let _ = fs::remove_file(&n.lease);
     // A named network's members list loses the dead one.
     if let Some(dir) = n.lease.parent() {

@@ -148,15 +148,20 @@ impl Rtnl {
 
     /// Creates the veth pair `host` / `peer`, the peer made directly in the network
     /// namespace of process `pid` (so it never exists on the host side).
+    /// `mac`: the peer's address (else the kernel's random one).
     pub(crate) fn add_veth(
         &mut self,
         host: &str,
         peer: &str,
         pid: i32,
+        mac: Option<[u8; 6]>,
     ) -> Result<(), NetlinkError> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.to_string()));
         p.attributes.push(LinkAttribute::NetNsPid(pid as u32));
+        if let Some(m) = mac {
+            p.attributes.push(LinkAttribute::Address(m.to_vec()));
+        }
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(host.to_string()));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
