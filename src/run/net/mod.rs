@@ -175,12 +175,8 @@ impl Prepared {
     pub(crate) fn attach(mut self, pid: i32) -> Result<Attached, NetError> {
         let host_if = self.host_if.clone();
         let mac = self.guard.as_ref().map(|g| g.mac);
-        self.rt.add_veth(&host_if, "eth0", pid, mac)?;
-        let index = self.rt.link_index(&host_if)?.ok_or_else(|| {
-            NetError::Usage(format!("veth {host_if} vanished while being set up"))
-        })?;
         self.rt
-            .enslave(index, self.up.bridge_index, self.up.net.isolated)?;
+            .add_veth(&host_if, "eth0", pid, mac, self.up.bridge_index)?;
         // Guarded before it is up: no frame of this port passes unchecked.
         let mut guarded = None;
         if let Some(g) = &self.guard {
@@ -188,7 +184,7 @@ impl Prepared {
             guarded = Some(g.clone());
         }
         let guarded = Guarded(guarded);
-        self.rt.set_up(index)?;
+        self.rt.port_up(&host_if, self.up.net.isolated)?;
 
         let ns_path = format!("/proc/{pid}/ns/net");
         let ns = fs::File::open(&ns_path).map_err(|e| NetError::Io {

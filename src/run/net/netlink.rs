@@ -148,13 +148,15 @@ impl Rtnl {
 
     /// Creates the veth pair `host` / `peer`, the peer made directly in the network
     /// namespace of process `pid` (so it never exists on the host side).
-    /// `mac`: the peer's address (else the kernel's random one).
+    /// `mac`: the peer's address (else the kernel's random one). The host end is made
+    /// a port of bridge `master` (index) in the same request, and left down.
     pub(crate) fn add_veth(
         &mut self,
         host: &str,
         peer: &str,
         pid: i32,
         mac: Option<[u8; 6]>,
+        master: u32,
     ) -> Result<(), NetlinkError> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.to_string()));
@@ -164,6 +166,7 @@ impl Rtnl {
         }
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(host.to_string()));
+        m.attributes.push(LinkAttribute::Controller(master));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
@@ -175,34 +178,27 @@ impl Rtnl {
         )
     }
 
-    /// Puts link `index` into bridge `master`; `isolated` ports forward only to
-    /// non-isolated ones (the bridge itself), never to each other.
-    pub(crate) fn enslave(
-        &mut self,
-        index: u32,
-        master: u32,
-        isolated: bool,
-    ) -> Result<(), NetlinkError> {
+    /// Sets the bridge port named `name` up, isolated first when `isolated` (isolated
+    /// ports forward only to non-isolated ones, the bridge itself, never to each
+    /// other): one request, the kernel applies the port's options before the flags.
+    pub(crate) fn port_up(&mut self, name: &str, isolated: bool) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.attributes.push(LinkAttribute::Controller(master));
-        self.ack(RouteNetlinkMessage::SetLink(m), 0, "attach veth to bridge")?;
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
         if isolated {
-            let mut m = LinkMessage::default();
-            m.header.index = index;
             m.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::PortKind(InfoPortKind::Bridge),
                 LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
                     true,
                 )])),
             ]));
-            self.ack(
-                RouteNetlinkMessage::NewLink(m),
-                0,
-                "isolate the veth's bridge port",
-            )?;
         }
-        Ok(())
+        self.ack(
+            RouteNetlinkMessage::NewLink(m),
+            0,
+            &format!("set bridge port {name} up"),
+        )
     }
 
     /// Sets link `index` up.
@@ -282,29 +278,6 @@ impl Rtnl {
         )
     }
 
-    /// Every IPv6 address on this namespace's links, as (link index, address, prefix).
-    pub(crate) fn addresses6(&mut self) -> Result<Vec<(u32, Ipv6Addr, u8)>, NetlinkError> {
-        let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet6;
-        let replies = self.request(
-            RouteNetlinkMessage::GetAddress(m),
-            netlink_packet_core::NLM_F_DUMP,
-            "list addresses",
-        )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Address(std::net::IpAddr::V6(v)) => {
-                        Some((a.header.index, *v, a.header.prefix_len))
-                    }
-                    _ => None,
-                }),
-                _ => None,
-            })
-            .collect())
-    }
-
     /// Whether the main table has an IPv6 default route (the host has IPv6 out).
     pub(crate) fn has_default_route6(&mut self) -> Result<bool, NetlinkError> {
         let mut m = RouteMessage::default();
@@ -339,10 +312,10 @@ impl Rtnl {
         )
     }
 
-    /// Every IPv4 address on this namespace's links, as (link index, address, prefix).
-    pub(crate) fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
-        let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
+    /// Every IPv4 and IPv6 address on this namespace's links, as (link index, address,
+    /// prefix): one dump for both families.
+    pub(crate) fn addresses(&mut self) -> Result<Vec<(u32, std::net::IpAddr, u8)>, NetlinkError> {
+        let m = AddressMessage::default(); // AF_UNSPEC: every family
         let replies = self.request(
             RouteNetlinkMessage::GetAddress(m),
             netlink_packet_core::NLM_F_DUMP,
@@ -352,8 +325,8 @@ impl Rtnl {
             .into_iter()
             .filter_map(|r| match r {
                 RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Address(std::net::IpAddr::V4(v)) => {
-                        Some((a.header.index, *v, a.header.prefix_len))
+                    AddressAttribute::Address(ip) => {
+                        Some((a.header.index, *ip, a.header.prefix_len))
                     }
                     _ => None,
                 }),

@@ -269,19 +269,19 @@ fn read_up(rt: &mut Rtnl, net: &Network) -> Result<Option<Up>, NetError> {
     let Some(index) = rt.link_index(&net.bridge)? else {
         return Ok(None);
     };
-    let gateway = rt
-        .addresses()?
-        .into_iter()
-        .find(|a| a.0 == index && a.2 == PREFIX)
-        .map(|a| a.1);
+    let addrs = rt.addresses()?;
+    let on_bridge = || addrs.iter().filter(|a| a.0 == index);
+    let gateway = on_bridge().find_map(|a| match a.1 {
+        std::net::IpAddr::V4(v) if a.2 == PREFIX => Some(v),
+        _ => None,
+    });
     let Some(gateway) = gateway else {
         return Ok(None);
     };
-    let gateway6 = rt
-        .addresses6()?
-        .into_iter()
-        .find(|a| a.0 == index && is_bridge6(a.1, a.2))
-        .map(|a| a.1);
+    let gateway6 = on_bridge().find_map(|a| match a.1 {
+        std::net::IpAddr::V6(v) if is_bridge6(v, a.2) => Some(v),
+        _ => None,
+    });
     Ok(Some(Up {
         net: net.clone(),
         bridge_index: index,
@@ -304,7 +304,10 @@ pub(crate) fn ensure_up(rt: &mut Rtnl, net: &Network) -> Result<Up, NetError> {
     let taken: Vec<(Ipv4Addr, u8)> = rt
         .addresses()?
         .into_iter()
-        .map(|a| (a.1, a.2))
+        .filter_map(|a| match a.1 {
+            std::net::IpAddr::V4(v) => Some((v, a.2)),
+            std::net::IpAddr::V6(_) => None,
+        })
         // The default route (prefix 0) is no destination a subnet could clash with.
         .chain(rt.routes()?.into_iter().filter(|r| r.1 > 0))
         .collect();
