@@ -302,6 +302,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             net_state = Some(state::NetState {
                 network: network.name.clone(),
                 addr: p.addr(),
+                addr6: p.addr6(),
                 lease: p.lease_path().to_path_buf(),
                 ports: ports.clone(),
                 resolv_conf: p.resolv_conf.clone(),

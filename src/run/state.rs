@@ -70,6 +70,9 @@ pub(crate) struct State {
 pub(crate) struct NetState {
     pub network: String,
     pub addr: std::net::Ipv4Addr,
+    /// Its IPv6 address (a bridge with IPv6): its ports' IPv6 elements lead there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr6: Option<std::net::Ipv6Addr>,
     pub lease: PathBuf,
     pub ports: Vec<crate::run::net::PortMap>,
     pub resolv_conf: String,

@@ -438,6 +438,48 @@ pub(crate) fn install_stdio(fds: &[RawFd; 3]) -> SysResult<()> {
 }
 
 /// A connected AF_UNIX SOCK_SEQPACKET pair, close-on-exec (the console socket).
+/// A socket bound to [::]:`port` for IPv6 only (IPV6_V6ONLY: the IPv4 port is bound
+/// on its own), listening when TCP.
+pub(crate) fn bind_v6only(port: u16, udp: bool) -> SysResult<OwnedFd> {
+    let kind = if udp {
+        libc::SOCK_DGRAM
+    } else {
+        libc::SOCK_STREAM
+    };
+    // SAFETY: socket takes integer arguments and returns a new fd or -1.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET6, kind | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is a new socket nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: c_int = 1;
+    // SAFETY: setsockopt reads sizeof(int) bytes from &one.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const c_int).cast(),
+            std::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: an all-zero sockaddr_in6 is the unspecified address.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = port.to_be();
+    // SAFETY: bind reads a sockaddr_in6 of the size given.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    })?;
+    if !udp {
+        // SAFETY: listen takes an fd and a backlog.
+        cvt(unsafe { libc::listen(fd, 128) })?;
+    }
+    Ok(sock)
+}
+
 pub(crate) fn socketpair() -> SysResult<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as c_int; 2];
     // SAFETY: socketpair writes two fds into the array it is given.

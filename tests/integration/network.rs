@@ -879,6 +879,30 @@ fn ipv6_beside_ipv4_where_the_host_has_it() {
         "the outside reached an unpublished port over IPv6: {r:?}"
     );
     drop(srv);
+    // -p on every address answers on the host's IPv6 address too: from outside, from
+    // the host, and (relayed) from a default container.
+    let web = background(
+        &c,
+        &["-p", "18300:80"],
+        &["nc", "-ll", "-p", "80", "-e", "echo", "published"],
+    );
+    let at = format!("[{HOST_IP6}]:18300");
+    assert_eq!(wait_listening(&o, &at).trim(), "published");
+    assert_eq!(host_connect(&host, &at).unwrap().trim(), "published");
+    let r = c.run(
+        &[],
+        &["sh", "-c", &format!("nc -w 3 {HOST_IP6} 18300 </dev/null")],
+    );
+    assert_eq!(r.stdout.trim(), "published", "{}", r.dump());
+    // Still held while it runs: a second container cannot take it.
+    let r = c.l.fails(&c.args(&["-p", "18300:81"], &["true"]));
+    assert!(r.stderr.contains("already in use"), "{}", r.dump());
+    drop(web);
+    let t = in_host_ns(&n, &["nft", "list", "map", "ip6", "locker", "tcp_any"]);
+    assert!(
+        !t.contains("18300"),
+        "the IPv6 element outlived its container: {t}"
+    );
     no_veth_left(&n);
 }
 

@@ -85,18 +85,32 @@ add rule ip locker postrouting ct status dnat ip saddr @subnets ip daddr @subnet
 /// The IPv6 twin (`ip6 locker`), for bridges with an IPv6 subnet: masquerade out of
 /// them, the same guard (nothing addressed to ::1 enters but from lo) and the same
 /// forward rules (nothing new enters a bridge, no routing between locker networks).
-/// Published ports are IPv4 only: DNAT-ed traffic passes here too (`ct status dnat`)
-/// for when they are not.
+/// Ports published on every address (`-p PORT:…`) answer on the host's IPv6 addresses
+/// too (maps `tcp_any`/`udp_any` to the container's IPv6 address), except ::1: the
+/// kernel routes no DNAT'd loopback packet out of lo in IPv6 (no route_localnet).
 const TABLE6: &str = "\
 add table ip6 locker
+add chain ip6 locker prerouting { type nat hook prerouting priority dstnat; policy accept; }
+add chain ip6 locker output { type nat hook output priority -100; policy accept; }
 add chain ip6 locker postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip6 locker ports
 add chain ip6 locker guard { type filter hook prerouting priority raw; policy accept; }
 add chain ip6 locker forward { type filter hook forward priority filter; policy accept; }
 add set ip6 locker subnets { type ipv6_addr; flags interval; }
 add set ip6 locker same_bridge { type ifname . ifname; }
+add map ip6 locker tcp_any { type inet_service : ipv6_addr . inet_service; }
+add map ip6 locker udp_any { type inet_service : ipv6_addr . inet_service; }
+flush chain ip6 locker prerouting
+flush chain ip6 locker output
 flush chain ip6 locker postrouting
+flush chain ip6 locker ports
 flush chain ip6 locker guard
 flush chain ip6 locker forward
+add rule ip6 locker prerouting fib daddr type local jump ports
+add rule ip6 locker output ip6 daddr != ::1 fib daddr type local jump ports
+add rule ip6 locker ports iifname \"locker0\" return
+add rule ip6 locker ports meta l4proto tcp dnat ip6 to tcp dport map @tcp_any
+add rule ip6 locker ports meta l4proto udp dnat ip6 to udp dport map @udp_any
 add rule ip6 locker guard iifname != \"lo\" ip6 daddr ::1 drop
 add rule ip6 locker forward ct status dnat accept
 add rule ip6 locker forward iifname . oifname @same_bridge accept
@@ -253,6 +267,29 @@ impl PortMap {
         let (map, key) = self.map_key();
         format!("delete element ip locker {map} {{ {key} }}\n")
     }
+
+    /// The IPv6 map element for a container at `ctr6`: only a port published on every
+    /// address has one (an IPv4 host address says which address it is published on).
+    fn element6(&self, ctr6: Ipv6Addr) -> Option<String> {
+        self.host_ip.is_none().then(|| {
+            format!(
+                "add element ip6 locker {}_any {{ {} : {ctr6} . {} }}\n",
+                self.proto(),
+                self.host_port,
+                self.ctr_port
+            )
+        })
+    }
+
+    fn key6(&self) -> Option<String> {
+        self.host_ip.is_none().then(|| {
+            format!(
+                "delete element ip6 locker {}_any {{ {} }}\n",
+                self.proto(),
+                self.host_port
+            )
+        })
+    }
 }
 
 impl std::fmt::Display for PortMap {
@@ -373,47 +410,70 @@ pub(crate) fn remove_network(
     )
 }
 
-/// Publishes `ports` to the container at `ctr` (all or nothing).
-pub(crate) fn publish(ports: &[PortMap], ctr: Ipv4Addr) -> Result<(), NetError> {
+/// Publishes `ports` to the container at `ctr` (and `ctr6`, its IPv6 address when it
+/// has one), all or nothing.
+pub(crate) fn publish(
+    ports: &[PortMap],
+    ctr: Ipv4Addr,
+    ctr6: Option<Ipv6Addr>,
+) -> Result<(), NetError> {
     if ports.is_empty() {
         return Ok(());
     }
-    let script: String = ports.iter().map(|p| p.element(ctr)).collect();
+    let script: String = ports
+        .iter()
+        .flat_map(|p| [Some(p.element(ctr)), ctr6.and_then(|a| p.element6(a))])
+        .flatten()
+        .collect();
     nft(&script, "publish ports")
 }
 
-/// Withdraws `ports` (each on its own: one already gone does not keep the rest).
-pub(crate) fn unpublish(ports: &[PortMap]) -> Result<(), NetError> {
+/// Withdraws `ports` (each on its own: one already gone does not keep the rest), with
+/// their IPv6 elements when `v6` (publish made both in one transaction).
+pub(crate) fn unpublish(ports: &[PortMap], v6: bool) -> Result<(), NetError> {
     let mut first_err = None;
     for p in ports {
-        if let Err(e) = nft(&p.key(), &format!("withdraw port {p}")) {
+        let mut script = p.key();
+        if v6 {
+            script.extend(p.key6());
+        }
+        if let Err(e) = nft(&script, &format!("withdraw port {p}")) {
             first_err.get_or_insert(e);
         }
     }
     first_err.map_or(Ok(()), Err)
 }
 
-/// Withdraws those of `ports` that still lead to `ctr` (`nft get element` shows the
-/// value): a killed run's ports, which a later container may have published again.
-pub(crate) fn unpublish_if_to(ports: &[PortMap], ctr: Ipv4Addr) {
+/// Whether `nft get element FAMILY locker MAP { KEY }` shows the value `ours`.
+fn element_is(family: &str, map: &str, key: &str, ours: &str) -> bool {
+    Command::new("nft")
+        .args([
+            "get",
+            "element",
+            family,
+            "locker",
+            map,
+            &format!("{{ {key} }}"),
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(ours))
+}
+
+/// Withdraws those of `ports` that still lead to `ctr` (or `ctr6`): a killed run's
+/// ports, which a later container may have published again.
+pub(crate) fn unpublish_if_to(ports: &[PortMap], ctr: Ipv4Addr, ctr6: Option<Ipv6Addr>) {
     for p in ports {
         let (map, key) = p.map_key();
-        let out = Command::new("nft")
-            .args([
-                "get",
-                "element",
-                "ip",
-                "locker",
-                &map,
-                &format!("{{ {key} }}"),
-            ])
-            .stderr(Stdio::null())
-            .output();
-        let ours = format!("{ctr} . {}", p.ctr_port);
-        if out
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&ours))
-        {
+        if element_is("ip", &map, &key, &format!("{ctr} . {}", p.ctr_port)) {
             let _ = nft(&p.key(), "withdraw a stale port");
+        }
+        if let (Some(a6), Some(del)) = (ctr6, p.key6()) {
+            let map = format!("{}_any", p.proto());
+            let ours = format!("{a6} . {}", p.ctr_port);
+            if element_is("ip6", &map, &p.host_port.to_string(), &ours) {
+                let _ = nft(&del, "withdraw a stale port");
+            }
         }
     }
 }
@@ -495,5 +555,17 @@ mod tests {
             "add element ip locker udp_at { 127.0.0.1 . 53 : 10.89.0.2 . 53 }\n"
         );
         assert_eq!(p.to_string(), "127.0.0.1:53:53/udp");
+        // IPv6: only a port published on every address, in the ip6 table.
+        let a6: Ipv6Addr = "fd00:1:2:3::2".parse().unwrap();
+        assert_eq!(p.element6(a6), None);
+        let p = PortMap::parse("8080:80").unwrap();
+        assert_eq!(
+            p.element6(a6).unwrap(),
+            "add element ip6 locker tcp_any { 8080 : fd00:1:2:3::2 . 80 }\n"
+        );
+        assert_eq!(
+            p.key6().unwrap(),
+            "delete element ip6 locker tcp_any { 8080 }\n"
+        );
     }
 }

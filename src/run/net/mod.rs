@@ -66,7 +66,7 @@ pub(crate) struct Prepared {
     ports: Vec<PortMap>,
     /// Bound sockets holding the published host ports (TCP ones become hairpin
     /// relays once the container is attached).
-    reserved: Vec<Reservation>,
+    reserved: Vec<(PortMap, Reservation)>,
     pub resolvers: dns::Resolvers,
     pub resolv_conf: String,
     /// The host end of the veth (named before the clone, so the state file has it).
@@ -78,6 +78,30 @@ pub(crate) struct Prepared {
 enum Reservation {
     Tcp(TcpListener),
     Udp(#[allow(dead_code)] UdpSocket),
+    /// [::]:PORT of a port published on every address, on a bridge with IPv6.
+    Tcp6(TcpListener),
+    Udp6(#[allow(dead_code)] UdpSocket),
+}
+
+/// The IPv6 twin of `reserve` for a port published on every address (None for one on
+/// a given IPv4 address).
+fn reserve6(p: &PortMap) -> Result<Option<Reservation>, NetError> {
+    if p.host_ip.is_some() {
+        return Ok(None);
+    }
+    match crate::run::sys::bind_v6only(p.host_port, p.udp) {
+        Ok(fd) if p.udp => Ok(Some(Reservation::Udp6(UdpSocket::from(fd)))),
+        Ok(fd) => Ok(Some(Reservation::Tcp6(TcpListener::from(fd)))),
+        Err(libc::EADDRINUSE) => Err(NetError::PortTaken {
+            port: *p,
+            host: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, p.host_port)),
+            ctr: p.ctr_port,
+        }),
+        Err(e) => Err(NetError::Io {
+            what: format!("reserve host port {p} on IPv6"),
+            source: std::io::Error::from_raw_os_error(e),
+        }),
+    }
 }
 
 fn reserve(p: &PortMap) -> Result<Reservation, NetError> {
@@ -117,7 +141,13 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, NetError> {
     let mut rt = Rtnl::new()?;
     let up = network::ensure_up(&mut rt, net)?;
-    let reserved = ports.iter().map(reserve).collect::<Result<Vec<_>, _>>()?;
+    let mut reserved = Vec::new();
+    for p in ports {
+        reserved.push((*p, reserve(p)?));
+        if up.gateway6.is_some() {
+            reserved.extend(reserve6(p)?.map(|r| (*p, r)));
+        }
+    }
     let lease = network::lease(&up, id, name, ports)?;
     let stub = fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
     let resolvers = dns::choose(dns_servers, host_resolv, stub.as_deref());
@@ -157,6 +187,11 @@ pub(crate) fn prepare(
 impl Prepared {
     pub(crate) fn addr(&self) -> Ipv4Addr {
         self.lease.addr
+    }
+
+    /// Its IPv6 address, when the bridge has IPv6.
+    pub(crate) fn addr6(&self) -> Option<std::net::Ipv6Addr> {
+        self.up.addr6(self.lease.addr)
     }
 
     pub(crate) fn lease_path(&self) -> &std::path::Path {
@@ -234,14 +269,20 @@ impl Prepared {
         // Hairpin: locker0's containers dialling a published TCP port reach its
         // reserved socket (firewall.rs leaves their packets un-DNAT'd); relay them.
         let addr = self.lease.addr;
-        for (p, r) in self.ports.iter().zip(std::mem::take(&mut self.reserved)) {
-            match r {
-                Reservation::Tcp(l) => relays.push(
-                    proxy::spawn(l, (addr, p.ctr_port).into(), network::in_pool, "hairpin")
-                        .map_err(relay_err("start the hairpin relay"))?,
-                ),
-                udp => self.reserved.push(udp),
-            }
+        let addr6 = self.up.addr6(addr);
+        for (p, r) in std::mem::take(&mut self.reserved) {
+            let (listener, target, allow): (_, SocketAddr, fn(IpAddr) -> bool) = match (r, addr6) {
+                (Reservation::Tcp(l), _) => (l, (addr, p.ctr_port).into(), network::in_pool),
+                (Reservation::Tcp6(l), Some(a6)) => (l, (a6, p.ctr_port).into(), network::is_ula),
+                (udp, _) => {
+                    self.reserved.push((p, udp));
+                    continue;
+                }
+            };
+            relays.push(
+                proxy::spawn(listener, target, allow, "hairpin")
+                    .map_err(relay_err("start the hairpin relay"))?,
+            );
         }
         let mut attached = Attached {
             prepared: Some(self),
@@ -250,7 +291,7 @@ impl Prepared {
             _guarded: guarded,
         };
         let p = attached.prepared.as_ref().expect("set above");
-        firewall::publish(&p.ports, p.lease.addr)?;
+        firewall::publish(&p.ports, p.lease.addr, p.up.addr6(p.lease.addr))?;
         attached.published = true;
         Ok(attached)
     }
@@ -295,7 +336,7 @@ impl Drop for Attached {
     fn drop(&mut self) {
         if let Some(p) = self.prepared.take() {
             if self.published {
-                let _ = firewall::unpublish(&p.ports);
+                let _ = firewall::unpublish(&p.ports, p.up.addr6(p.lease.addr).is_some());
             }
             drop(p);
         }
@@ -333,7 +374,7 @@ pub(crate) fn release_stale(id: &str, n: &crate::run::state::NetState) {
     if held.split_whitespace().nth(2) != Some(id) {
         return;
     }
-    firewall::unpublish_if_to(&n.ports, n.addr);
+    firewall::unpublish_if_to(&n.ports, n.addr, n.addr6);
     if let Some(g) = &n.guard {
         let _ = firewall::unguard_port(g);
     }

@@ -133,6 +133,11 @@ fn host_has_ipv6(rt: &mut Rtnl) -> bool {
     enabled && rt.has_default_route6().unwrap_or(false)
 }
 
+/// Whether `a` is a unique local IPv6 address (fc00::/7), as locker's bridges have.
+pub(crate) fn is_ula(a: std::net::IpAddr) -> bool {
+    matches!(a, std::net::IpAddr::V6(v) if (v.segments()[0] & 0xfe00) == 0xfc00)
+}
+
 /// Whether `a` is a locker network's address (10.89.0.0/16).
 pub(crate) fn in_pool(a: std::net::IpAddr) -> bool {
     matches!(a, std::net::IpAddr::V4(v) if v.octets()[..2] == POOL)
@@ -512,7 +517,7 @@ pub(crate) fn lease(
                     // A lease whose owner died (SIGKILL) is free again.
                     let held = fs::read_to_string(&path).unwrap_or_default();
                     if !held.is_empty() && !owner_alive(&held) {
-                        firewall::unpublish_if_to(&lease_ports(&held), addr);
+                        firewall::unpublish_if_to(&lease_ports(&held), addr, up.addr6(addr));
                         let _ = fs::remove_file(&path);
                         continue;
                     }
