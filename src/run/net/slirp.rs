@@ -29,10 +29,6 @@
 //! after. Published ports are added through the helper's API socket (`add_hostfwd`):
 //! the helper listens on the host port, in the namespace it was started from.
 
-// The rootless run path (issue 10) is this module's caller; until it lands, only the
-// tests call it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -48,8 +44,10 @@ use super::{NetError, PortMap};
 /// The container's address on tap0 (`--configure`'s default, network address + 100).
 pub(crate) const GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
 /// The gateway: the host side of slirp (not the host's loopback: see the module doc).
+#[cfg(test)]
 pub(crate) const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// slirp's DNS forwarder, to the resolvers of the host's /etc/resolv.conf.
+#[cfg(test)]
 pub(crate) const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 /// The container's resolv.conf.
 pub(crate) const RESOLV_CONF: &str = "nameserver 10.0.2.3\n";
@@ -210,6 +208,7 @@ pub(crate) fn start_with(pid: i32, o: &Options) -> Result<Slirp, NetError> {
 
 impl Slirp {
     /// The helper's PID.
+    #[cfg(test)]
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -323,6 +322,7 @@ impl Slirp {
 
     /// Ends the helper (closes its exit fd; SIGKILL if it has not gone in EXIT_LIMIT)
     /// and reaps it.
+    #[cfg(test)]
     pub(crate) fn stop(mut self) -> Option<ExitStatus> {
         self.end()
     }
