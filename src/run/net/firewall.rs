@@ -69,18 +69,27 @@ add rule ip locker ports meta l4proto tcp dnat ip to ip daddr . tcp dport map @t
 add rule ip locker ports meta l4proto tcp dnat ip to tcp dport map @tcp_any
 add rule ip locker ports meta l4proto udp dnat ip to ip daddr . udp dport map @udp_at
 add rule ip locker ports meta l4proto udp dnat ip to udp dport map @udp_any
-add rule ip locker forward ct status dnat accept
-add rule ip locker forward iifname . oifname @same_bridge accept
-add rule ip locker forward iifname \"locker0\" oifname \"locker0\" drop
-add rule ip locker forward iifname \"locker0\" oifname \"lkn-*\" drop
-add rule ip locker forward iifname \"lkn-*\" oifname \"locker0\" drop
-add rule ip locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
-add rule ip locker forward oifname \"locker0\" ct state != { established, related } drop
-add rule ip locker forward oifname \"lkn-*\" ct state != { established, related } drop
 add rule ip locker postrouting ip saddr @subnets ip daddr != @subnets masquerade
 add rule ip locker postrouting ip saddr 127.0.0.0/8 ip daddr @subnets masquerade
 add rule ip locker postrouting ct status dnat ip saddr @subnets ip daddr @subnets masquerade
 ";
+
+/// The forward chain's rules, the same in `ip locker` and `ip6 locker` (FAMILY).
+fn forward_rules(family: &str) -> String {
+    [
+        "ct status dnat accept",
+        "iifname . oifname @same_bridge accept",
+        "iifname \"locker0\" oifname \"locker0\" drop",
+        "iifname \"locker0\" oifname \"lkn-*\" drop",
+        "iifname \"lkn-*\" oifname \"locker0\" drop",
+        "iifname \"lkn-*\" oifname \"lkn-*\" drop",
+        "oifname \"locker0\" ct state != { established, related } drop",
+        "oifname \"lkn-*\" ct state != { established, related } drop",
+    ]
+    .iter()
+    .map(|r| format!("add rule {family} locker forward {r}\n"))
+    .collect()
+}
 
 /// The IPv6 twin (`ip6 locker`), for bridges with an IPv6 subnet: masquerade out of
 /// them, the same guard (nothing addressed to ::1 enters but from lo) and the same
@@ -112,14 +121,6 @@ add rule ip6 locker ports iifname \"locker0\" return
 add rule ip6 locker ports meta l4proto tcp dnat ip6 to tcp dport map @tcp_any
 add rule ip6 locker ports meta l4proto udp dnat ip6 to udp dport map @udp_any
 add rule ip6 locker guard iifname != \"lo\" ip6 daddr ::1 drop
-add rule ip6 locker forward ct status dnat accept
-add rule ip6 locker forward iifname . oifname @same_bridge accept
-add rule ip6 locker forward iifname \"locker0\" oifname \"locker0\" drop
-add rule ip6 locker forward iifname \"locker0\" oifname \"lkn-*\" drop
-add rule ip6 locker forward iifname \"lkn-*\" oifname \"locker0\" drop
-add rule ip6 locker forward iifname \"lkn-*\" oifname \"lkn-*\" drop
-add rule ip6 locker forward oifname \"locker0\" ct state != { established, related } drop
-add rule ip6 locker forward oifname \"lkn-*\" ct state != { established, related } drop
 add rule ip6 locker postrouting ip6 saddr @subnets ip6 daddr != @subnets masquerade
 ";
 
@@ -367,7 +368,10 @@ fn network_script(
     bridge: &str,
     isolated: bool,
 ) -> String {
-    let mut s = format!("{TABLE}add element ip locker subnets {{ {subnet}/24 }}\n");
+    let mut s = format!(
+        "{TABLE}{}add element ip locker subnets {{ {subnet}/24 }}\n",
+        forward_rules("ip")
+    );
     if !isolated {
         s.push_str(&format!(
             "add element ip locker same_bridge {{ \"{bridge}\" . \"{bridge}\" }}\n"
@@ -375,6 +379,7 @@ fn network_script(
     }
     if let Some(s6) = subnet6 {
         s.push_str(TABLE6);
+        s.push_str(&forward_rules("ip6"));
         s.push_str(&format!("add element ip6 locker subnets {{ {s6}/64 }}\n"));
         if !isolated {
             s.push_str(&format!(
@@ -517,6 +522,11 @@ mod tests {
         assert!(s.contains("add element ip6 locker subnets { fd12:3456:789a:1::/64 }"));
         assert!(s.contains("add element ip6 locker same_bridge { \"lkn-1\" . \"lkn-1\" }"));
         assert!(s.contains("ip6 daddr ::1 drop"));
+        for fam in ["ip", "ip6"] {
+            assert!(s.contains(&format!(
+                "add rule {fam} locker forward oifname \"locker0\" ct state != {{ established, related }} drop\n"
+            )));
+        }
     }
 
     #[test]

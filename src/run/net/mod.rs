@@ -252,7 +252,7 @@ impl Prepared {
         inner.set_up(eth0)?;
         inner.add_default_route(self.up.gateway)?;
         if let Some((_, g6)) = v6 {
-            inner.add_default_route6(g6)?;
+            inner.add_default_route(g6)?;
         }
         let mut relays = Vec::new();
         let relay_err = |what: &str| {

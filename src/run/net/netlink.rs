@@ -261,23 +261,6 @@ impl Rtnl {
         )
     }
 
-    /// The IPv6 default route via `gateway`.
-    pub(crate) fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<(), NetlinkError> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet6;
-        m.header.table = RouteHeader::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Boot;
-        m.header.scope = RouteScope::Universe;
-        m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
-        self.ack(
-            RouteNetlinkMessage::NewRoute(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &format!("add default route via {gateway}"),
-        )
-    }
-
     /// Whether the main table has an IPv6 default route (the host has IPv6 out).
     pub(crate) fn has_default_route6(&mut self) -> Result<bool, NetlinkError> {
         let mut m = RouteMessage::default();
@@ -295,16 +278,23 @@ impl Rtnl {
         }))
     }
 
-    /// The default route via `gateway`.
-    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+    /// The default route (IPv4 or IPv6, as `gateway` is) via `gateway`.
+    pub(crate) fn add_default_route(
+        &mut self,
+        gateway: impl Into<std::net::IpAddr>,
+    ) -> Result<(), NetlinkError> {
+        let gateway = gateway.into();
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = match gateway {
+            std::net::IpAddr::V4(_) => AddressFamily::Inet,
+            std::net::IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
         m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
         self.ack(
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_CREATE | NLM_F_EXCL,
