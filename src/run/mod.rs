@@ -18,6 +18,7 @@ pub(crate) mod join;
 pub(crate) mod monitor;
 pub(crate) mod mounts;
 pub(crate) mod net;
+pub(crate) mod overlay;
 pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod seccomp;
@@ -81,6 +82,13 @@ pub(crate) enum RunError {
     OtherImage { name: String, was: String },
     #[error("{0}")]
     Sys(&'static str, #[source] nix::Error),
+    #[error("flatten the {layers} layers of image {image} (this kernel's overlayfs takes no `lowerdir+`)")]
+    Flatten {
+        image: String,
+        layers: usize,
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
     #[error("{step}")]
     Setup {
         step: String,
@@ -377,20 +385,6 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         .map_err(io_err("write state", &state::state_path(root, &id)))?;
     guard.state = true;
 
-    let layers = match &named {
-        _ if spec.root == Root::Direct => Layers::Direct,
-        _ if spec.root == Root::ReadOnly && image.lowers.len() > 1 => Layers::ReadOnlyStack,
-        _ if spec.root == Root::ReadOnly => Layers::ReadOnly,
-        Some(n) => Layers::Disk {
-            upper: cstring(&n.upper)?,
-            work: cstring(&n.work)?,
-        },
-        None => Layers::Tmpfs,
-    };
-    let (upper, work) = match &layers {
-        Layers::Disk { upper, work } => (upper.clone(), work.clone()),
-        _ => (cstring(&base.join("upper"))?, cstring(&base.join("work"))?),
-    };
     // --userns auto: the container's own id range, and each lower layer seen through
     // it (idmapped mounts, attached at base/lN by the child).
     let auto = if spec.userns_auto {
@@ -399,70 +393,14 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         None
     };
     let mut idmapped = Vec::new();
-    let lowers = match &auto {
-        None => image
-            .lower_dirs()
-            .into_iter()
-            .map(cstring)
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(a) => {
-            let dirs = image.lower_dirs();
-            if dirs.len() > MAX_IDMAPPED_LAYERS {
-                return Err(RunError::Usage(format!(
-                    "--userns auto takes images of at most {MAX_IDMAPPED_LAYERS} layers; {} has {}",
-                    image.name,
-                    dirs.len()
-                )));
-            }
-            let mut v = Vec::new();
-            for (i, d) in dirs.iter().enumerate() {
-                let fd = userns::idmapped_mount(d, &a.userns)
-                    .map_err(|e| RunError::Usage(format!("--userns auto: {e}")))?;
-                let at = cstring(&base.join(format!("l{i}")))?;
-                idmapped.push((fd, at.clone()));
-                v.push(at);
-            }
-            v
-        }
-    };
-    for p in lowers.iter().chain([&upper, &work]) {
-        if p.as_bytes()
-            .iter()
-            .any(|b| matches!(b, b',' | b':' | b'\\'))
-        {
-            return Err(RunError::Usage(format!(
-                "path {p:?} contains `,`, `:` or `\\`, which overlayfs cannot take"
-            )));
-        }
-    }
-    let lower = lowers
-        .iter()
-        .map(|l| l.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(":");
-    // mount(2) takes at most one page of options; overlayfs itself stacks up to 500.
-    if lower.len() + upper.as_bytes().len() + work.as_bytes().len() + 64 > 4096 {
-        return Err(RunError::Usage(format!(
-            "image {} has {} layers, more than one overlay mount takes from this store path; flatten it first (`locker export {} -o FILE.tar`, then `locker import`)",
-            image.name,
-            lowers.len(),
-            image.name
-        )));
-    }
-    let mut overlay_data = match layers {
-        Layers::ReadOnlyStack => format!("lowerdir={lower}"),
-        _ => format!(
-            "lowerdir={lower},upperdir={},workdir={}",
-            upper.to_string_lossy(),
-            work.to_string_lossy()
-        ),
-    };
-    // In a user namespace overlayfs may not use trusted.* xattrs: its whiteouts'
-    // and opaque directories' marks are user.overlay.* (as rootless unpacking writes).
-    if userns::rootless() {
-        overlay_data.push_str(",userxattr");
-    }
-    let overlay_data = CString::new(overlay_data).expect("no NUL");
+    let (layers, lowers, overlay) = root_layers(
+        root,
+        spec,
+        image,
+        named.as_ref(),
+        &base,
+        (auto.as_ref(), &mut idmapped),
+    )?;
     let lower_top = lowers[0].clone();
     let base_c = cstring(&base)?;
     let sub = |s: &str| cstring(&base.join(s));
@@ -530,7 +468,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             nodes: &nodes_c,
             files: &files_c,
             lower: &lower_top,
-            overlay_data: &overlay_data,
+            overlay: overlay.as_ref(),
             idmapped: &idmapped_at,
             owner: auto
                 .as_ref()
@@ -640,6 +578,94 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         master,
         stdin: plan.stdin,
     })
+}
+
+/// How the root is made: the layer kind, the lower directories (top first) and the
+/// overlay to mount (none for a bound tree). A stack one overlay cannot take on this
+/// kernel is flattened into one cached tree in the store (store::flat). With
+/// `--userns auto` each lower directory is an idmapped mount (its fd and where the child
+/// attaches it, base/lN, pushed to `idmapped`); a stack deeper than
+/// `MAX_IDMAPPED_LAYERS` is flattened first.
+fn root_layers(
+    root: &Path,
+    spec: &Spec,
+    image: &Resolved,
+    named: Option<&Named>,
+    base: &Path,
+    (auto, idmapped): (Option<&userns::Auto>, &mut Vec<(OwnedFd, CString)>),
+) -> Result<(Layers, Vec<CString>, Option<overlay::Overlay>), RunError> {
+    let mut dirs: Vec<PathBuf> = image.lower_dirs().iter().map(|p| p.to_path_buf()).collect();
+    let fsconfig = dirs.len() > 1 && overlay::fsconfig_lowerdir_plus();
+    let flatten = |layers: usize| {
+        crate::store::Store::existing(root)
+            .flatten(&image.lowers)
+            .map_err(|e| RunError::Flatten {
+                image: image.name.clone(),
+                layers,
+                source: Box::new(e),
+            })
+    };
+    if auto.is_some() && dirs.len() > MAX_IDMAPPED_LAYERS {
+        dirs = vec![flatten(dirs.len())?];
+    }
+    loop {
+        let layers = match named {
+            _ if spec.root == Root::Direct => Layers::Direct,
+            _ if spec.root == Root::ReadOnly && dirs.len() > 1 => Layers::ReadOnlyStack,
+            _ if spec.root == Root::ReadOnly => Layers::ReadOnly,
+            Some(n) => Layers::Disk {
+                upper: cstring(&n.upper)?,
+                work: cstring(&n.work)?,
+            },
+            None => Layers::Tmpfs,
+        };
+        idmapped.clear();
+        let lowers = match auto {
+            None => dirs
+                .iter()
+                .map(|d| cstring(d))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(a) => {
+                let mut v = Vec::new();
+                for (i, d) in dirs.iter().enumerate() {
+                    let fd = userns::idmapped_mount(d, &a.userns)
+                        .map_err(|e| RunError::Usage(format!("--userns auto: {e}")))?;
+                    let at = cstring(&base.join(format!("l{i}")))?;
+                    idmapped.push((fd, at.clone()));
+                    v.push(at);
+                }
+                v
+            }
+        };
+        let upper = match &layers {
+            Layers::Disk { upper, work } => Some((upper.clone(), work.clone())),
+            Layers::Tmpfs => Some((cstring(&base.join("upper"))?, cstring(&base.join("work"))?)),
+            _ => None,
+        };
+        if matches!(layers, Layers::ReadOnly | Layers::Direct) {
+            return Ok((layers, lowers, None));
+        }
+        for p in lowers.iter().chain(upper.iter().flat_map(|(u, w)| [u, w])) {
+            if p.as_bytes()
+                .iter()
+                .any(|b| matches!(b, b',' | b':' | b'\\'))
+            {
+                return Err(RunError::Usage(format!(
+                    "path {p:?} contains `,`, `:` or `\\`, which overlayfs cannot take"
+                )));
+            }
+        }
+        match overlay::Overlay::new(lowers.clone(), upper, fsconfig) {
+            Ok(o) => return Ok((layers, lowers, Some(o))),
+            Err(overlay::TooDeep { .. }) if dirs.len() > 1 => dirs = vec![flatten(dirs.len())?],
+            Err(overlay::TooDeep { .. }) => {
+                return Err(RunError::Usage(format!(
+                    "the overlay options for image {} do not fit one mount; use a shorter --root",
+                    image.name
+                )))
+            }
+        }
+    }
 }
 
 /// Reads /etc/passwd, /etc/group and whether /bin/bash exists, resolving every path

@@ -18,6 +18,7 @@
 use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::overlay::Overlay;
 use super::plan::{Layers, MountOp};
 use super::sys::{cvt, errno, mount, FdPath, SysResult};
 use super::tty::{self, Pty};
@@ -188,9 +189,10 @@ pub(crate) struct Base<'a> {
     pub nodes: &'a CStr,
     pub files: &'a CStr,
     pub lower: &'a CStr,
-    pub overlay_data: &'a CStr,
+    /// None when the root is a bound tree (read-only or a build's).
+    pub overlay: Option<&'a Overlay>,
     /// `--userns auto`: detached idmapped mounts of the lower layers and where they
-    /// are attached (base/lN, which `lower` and `overlay_data` name).
+    /// are attached (base/lN, which `lower` and `overlay` name).
     pub idmapped: &'a [(RawFd, &'a CStr)],
     /// `--userns auto`: the host ids of the container's root, who owns the writable
     /// layer and /dev (host root made them).
@@ -271,14 +273,20 @@ pub(crate) fn prepare_root(
             )
             .map_err(fail("bind image root", NONE))?;
         }
-        _ => mount(
-            Some(c"overlay"),
-            base.root,
-            Some(c"overlay"),
-            libc::MS_NODEV,
-            Some(base.overlay_data),
-        )
-        .map_err(fail("mount overlay", NONE))?,
+        _ => match base.overlay {
+            Some(o) => o
+                .mount_at(base.root)
+                .map_err(|(what, errno)| MountFailure {
+                    what,
+                    index: NONE as u32,
+                    errno,
+                })?,
+            None => {
+                return Err(fail("mount overlay (no layers planned)", NONE)(
+                    libc::EINVAL,
+                ))
+            }
+        },
     }
     match layers {
         Layers::ReadOnly | Layers::ReadOnlyStack => mount(

@@ -5,6 +5,9 @@
 //!   rootfs/HEX/        an unpacked image; HEX is the sha256 of the verified archive
 //!   layers/HEX/        one unpacked OCI layer (HEX: its blob digest), whiteouts as
 //!                      overlayfs ones; shared by every image that lists it
+//!   flat/HEX/          the layers of an OCI image merged into one tree, made by `run`
+//!                      only where one overlay mount cannot stack them (HEX: the
+//!                      sha256 of the layer list); kept while a name lists those layers
 //!   refs.json          name -> digest index; replaced whole by rename, never edited
 //!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
 //!                      alive) and `downloads/*.part` (kept across runs for resume)
@@ -259,6 +262,44 @@ impl Store {
         self.layers_dir().join(digest.hex())
     }
 
+    fn flat_dir(&self) -> PathBuf {
+        self.root.join("flat")
+    }
+
+    /// The layers `lowers` (top first, as `Resolved::lowers`) merged into one cached
+    /// tree, made now if the store lacks it. Serialised per layer list; published by one
+    /// rename like a layer, and removed with the last name that lists those layers.
+    pub(crate) fn flatten(&self, lowers: &[PathBuf]) -> Result<PathBuf, StoreError> {
+        let names: Vec<String> = lowers
+            .iter()
+            .rev()
+            .map(|l| {
+                l.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let target = self.flat_dir().join(flat_key(&names));
+        if target.is_dir() {
+            return Ok(target);
+        }
+        let _source = self.lock_source(&format!("flat {}", flat_key(&names)))?;
+        if target.is_dir() {
+            return Ok(target);
+        }
+        let work = self.begin()?;
+        let tree = work.tree();
+        fs::create_dir(&tree).map_err(io_err("create", &tree))?;
+        let bottom_first: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
+        crate::fs::flatten::flatten(&bottom_first, &tree).map_err(io_err("flatten into", &tree))?;
+        let _lock = self.lock()?;
+        let flat = self.flat_dir();
+        private_dir(&flat).map_err(io_err("create store directory", &flat))?;
+        fs::rename(&tree, &target).map_err(io_err("publish", &target))?;
+        Ok(target)
+    }
+
     fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -481,9 +522,13 @@ impl Store {
         let mut freed = Vec::new();
         let mut removed = Vec::new();
         let mut removed_layers = Vec::new();
+        let mut removed_lists = Vec::new();
         for key in &keys {
             if let Some(r) = refs.images.remove(key) {
                 removed.push(r.digest);
+                if !r.layers.is_empty() {
+                    removed_lists.push(r.layers.clone());
+                }
                 removed_layers.extend(r.layers);
             }
         }
@@ -504,6 +549,17 @@ impl Store {
             let tree = self.rootfs_dir().join(digest);
             if tree.exists() {
                 self.discard(&tree)?;
+            }
+        }
+        // A flat tree goes with the last name that lists its layers.
+        for list in &removed_lists {
+            let key = flat_key(list);
+            if refs.images.values().any(|r| flat_key(&r.layers) == key) {
+                continue;
+            }
+            let dir = self.flat_dir().join(&key);
+            if dir.exists() {
+                self.discard(&dir)?;
             }
         }
         // A layer goes with the last name that lists it.
@@ -566,6 +622,17 @@ impl Store {
                     .items
                     .push(format!("layer {}", &name[..name.len().min(12)]));
             }
+        }
+        for entry in read_dir(&self.flat_dir())? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if refs.images.values().any(|r| flat_key(&r.layers) == name) {
+                continue;
+            }
+            report.bytes += disk_usage(&entry.path());
+            self.discard(&entry.path())?;
+            report
+                .items
+                .push(format!("flat tree {}", &name[..name.len().min(12)]));
         }
         let tmp = self.tmp_dir();
         for entry in read_dir(&tmp)? {
@@ -777,6 +844,11 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
         }
     }
     total
+}
+
+/// The name of the flat tree of an image with `layers` (digests, bottom first).
+fn flat_key(layers: &[String]) -> String {
+    Digest::of(layers.join("\n").as_bytes()).hex()
 }
 
 /// Unique enough for names under tmp/: pid plus nanoseconds.

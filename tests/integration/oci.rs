@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{fixture_tar, names_in, run_bounded, Locker, Run};
-use crate::registry::{Layout, Registry};
+use crate::registry::{HandImage, Layout, Registry};
 use crate::server::{Behaviour, Server};
 
 fn expect_ok(r: &Run) {
@@ -990,4 +990,102 @@ fn oci_catalog_entry_pinned_by_digest() {
     let r = f.l.run(&["--catalog", c, "pull", "mini"]);
     expect_fail(&r);
     assert!(r.stderr.contains("digest"), "{}", r.dump());
+}
+
+/// The busybox base and 119 small layers (hand-written layout: umoci takes seconds per
+/// layer at this depth): layer N adds /layers/N; layer 60 whites out /layers/10.
+fn deep_image(l: &Locker, reg: &Registry) -> String {
+    let mut layers = vec![fixture_tar().to_vec()];
+    for n in 1..120 {
+        let file = format!("layers/{n}");
+        let data = format!("{n}\n");
+        let mut entries = vec![("layers", 'd', ""), (file.as_str(), 'f', data.as_str())];
+        if n == 60 {
+            entries.push(("layers/.wh.10", 'f', ""));
+        }
+        layers.push(tar_of(&entries));
+    }
+    let image = HandImage {
+        layers,
+        gzip: true,
+        diff_ids: None,
+        cmd: vec!["/bin/sh".into()],
+    };
+    let src = image.write(&l.path("deep-layout"), "v1");
+    reg.skopeo_push(&src, "deep/stack:v1", &[]);
+    reg.reference("deep/stack:v1")
+}
+
+const DEEP_CHECK: &str = "ls /layers | wc -l; cat /layers/119; test -e /layers/10 || echo gone";
+
+#[test]
+fn oci_image_with_120_layers_runs_on_the_new_mount_api() {
+    let l = Locker::new();
+    let reg = Registry::start(&l.path("registry"));
+    let reference = deep_image(&l, &reg);
+    expect_ok(&pull(&l, &reference));
+    assert_eq!(layers(&l).len(), 120);
+    let out = l.ok(&["run", &reference, "/bin/sh", "-c", DEEP_CHECK]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["118", "119", "gone"]
+    );
+    let out = l.ok(&[
+        "run",
+        "--read-only",
+        &reference,
+        "/bin/sh",
+        "-c",
+        DEEP_CHECK,
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["118", "119", "gone"]
+    );
+    assert!(
+        names_in(&l.root().join("flat")).is_empty(),
+        "lowerdir+ stacks all 120 layers: nothing flattened"
+    );
+}
+
+#[test]
+fn oci_image_with_120_layers_is_flattened_where_mount2_is_the_only_way() {
+    let l = Locker::new();
+    let reg = Registry::start(&l.path("registry"));
+    let reference = deep_image(&l, &reg);
+    expect_ok(&pull(&l, &reference));
+    let legacy = |args: &[&str]| {
+        let mut cmd = l.command(args);
+        cmd.env("LOCKER_TEST_OVERLAY_LEGACY", "1");
+        let r = run_bounded(cmd, Duration::from_secs(120));
+        expect_ok(&r);
+        r.stdout
+    };
+    let out = legacy(&["run", &reference, "/bin/sh", "-c", DEEP_CHECK]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["118", "119", "gone"]
+    );
+    let flat = names_in(&l.root().join("flat"));
+    assert_eq!(flat.len(), 1, "one cached flat tree: {flat:?}");
+    // Cached: a second run (read-only, so the tree is bound) uses the same tree.
+    let out = legacy(&[
+        "run",
+        "--read-only",
+        &reference,
+        "/bin/sh",
+        "-c",
+        DEEP_CHECK,
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["118", "119", "gone"]
+    );
+    assert_eq!(names_in(&l.root().join("flat")), flat);
+    // gc keeps it while the name lists its layers; rmi of the last name frees it.
+    l.ok(&["gc"]);
+    assert_eq!(names_in(&l.root().join("flat")), flat);
+    l.ok(&["rmi", &reference]);
+    assert!(names_in(&l.root().join("flat")).is_empty());
+    assert!(layers(&l).is_empty());
 }

@@ -86,12 +86,15 @@ impl Registry {
                 ),
             )
             .unwrap();
+            // Its access log goes to stderr, a line per request: into a file, since a
+            // pipe nobody reads stops the registry once 64 KiB are written.
+            let log = dir.join("registry.log");
             let child = Command::new(tool("docker-registry"))
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .expect("start docker-registry");
             let mut reg = Registry {
@@ -103,13 +106,9 @@ impl Registry {
             if reg.wait_ready(Duration::from_secs(20)) {
                 return reg;
             }
-            let mut err = String::new();
             let _ = reg.child.kill();
             let _ = reg.child.wait();
-            if let Some(mut e) = reg.child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            last = err;
+            last = std::fs::read_to_string(&log).unwrap_or_default();
             // Drop kills nothing more: the child was reaped.
             std::mem::forget(reg);
         }
@@ -386,4 +385,80 @@ fn gate(
     upstream.write_all(&body)?;
     std::io::copy(&mut upstream, &mut client)?;
     Ok(())
+}
+
+/// An OCI image layout written by hand (no tool): for images umoci makes slowly (over
+/// a hundred layers) or not at all (a config whose diff_ids lie).
+pub struct HandImage {
+    /// Uncompressed layer tars, bottom first.
+    pub layers: Vec<Vec<u8>>,
+    /// Gzip the layer blobs (the diff_ids stay the digests of the tars).
+    pub gzip: bool,
+    /// The config's diff_ids; None: the layers' true ones.
+    pub diff_ids: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+impl HandImage {
+    /// Writes the layout into `dir` with the image tagged `tag`; returns `oci:DIR:TAG`.
+    pub fn write(&self, dir: &Path, tag: &str) -> String {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |data: &[u8]| -> String {
+            let hex = sha256_hex(data);
+            std::fs::write(blobs.join(&hex), data).unwrap();
+            format!("sha256:{hex}")
+        };
+        let mut descriptors = Vec::new();
+        let mut true_ids = Vec::new();
+        for tar in &self.layers {
+            true_ids.push(format!("sha256:{}", sha256_hex(tar)));
+            let (blob, media) = if self.gzip {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut e, tar).unwrap();
+                (
+                    e.finish().unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            } else {
+                (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
+            };
+            descriptors.push(serde_json::json!({
+                "mediaType": media, "digest": put(&blob), "size": blob.len(),
+            }));
+        }
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": self.cmd, "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": self.diff_ids.clone().unwrap_or(true_ids)},
+        });
+        let config = serde_json::to_vec(&config).unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put(&config), "size": config.len(),
+            },
+            "layers": descriptors,
+        }))
+        .unwrap();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": put(&manifest), "size": manifest.len(),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }],
+        });
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        format!("oci:{}:{tag}", dir.display())
+    }
 }
