@@ -65,6 +65,13 @@ pub(crate) enum OciError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("layer blob sha256:{layer} unpacks to sha256:{actual}, but the config of {reference} says its diff_id is sha256:{expected}; nothing was stored")]
+    DiffId {
+        reference: String,
+        layer: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("layer sha256:{layer}: hard link {link} to {target}, which no layer below has")]
     LowerLink {
         layer: String,
@@ -229,6 +236,8 @@ pub(crate) struct Resolved {
     pub config: ImageConfiguration,
     pub config_digest: Digest,
     pub layers: Vec<(Digest, u64, String)>,
+    /// The config's rootfs.diff_ids: each layer's uncompressed digest, bottom first.
+    pub diff_ids: Vec<Digest>,
 }
 
 /// Fetches (and verifies) the manifest `reference` names for `platform`, and its config.
@@ -295,13 +304,28 @@ pub(crate) fn resolve(
         }
         layers.push((oci_digest(l, &what)?, l.size(), media_type));
     }
-    let diff_ids = config.rootfs.diff_ids.len();
-    if diff_ids != layers.len() {
+    let diff_ids = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| {
+            d.strip_prefix("sha256:")
+                .and_then(|h| h.parse().ok())
+                .ok_or_else(|| {
+                    bad(
+                        format!("config of {what}"),
+                        format!("diff_id {d} is not sha256 (the only one locker checks)"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<Digest>, _>>()?;
+    if diff_ids.len() != layers.len() {
         return Err(bad(
             format!("image {what}"),
             format!(
-                "the manifest lists {} layers, the config {diff_ids}",
-                layers.len()
+                "the manifest lists {} layers, the config {}",
+                layers.len(),
+                diff_ids.len()
             ),
         ));
     }
@@ -318,6 +342,7 @@ pub(crate) fn resolve(
         config,
         config_digest,
         layers,
+        diff_ids,
     })
 }
 
@@ -420,7 +445,8 @@ pub(crate) fn pull(
                     return;
                 }
                 let i = missing[k];
-                let r = fetch_layer(store, &reg, &layers[i], depth, reporter.as_ref());
+                let want = (&layers[i], &image.diff_ids[i]);
+                let r = fetch_layer(store, &reg, want, &name, depth, reporter.as_ref());
                 if r.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -475,7 +501,8 @@ type LayerResult = anyhow::Result<(Work, LayerReport)>;
 fn fetch_layer(
     store: &Store,
     reg: &Registry,
-    digest: &Digest,
+    (digest, diff_id): (&Digest, &Digest),
+    reference: &str,
     depth: usize,
     reporter: &dyn Reporter,
 ) -> LayerResult {
@@ -510,6 +537,15 @@ fn fetch_layer(
             digest: digest.hex(),
             source,
         })?;
+        if report.diff_id != *diff_id {
+            return Err(OciError::DiffId {
+                reference: reference.to_string(),
+                layer: digest.hex(),
+                expected: *diff_id,
+                actual: report.diff_id,
+            }
+            .into());
+        }
         Ok((actual, report))
     });
     match result {
@@ -519,9 +555,12 @@ fn fetch_layer(
         }
         Err(e) => {
             // Bytes that failed verification must not seed the next resume.
-            if e.downcast_ref::<OciError>()
-                .is_some_and(|o| matches!(o, OciError::Mismatch { .. } | OciError::Unpack { .. }))
-            {
+            if e.downcast_ref::<OciError>().is_some_and(|o| {
+                matches!(
+                    o,
+                    OciError::Mismatch { .. } | OciError::Unpack { .. } | OciError::DiffId { .. }
+                )
+            }) {
                 let _ = std::fs::remove_file(&partial);
             }
             Err(e)

@@ -22,6 +22,7 @@
 use crate::fs::at;
 use crate::image::codec::{self, Compression, XZ_MEMLIMIT};
 use crate::image::pipe;
+use crate::store::digest::{Digest, Hasher};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
@@ -140,9 +141,12 @@ pub(crate) struct Options {
 }
 
 /// What an OCI layer left to the caller: hard links to files of lower layers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct LayerReport {
     pub stats: Stats,
+    /// The sha256 of the uncompressed tar stream (the config's diff_id for the layer),
+    /// hashed as it was unpacked.
+    pub diff_id: Digest,
     /// (link path, target path), both relative to the tree.
     pub lower_links: Vec<(PathBuf, PathBuf)>,
 }
@@ -172,8 +176,19 @@ pub(crate) fn unpack_layer(
         ..Options::default()
     };
     let mut lower_links = Vec::new();
-    let (stats, _) = unpack_inner(reader, dest, options, Some(&mut lower_links))?;
-    Ok(LayerReport { stats, lower_links })
+    let mut hasher = Hasher::default();
+    let (stats, _) = unpack_inner(
+        reader,
+        dest,
+        options,
+        Some(&mut lower_links),
+        Some(&mut hasher),
+    )?;
+    Ok(LayerReport {
+        stats,
+        diff_id: hasher.finish(),
+        lower_links,
+    })
 }
 
 /// One archive entry as `Options::list` reports it.
@@ -190,7 +205,7 @@ pub(crate) fn unpack_with(
     dest: &Path,
     options: Options,
 ) -> Result<(Stats, Vec<Listed>), UnpackError> {
-    unpack_inner(reader, dest, options, None)
+    unpack_inner(reader, dest, options, None, None)
 }
 
 fn unpack_inner(
@@ -198,6 +213,7 @@ fn unpack_inner(
     dest: &Path,
     options: Options,
     lower_links: Option<&mut Vec<(PathBuf, PathBuf)>>,
+    mut uncompressed: Option<&mut Hasher>,
 ) -> Result<(Stats, Vec<Listed>), UnpackError> {
     let root = open_dest(dest)?;
     let mut unpacker = Unpacker {
@@ -221,7 +237,12 @@ fn unpack_inner(
             // compressor's trailer and checksum too, so corruption is noticed and the
             // caller's hash covers every byte. A hang-up means extraction failed:
             // stop, its error is the one to report.
-            if pipe::feed(&mut tar, &tx, false, |_| {}).map_err(read_error)? {
+            let mut hash = |chunk: &[u8]| {
+                if let Some(h) = uncompressed.as_deref_mut() {
+                    h.update(chunk)
+                }
+            };
+            if pipe::feed(&mut tar, &tx, false, &mut hash).map_err(read_error)? {
                 drop(tar);
                 io::copy(&mut reader, &mut io::sink()).map_err(UnpackError::Read)?;
             }
@@ -1375,6 +1396,28 @@ mod tests {
 
     fn zstd(data: &[u8]) -> Vec<u8> {
         zstd::encode_all(data, 3).unwrap()
+    }
+
+    #[test]
+    fn a_layer_report_carries_the_digest_of_the_uncompressed_stream() {
+        let tar = sample();
+        for data in [tar.clone(), gzip(&tar), zstd(&tar)] {
+            let t = tempfile::tempdir().unwrap();
+            let report = unpack_layer(
+                Trickle {
+                    data: &data,
+                    pos: 0,
+                },
+                &t.path().join("l"),
+                0,
+            )
+            .unwrap();
+            assert_eq!(
+                report.diff_id,
+                Digest::of(&tar),
+                "the diff_id is the tar's own digest"
+            );
+        }
     }
 
     #[test]

@@ -1089,3 +1089,33 @@ fn oci_image_with_120_layers_is_flattened_where_mount2_is_the_only_way() {
     assert!(names_in(&l.root().join("flat")).is_empty());
     assert!(layers(&l).is_empty());
 }
+
+#[test]
+fn oci_layer_whose_diff_id_is_wrong_is_refused_and_nothing_stored() {
+    let l = Locker::new();
+    let reg = Registry::start(&l.path("registry"));
+    let top = tar_of(&[("srv", 'd', ""), ("srv/x", 'f', "x\n")]);
+    let image = |diff_ids: Option<Vec<String>>| HandImage {
+        layers: vec![fixture_tar().to_vec(), top.clone()],
+        gzip: true,
+        diff_ids,
+        cmd: vec!["/bin/true".into()],
+    };
+    // The config claims the top layer unpacks to the base layer's tar.
+    use sha2::Digest;
+    let base_id = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(fixture_tar()))
+    );
+    let lie = image(Some(vec![base_id.clone(), base_id]));
+    reg.skopeo_push(&lie.write(&l.path("lie"), "v1"), "bad/diffid:v1", &[]);
+    let r = pull(&l, &reg.reference("bad/diffid:v1"));
+    expect_fail(&r);
+    assert!(r.stderr.contains("diff_id"), "{}", r.dump());
+    assert_nothing_stored(&l, &r);
+    // Control: the same layers with the true diff_ids pull.
+    let truth = image(None);
+    reg.skopeo_push(&truth.write(&l.path("truth"), "v1"), "good/diffid:v1", &[]);
+    expect_ok(&pull(&l, &reg.reference("good/diffid:v1")));
+    assert_eq!(layers(&l).len(), 2);
+}
