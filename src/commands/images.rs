@@ -116,6 +116,20 @@ pub(crate) fn login(ctx: &Context, registry_host: &str, user: &str) -> anyhow::R
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
+    // A file that sends this registry to a credential helper: the helper keeps them.
+    let helper = match &old {
+        Some(t) => registry::helper_in(t, registry_host)
+            .map_err(|r| anyhow::anyhow!("login {registry_host}: {}: {r}", path.display()))?,
+        None => None,
+    };
+    if let Some(helper) = helper {
+        crate::image::cred_helper::store(&helper, registry_host, &creds)
+            .with_context(|| format!("login {registry_host}"))?;
+        ctx.printer.info(&format!(
+            "Login Succeeded: credentials for {registry_host} in docker-credential-{helper}"
+        ));
+        return Ok(());
+    }
     let text = registry::set_auth(old.as_deref(), registry_host, &creds)
         .map_err(|r| anyhow::anyhow!("login {registry_host}: {}: {r}", path.display()))?;
     write_private(&path, &text).with_context(|| format!("write {}", path.display()))?;

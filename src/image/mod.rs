@@ -5,6 +5,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod codec;
+pub(crate) mod cred_helper;
 pub(crate) mod export;
 pub(crate) mod fetch;
 pub(crate) mod oci;

@@ -77,6 +77,8 @@ pub(crate) enum RegistryError {
     BadAuthFile { path: PathBuf, reason: String },
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Helper(#[from] crate::image::cred_helper::HelperError),
 }
 
 /// Stored credentials for one registry.
@@ -104,7 +106,9 @@ pub(crate) fn auth_files() -> Vec<PathBuf> {
     files
 }
 
-/// The credentials for `registry` from the first file that has them.
+/// The credentials for `registry` from the first file that has them: from the helper
+/// the file names for it (Docker's order: `credHelpers`, then `credsStore`), else from
+/// its `auths`. A helper with nothing for the registry passes on to the next file.
 pub(crate) fn credentials_for(registry: &str) -> Result<Option<Credentials>, RegistryError> {
     for path in auth_files() {
         let text = match std::fs::read(&path) {
@@ -112,6 +116,16 @@ pub(crate) fn credentials_for(registry: &str) -> Result<Option<Credentials>, Reg
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(RegistryError::AuthFile { path, source }),
         };
+        let helper = helper_in(&text, registry).map_err(|reason| RegistryError::BadAuthFile {
+            path: path.clone(),
+            reason,
+        })?;
+        if let Some(helper) = helper {
+            match crate::image::cred_helper::get(&helper, registry)? {
+                Some(c) => return Ok(Some(c)),
+                None => continue,
+            }
+        }
         if let Some(c) =
             parse_auth_file(&text, registry).map_err(|reason| RegistryError::BadAuthFile {
                 path: path.clone(),
@@ -124,6 +138,37 @@ pub(crate) fn credentials_for(registry: &str) -> Result<Option<Credentials>, Reg
     Ok(None)
 }
 
+/// A credentials file key (`HOST`, or a URL `https://HOST/v1/`) names `registry`.
+fn key_names(key: &str, registry: &str) -> bool {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    host.split('/').next().unwrap_or(host) == registry
+}
+
+/// The credential helper a credentials file names for `registry`: its `credHelpers`
+/// entry, else `credsStore` (Docker's config.json; podman's auth.json has the same keys).
+pub(crate) fn helper_in(text: &[u8], registry: &str) -> Result<Option<String>, String> {
+    let v: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    let named = v
+        .get("credHelpers")
+        .and_then(|h| h.as_object())
+        .and_then(|h| h.iter().find(|(k, _)| key_names(k, registry)))
+        .map(|(k, name)| {
+            name.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("credHelpers entry {k} is not a string"))
+        })
+        .transpose()?;
+    let store = match v.get("credsStore") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.is_empty() => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("credsStore is not a string".into()),
+    };
+    Ok(named.filter(|n| !n.is_empty()).or(store))
+}
+
 /// `{"auths": {"HOST": {"auth": base64("user:password")}}}` (Docker's and podman's
 /// format); a key may also be written as a URL (`https://HOST/v1/`).
 pub(crate) fn parse_auth_file(text: &[u8], registry: &str) -> Result<Option<Credentials>, String> {
@@ -132,11 +177,7 @@ pub(crate) fn parse_auth_file(text: &[u8], registry: &str) -> Result<Option<Cred
         return Ok(None);
     };
     for (key, entry) in auths {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let host = host.split('/').next().unwrap_or(host);
-        if host != registry {
+        if !key_names(key, registry) {
             continue;
         }
         let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) else {
@@ -638,6 +679,20 @@ mod tests {
             "b"
         );
         assert!(parse_auth_file(br#"{"auths":{"h":{"auth":"!!"}}}"#, "h").is_err());
+    }
+
+    #[test]
+    fn cred_helpers_name_a_registry_before_creds_store() {
+        let text = br#"{"credsStore":"every","credHelpers":{"127.0.0.1:5000":"one","https://h:1/v1/":"url"}}"#;
+        assert_eq!(
+            helper_in(text, "127.0.0.1:5000").unwrap().as_deref(),
+            Some("one")
+        );
+        assert_eq!(helper_in(text, "h:1").unwrap().as_deref(), Some("url"));
+        assert_eq!(helper_in(text, "other").unwrap().as_deref(), Some("every"));
+        assert_eq!(helper_in(br#"{"auths":{}}"#, "other").unwrap(), None);
+        assert_eq!(helper_in(br#"{"credsStore":""}"#, "other").unwrap(), None);
+        assert!(helper_in(br#"{"credsStore":1}"#, "other").is_err());
     }
 
     #[test]

@@ -1119,3 +1119,112 @@ fn oci_layer_whose_diff_id_is_wrong_is_refused_and_nothing_stored() {
     expect_ok(&pull(&l, &reg.reference("good/diffid:v1")));
     assert_eq!(layers(&l).len(), 2);
 }
+
+/// A credential helper as Docker runs them (`docker-credential-NAME get|store`, the
+/// server on stdin, JSON out), as a shell script keeping one file per server under
+/// `dir`, and logging each call.
+fn credential_helper(l: &Locker, name: &str) -> (PathBuf, PathBuf) {
+    let bin = l.path("helper-bin");
+    let dir = l.path("helper-store");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+d={dir}
+case "$1" in
+get)
+    server=$(cat)
+    echo "get $server" >> "$d/log"
+    if [ -f "$d/$server" ]; then cat "$d/$server"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+store)
+    cat > "$d/new"
+    server=$(sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p' "$d/new")
+    mv "$d/new" "$d/$server"
+    echo "store $server" >> "$d/log" ;;
+*) exit 2 ;;
+esac
+"#,
+        dir = dir.display()
+    );
+    let path = bin.join(format!("docker-credential-{name}"));
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (bin, dir)
+}
+
+#[test]
+fn oci_credential_helpers_from_creds_store_and_cred_helpers() {
+    let l = Locker::new();
+    let layout = Layout::init(&l.path("layout"));
+    let base = write(&l, "base.tar", fixture_tar());
+    layout.new_from_tar("app", &base);
+    let reg = Registry::start_with(&l.path("registry"), Some(("tester", "s3cret")));
+    reg.skopeo_push(&layout.skopeo_src("app"), "private/app:v1", &[]);
+    let reference = reg.reference("private/app:v1");
+    let host = reg.host();
+    let (bin, store) = credential_helper(&l, "locker-test");
+    let config = l.path("home/.docker/config.json");
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let locker = |args: &[&str], stdin: Option<&str>| -> Run {
+        let mut cmd = l.command(args);
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("DOCKER_CONFIG")
+            .env("PATH", &path);
+        if let Some(text) = stdin {
+            let input = l.path("stdin");
+            fs::write(&input, text).unwrap();
+            cmd.stdin(fs::File::open(&input).unwrap());
+        }
+        run_bounded(cmd, Duration::from_secs(120))
+    };
+    let log = || fs::read_to_string(store.join("log")).unwrap_or_default();
+
+    // credsStore with nothing stored: anonymous, so the registry asks for a login.
+    fs::write(&config, r#"{"credsStore":"locker-test"}"#).unwrap();
+    let r = locker(&["pull", &reference], None);
+    expect_fail(&r);
+    assert!(r.stderr.contains("locker login"), "{}", r.dump());
+    assert_eq!(
+        log(),
+        format!("get {host}\n"),
+        "the server went to the helper on stdin"
+    );
+    assert_nothing_stored(&l, &r);
+
+    // login stores through the helper, not into the file; then pull gets them back.
+    let r = locker(
+        &["login", &host, "-u", "tester", "--password-stdin"],
+        Some("s3cret\n"),
+    );
+    expect_ok(&r);
+    assert!(log().contains(&format!("store {host}\n")), "{}", log());
+    assert!(!fs::read_to_string(&config).unwrap().contains("auths"));
+    expect_ok(&locker(&["pull", &reference], None));
+    assert_eq!(layers(&l).len(), 1);
+
+    // credHelpers names the helper for this registry ahead of a credsStore that is
+    // not installed; the credsStore alone fails with a clear message.
+    fs::write(
+        &config,
+        format!(r#"{{"credsStore":"not-installed","credHelpers":{{"{host}":"locker-test"}}}}"#),
+    )
+    .unwrap();
+    l.ok(&["rmi", &reference]);
+    expect_ok(&locker(&["pull", &reference], None));
+    fs::write(&config, r#"{"credsStore":"not-installed"}"#).unwrap();
+    l.ok(&["rmi", &reference]);
+    let r = locker(&["pull", &reference], None);
+    expect_fail(&r);
+    assert!(
+        r.stderr.contains("docker-credential-not-installed"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"));
+}
