@@ -512,8 +512,12 @@ pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result
         crate::image::export::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
             .with_context(what)?;
     let store = ctx.store()?;
-    let digest = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
+    let (digest, sent) = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
         .with_context(what)?;
+    ctx.printer.detail(&format!(
+        "{target}: {} blobs uploaded, {} mounted from another repository, {} already there",
+        sent.uploaded, sent.mounted, sent.present
+    ));
     writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::image::codec::Compression;
 use crate::image::export::{self, ExportError};
 use crate::image::oci::Platform;
 use crate::image::reference::Reference;
-use crate::image::registry::{Registry, OCI_INDEX, OCI_MANIFEST};
+use crate::image::registry::{Pushed, Registry, OCI_INDEX, OCI_MANIFEST};
 use crate::store::digest::{Digest, Hasher};
 use crate::store::{ImageConfig, Resolved, Store, StoreError};
 
@@ -375,15 +375,27 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// `locker push NAME REF`: the image's layout built in the store's tmp/, each blob
-/// uploaded unless the registry has it, then the manifest under REF's tag. Returns the
-/// manifest digest.
+/// What a push sent: blobs the repository had, blobs mounted from another repository
+/// of the registry, blobs uploaded.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct PushReport {
+    pub present: usize,
+    pub mounted: usize,
+    pub uploaded: usize,
+}
+
+/// `locker push NAME REF`: the image's layout built in the store's tmp/ (the same
+/// blobs every time: the layout is a function of the image), each blob put into the
+/// repository unless it has it (mounted from a repository of the same registry locker
+/// pushed it to before, else uploaded), then the manifest under REF's tag. A push that
+/// was interrupted is resumed by pushing again: what arrived is not sent twice.
+/// Returns the manifest digest.
 pub(crate) fn push(
     store: &Store,
     name: &str,
     reference: &Reference,
     epoch: Option<u64>,
-) -> anyhow::Result<Digest> {
+) -> anyhow::Result<(Digest, PushReport)> {
     let tag = match (&reference.tag, &reference.digest) {
         (Some(t), _) => t.clone(),
         (None, _) => {
@@ -395,6 +407,8 @@ pub(crate) fn push(
     fs::create_dir(&dir).map_err(io_err("create", &dir))?;
     let written = write_layout(store, name, &dir, &tag, epoch)?;
     let reg = Registry::new(reference, true)?;
+    let homes = store.pushed_blobs(&reference.registry)?;
+    let mut report = PushReport::default();
     for blob in written
         .layers
         .iter()
@@ -407,10 +421,19 @@ pub(crate) fn push(
                 Err(e) => Box::new(FailingReader(Some(e))),
             }
         };
-        reg.push_blob(&blob.digest, blob.size, &mut open)?;
+        let from = homes
+            .get(&blob.digest.hex())
+            .filter(|repo| **repo != reference.repository);
+        match reg.push_blob(&blob.digest, blob.size, from.map(String::as_str), &mut open)? {
+            Pushed::Present => report.present += 1,
+            Pushed::Mounted => report.mounted += 1,
+            Pushed::Uploaded => report.uploaded += 1,
+        }
+        // Recorded as each lands, so a push killed midway still tells the next one.
+        store.record_pushed(&reference.registry, &reference.repository, &[blob.digest])?;
     }
     reg.push_manifest(&tag, &written.manifest_bytes, OCI_MANIFEST)?;
-    Ok(written.manifest.digest)
+    Ok((written.manifest.digest, report))
 }
 
 /// A reader that fails with the error opening its file gave (so the upload reports it).

@@ -283,6 +283,17 @@ pub(crate) struct Registry {
     push: bool,
 }
 
+/// How `push_blob` put a blob into the repository.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Pushed {
+    /// The repository had it.
+    Present,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    /// Sent.
+    Uploaded,
+}
+
 /// A manifest or index as fetched, verified against its digest.
 pub(crate) struct Fetched {
     pub bytes: Vec<u8>,
@@ -518,19 +529,32 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob in one PUT (POST for a session, then PUT `?digest=`), unless the
-    /// registry has it already.
+    /// Puts a blob into the repository, the cheapest way first: nothing when the
+    /// registry has it there already (HEAD), a cross-repository mount from `from` (a
+    /// repository of the same registry that holds it: no bytes sent), else one PUT
+    /// (POST for a session, then PUT `?digest=`). A refused or unanswered mount falls
+    /// back to the upload: a registry may decline it (201 is a mount, 202 a session).
     pub(crate) fn push_blob(
         &self,
         digest: &Digest,
         size: u64,
+        from: Option<&str>,
         open: &mut dyn FnMut() -> Box<dyn Read>,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<Pushed, RegistryError> {
         if self.has_blob(digest)? {
-            return Ok(false);
+            return Ok(Pushed::Present);
         }
         let url = format!("{}/blobs/uploads/", self.base);
-        let resp = self.send("POST", &url, &[("Content-Length", "0")], None)?;
+        let mounted = from.and_then(|repo| {
+            let mount = format!("{url}?mount=sha256:{}&from={repo}", digest.hex());
+            self.send("POST", &mount, &[("Content-Length", "0")], None)
+                .ok()
+        });
+        let resp = match mounted {
+            Some(r) if r.status() == 201 => return Ok(Pushed::Mounted),
+            Some(r) if r.header("Location").is_some() => r,
+            _ => self.send("POST", &url, &[("Content-Length", "0")], None)?,
+        };
         let location = resp
             .header("Location")
             .ok_or_else(|| RegistryError::Status {
@@ -552,7 +576,7 @@ impl Registry {
             ],
             Some(open),
         )?;
-        Ok(true)
+        Ok(Pushed::Uploaded)
     }
 
     pub(crate) fn push_manifest(

@@ -12,6 +12,8 @@
 //!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
 //!                      alive) and `downloads/*.part` (kept across runs for resume)
 //!   lock               flock held exclusively while refs or rootfs/ change
+//!   cache/pushed.json  per registry, the repository each blob was last pushed to (the
+//!                      source of a cross-repository mount; a hint, never trusted)
 //!   cache/debs/HEX.deb `locker build`'s package cache: verified .debs named by their
 //!                      sha256 (partial/ holds downloads in progress), kept across builds
 //!
@@ -298,6 +300,56 @@ impl Store {
         private_dir(&flat).map_err(io_err("create store directory", &flat))?;
         fs::rename(&tree, &target).map_err(io_err("publish", &target))?;
         Ok(target)
+    }
+
+    fn pushed_path(&self) -> PathBuf {
+        self.root.join("cache/pushed.json")
+    }
+
+    /// Blob hex -> the repository of `registry` locker last pushed it to.
+    pub(crate) fn pushed_blobs(
+        &self,
+        registry: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let path = self.pushed_path();
+        let all: BTreeMap<String, BTreeMap<String, String>> = match fs::read(&path) {
+            // A damaged hint is no hint: the push uploads.
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_err("read", &path)(e).into()),
+        };
+        Ok(all.get(registry).cloned().unwrap_or_default())
+    }
+
+    /// Records that `repository` of `registry` holds `blobs`.
+    pub(crate) fn record_pushed(
+        &self,
+        registry: &str,
+        repository: &str,
+        blobs: &[Digest],
+    ) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let path = self.pushed_path();
+        let mut all: BTreeMap<String, BTreeMap<String, String>> = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_err("read", &path)(e).into()),
+        };
+        let entry = all.entry(registry.to_string()).or_default();
+        for b in blobs {
+            entry.insert(b.hex(), repository.to_string());
+        }
+        let dir = self.root.join("cache");
+        private_dir(&dir).map_err(io_err("create store directory", &dir))?;
+        let tmp = dir.join(format!("pushed.json.{}", unique_id()));
+        let write = || -> io::Result<()> {
+            fs::write(&tmp, serde_json::to_vec(&all).expect("json"))?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("write", &path)(e).into()
+        })
     }
 
     fn tmp_dir(&self) -> PathBuf {

@@ -1228,3 +1228,74 @@ fn oci_credential_helpers_from_creds_store_and_cred_helpers() {
     );
     assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"));
 }
+
+/// The blob uploads (PUT with `digest=`) and mount requests the registry has logged.
+fn registry_requests(reg: &Registry) -> (usize, usize) {
+    let log = fs::read_to_string(reg.dir.join("registry.log")).unwrap_or_default();
+    let puts = log
+        .lines()
+        .filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/"))
+        .count();
+    let mounts = log
+        .lines()
+        .filter(|l| l.contains("\"POST /v2/") && l.contains("mount=sha256"))
+        .count();
+    (puts, mounts)
+}
+
+#[test]
+fn oci_push_again_sends_nothing_and_another_repository_mounts_the_blobs() {
+    let l = Locker::new();
+    imported(&l, "fx");
+    let reg = Registry::start(&l.path("registry"));
+    let first = reg.reference("team/a:v1");
+    let r = l.run(&["--verbose", "push", "fx", &first]);
+    expect_ok(&r);
+    assert!(
+        r.stderr.contains("2 blobs uploaded, 0 mounted"),
+        "{}",
+        r.dump()
+    );
+    let (puts, mounts) = registry_requests(&reg);
+    assert_eq!((puts, mounts), (2, 0), "layer and config uploaded once");
+
+    // Pushing again (as after an interrupted push) sends no blob: HEAD finds them.
+    let r = l.run(&["--verbose", "push", "fx", &first]);
+    expect_ok(&r);
+    assert!(
+        r.stderr
+            .contains("0 blobs uploaded, 0 mounted from another repository, 2 already there"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(registry_requests(&reg), (2, 0));
+
+    // Another repository of the same registry: mounted from the first, no bytes sent.
+    let second = reg.reference("other/b:v1");
+    let r = l.run(&["--verbose", "push", "fx", &second]);
+    expect_ok(&r);
+    assert!(
+        r.stderr.contains("0 blobs uploaded, 2 mounted"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(registry_requests(&reg), (2, 2));
+    let l2 = Locker::new();
+    expect_ok(&l2.run(&["pull", &second]));
+    assert_eq!(
+        l2.ok(&["run", &second, "/bin/sh", "-c", "echo mounted"]),
+        "mounted\n"
+    );
+
+    // Control: a store that never pushed there uploads (no mount source known).
+    let l3 = Locker::new();
+    imported(&l3, "fx");
+    let third = reg.reference("third/c:v1");
+    let r = l3.run(&["--verbose", "push", "fx", &third]);
+    expect_ok(&r);
+    assert!(
+        r.stderr.contains("2 blobs uploaded, 0 mounted"),
+        "{}",
+        r.dump()
+    );
+}

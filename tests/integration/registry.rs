@@ -88,13 +88,15 @@ impl Registry {
             .unwrap();
             // Its access log goes to stderr, a line per request: into a file, since a
             // pipe nobody reads stops the registry once 64 KiB are written.
+            // The access log (stdout) goes there too: tests count requests in it.
             let log = dir.join("registry.log");
+            let file = std::fs::File::create(&log).unwrap();
             let child = Command::new(tool("docker-registry"))
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
                 .spawn()
                 .expect("start docker-registry");
             let mut reg = Registry {
