@@ -515,8 +515,8 @@ pub(crate) fn push(ctx: &Context, name: &str, reference: &str) -> anyhow::Result
     let (digest, sent) = crate::image::oci_out::push(&store, &store_name(name), &target, epoch)
         .with_context(what)?;
     ctx.printer.detail(&format!(
-        "{target}: {} blobs uploaded, {} mounted from another repository, {} already there",
-        sent.uploaded, sent.mounted, sent.present
+        "{target}: {} blobs uploaded ({} resumed), {} mounted from another repository, {} already there",
+        sent.uploaded, sent.resumed, sent.mounted, sent.present
     ));
     writeln!(std::io::stdout(), "{target} sha256:{digest}")?;
     Ok(())

@@ -415,6 +415,23 @@ pub(crate) fn pull(
         }
     }
 
+    // A layer the store has was checked against its diff_id when it was unpacked:
+    // this image's config must name the same one.
+    let refs = store.refs()?;
+    for (layer, diff_id) in layers.iter().zip(&image.diff_ids) {
+        let recorded = refs
+            .diff_id_of(&layer.hex())
+            .and_then(|d| d.parse::<Digest>().ok());
+        if let Some(recorded) = recorded.filter(|r| r != diff_id) {
+            return Err(OciError::DiffId {
+                reference: name.clone(),
+                layer: layer.hex(),
+                expected: *diff_id,
+                actual: recorded,
+            }
+            .into());
+        }
+    }
     let missing: Vec<usize> = (0..layers.len())
         .filter(|&i| !store.layer(&layers[i]).is_dir())
         // One download of a layer listed twice.
@@ -474,7 +491,7 @@ pub(crate) fn pull(
         works,
         (&name, &aliases),
         &image.manifest_digest,
-        &layers,
+        (&layers, &image.diff_ids),
         config,
         &reference.to_string(),
     )?;

@@ -382,6 +382,8 @@ pub(crate) struct PushReport {
     pub present: usize,
     pub mounted: usize,
     pub uploaded: usize,
+    /// Of `uploaded`, those that went on from where an interrupted push stopped.
+    pub resumed: usize,
 }
 
 /// `locker push NAME REF`: the image's layout built in the store's tmp/ (the same
@@ -408,6 +410,7 @@ pub(crate) fn push(
     let written = write_layout(store, name, &dir, &tag, epoch)?;
     let reg = Registry::new(reference, true)?;
     let homes = store.pushed_blobs(&reference.registry)?;
+    let chunk = push_chunk();
     let mut report = PushReport::default();
     for blob in written
         .layers
@@ -415,19 +418,27 @@ pub(crate) fn push(
         .chain(std::iter::once(&written.config))
     {
         let path = blob_path(&dir, &blob.digest);
-        let mut open = || -> Box<dyn io::Read> {
-            match File::open(&path) {
-                Ok(f) => Box::new(io::BufReader::new(f)),
-                Err(e) => Box::new(FailingReader(Some(e))),
-            }
-        };
         let from = homes
             .get(&blob.digest.hex())
             .filter(|repo| **repo != reference.repository);
-        match reg.push_blob(&blob.digest, blob.size, from.map(String::as_str), &mut open)? {
+        // One push of a blob to a repository at a time: they would share the session.
+        let key = format!(
+            "oci-upload:{}/{}@sha256:{}",
+            reference.registry,
+            reference.repository,
+            blob.digest.hex()
+        );
+        let _lock = store.lock_source(&key)?;
+        let session = store.partial_upload(&key);
+        let blob_ref = (&blob.digest, blob.size, path.as_path());
+        match reg.push_blob(blob_ref, from.map(String::as_str), (chunk, &session))? {
             Pushed::Present => report.present += 1,
             Pushed::Mounted => report.mounted += 1,
             Pushed::Uploaded => report.uploaded += 1,
+            Pushed::Resumed => {
+                report.uploaded += 1;
+                report.resumed += 1;
+            }
         }
         // Recorded as each lands, so a push killed midway still tells the next one.
         store.record_pushed(&reference.registry, &reference.repository, &[blob.digest])?;
@@ -436,16 +447,21 @@ pub(crate) fn push(
     Ok((written.manifest.digest, report))
 }
 
-/// A reader that fails with the error opening its file gave (so the upload reports it).
-struct FailingReader(Option<io::Error>);
+/// Blobs larger than this go up in chunks of it, each a point to resume from.
+const PUSH_CHUNK: u64 = 16 << 20;
 
-impl io::Read for FailingReader {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self
-            .0
-            .take()
-            .unwrap_or_else(|| io::Error::other("blob unreadable")))
+/// `PUSH_CHUNK`, or in debug builds (what `cargo test` runs) `LOCKER_TEST_PUSH_CHUNK`
+/// bytes, so a test can cut an upload of a small blob midway.
+fn push_chunk() -> u64 {
+    if cfg!(debug_assertions) {
+        if let Some(n) = std::env::var("LOCKER_TEST_PUSH_CHUNK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            return n;
+        }
     }
+    PUSH_CHUNK
 }
 
 #[cfg(test)]

@@ -73,6 +73,12 @@ pub(crate) enum RegistryError {
         #[source]
         source: io::Error,
     },
+    #[error("record the upload session in {path}")]
+    Session {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("credentials file {path}: {reason}")]
     BadAuthFile { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -292,6 +298,34 @@ pub(crate) enum Pushed {
     Mounted,
     /// Sent.
     Uploaded,
+    /// Sent from where an earlier, interrupted upload stopped.
+    Resumed,
+}
+
+/// `len` bytes of the file at `path` from `offset`, as an upload body (an error
+/// opening it is the body's first read error, so the upload reports it).
+fn blob_reader(path: &Path, offset: u64, len: u64) -> Box<dyn Read> {
+    use std::io::Seek;
+    let opened = std::fs::File::open(path).and_then(|mut f| {
+        f.seek(io::SeekFrom::Start(offset))?;
+        Ok(f)
+    });
+    match opened {
+        Ok(f) => Box::new(io::BufReader::new(f).take(len)),
+        Err(e) => Box::new(FailingReader(Some(e))),
+    }
+}
+
+/// A reader that fails with the error opening its file gave.
+struct FailingReader(Option<io::Error>);
+
+impl Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("blob unreadable")))
+    }
 }
 
 /// A manifest or index as fetched, verified against its digest.
@@ -529,22 +563,30 @@ impl Registry {
         }
     }
 
-    /// Puts a blob into the repository, the cheapest way first: nothing when the
-    /// registry has it there already (HEAD), a cross-repository mount from `from` (a
-    /// repository of the same registry that holds it: no bytes sent), else one PUT
-    /// (POST for a session, then PUT `?digest=`). A refused or unanswered mount falls
-    /// back to the upload: a registry may decline it (201 is a mount, 202 a session).
+    /// Puts the blob at `path` into the repository, the cheapest way first: nothing
+    /// when the registry has it there already (HEAD), a cross-repository mount from
+    /// `from` (a repository of the same registry that holds it: no bytes sent), else an
+    /// upload. A refused or unanswered mount falls back to the upload: a registry may
+    /// decline it (201 is a mount, 202 a session). A blob larger than `chunk` goes up in
+    /// chunks, resumable through `session` (see `upload_chunked`); a smaller one in one
+    /// PUT (POST for a session, then PUT `?digest=`).
     pub(crate) fn push_blob(
         &self,
-        digest: &Digest,
-        size: u64,
+        blob: (&Digest, u64, &Path),
         from: Option<&str>,
-        open: &mut dyn FnMut() -> Box<dyn Read>,
+        (chunk, session): (u64, &Path),
     ) -> Result<Pushed, RegistryError> {
+        let (digest, size, path) = blob;
         if self.has_blob(digest)? {
+            let _ = std::fs::remove_file(session);
             return Ok(Pushed::Present);
         }
         let url = format!("{}/blobs/uploads/", self.base);
+        if size > chunk {
+            if let Some(at) = self.resume_point(session) {
+                return self.upload_chunked(digest, (size, path), chunk, session, at);
+            }
+        }
         let mounted = from.and_then(|repo| {
             let mount = format!("{url}?mount=sha256:{}&from={repo}", digest.hex());
             self.send("POST", &mount, &[("Content-Length", "0")], None)
@@ -564,9 +606,13 @@ impl Registry {
                 detail: ": no Location for the upload".into(),
             })?;
         let location = absolute(&url, location);
+        if size > chunk {
+            return self.upload_chunked(digest, (size, path), chunk, session, (location, 0));
+        }
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest=sha256:{}", digest.hex());
         let len = size.to_string();
+        let mut open = || blob_reader(path, 0, size);
         self.send(
             "PUT",
             &put,
@@ -574,9 +620,80 @@ impl Registry {
                 ("Content-Type", "application/octet-stream"),
                 ("Content-Length", &len),
             ],
-            Some(open),
+            Some(&mut open),
         )?;
         Ok(Pushed::Uploaded)
+    }
+
+    /// Where an upload recorded in `session` stands: its current Location and the next
+    /// byte the registry wants (GET on the session answers `Range: 0-LAST`). None when
+    /// there is no session or the registry no longer has it (then a new one starts).
+    fn resume_point(&self, session: &Path) -> Option<(String, u64)> {
+        let location = std::fs::read_to_string(session).ok()?;
+        let location = location.trim().to_string();
+        let resp = self.send("GET", &location, &[], None).ok()?;
+        let next = match resp.header("Range") {
+            Some(r) => r.rsplit('-').next()?.trim().parse::<u64>().ok()? + 1,
+            None => 0,
+        };
+        let location = resp
+            .header("Location")
+            .map(|l| absolute(&location, l))
+            .unwrap_or(location);
+        Some((location, next))
+    }
+
+    /// The chunked upload (distribution spec: PATCH with `Content-Range` per chunk,
+    /// then PUT `?digest=`), from byte `at` of the session at `location`. Each answer's
+    /// Location is written to `session` before the next chunk, so an upload cut off
+    /// (a killed push, a dropped connection) resumes where the registry stopped; the
+    /// registry still checks the whole blob against its digest at the PUT.
+    fn upload_chunked(
+        &self,
+        digest: &Digest,
+        (size, path): (u64, &Path),
+        chunk: u64,
+        session: &Path,
+        (mut location, mut at): (String, u64),
+    ) -> Result<Pushed, RegistryError> {
+        let resumed = at > 0;
+        let record = |location: &str| {
+            std::fs::write(session, location).map_err(|source| RegistryError::Session {
+                path: session.to_path_buf(),
+                source,
+            })
+        };
+        record(&location)?;
+        while at < size {
+            let len = chunk.min(size - at);
+            let range = format!("{at}-{}", at + len - 1);
+            let length = len.to_string();
+            let mut open = || blob_reader(path, at, len);
+            let resp = self.send(
+                "PATCH",
+                &location,
+                &[
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Range", &range),
+                    ("Content-Length", &length),
+                ],
+                Some(&mut open),
+            )?;
+            if let Some(l) = resp.header("Location") {
+                location = absolute(&location, l);
+            }
+            record(&location)?;
+            at += len;
+        }
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest=sha256:{}", digest.hex());
+        self.send("PUT", &put, &[("Content-Length", "0")], None)?;
+        let _ = std::fs::remove_file(session);
+        Ok(if resumed {
+            Pushed::Resumed
+        } else {
+            Pushed::Uploaded
+        })
     }
 
     pub(crate) fn push_manifest(
@@ -587,11 +704,14 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let url = format!("{}/manifests/{tag}", self.base);
         let body = bytes.to_vec();
+        let len = body.len().to_string();
         let mut open = move || -> Box<dyn Read> { Box::new(io::Cursor::new(body.clone())) };
+        // A known length, not chunked transfer: some registries and proxies refuse that
+        // for manifests.
         self.send(
             "PUT",
             &url,
-            &[("Content-Type", media_type)],
+            &[("Content-Type", media_type), ("Content-Length", &len)],
             Some(&mut open),
         )?;
         Ok(())

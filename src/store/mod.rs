@@ -69,6 +69,10 @@ pub(crate) struct ImageRef {
     /// the manifest's digest and there is no rootfs/ tree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<String>,
+    /// The uncompressed digest (diff_id) of each of `layers`, as checked when the layer
+    /// was unpacked; empty for an image recorded before locker kept them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff_ids: Vec<String>,
     /// An OCI image's config: what `run` does by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ImageConfig>,
@@ -104,6 +108,14 @@ pub(crate) struct Refs {
 }
 
 impl Refs {
+    /// The diff_id some image recorded for `layer` (blob hex) when it was unpacked.
+    pub(crate) fn diff_id_of(&self, layer: &str) -> Option<&str> {
+        self.images.values().find_map(|r| {
+            let i = r.layers.iter().position(|l| l == layer)?;
+            r.diff_ids.get(i).map(String::as_str)
+        })
+    }
+
     /// The name `name`, else the one listing it as an alias.
     pub(crate) fn find(&self, name: &str) -> Option<(&str, &ImageRef)> {
         self.images
@@ -129,6 +141,7 @@ fn new_ref(digest: &Digest, aliases: &[String], source: &str, size: u64) -> Imag
             .unwrap_or(0),
         size,
         layers: Vec::new(),
+        diff_ids: Vec::new(),
         config: None,
     }
 }
@@ -374,6 +387,13 @@ impl Store {
             .join(format!("{}.part", Digest::of(url.as_bytes()).short()))
     }
 
+    /// The session record of a chunked upload for `key`, kept across runs so the next
+    /// push resumes it (beside the partial downloads; `gc` drops unlocked ones).
+    pub(crate) fn partial_upload(&self, key: &str) -> PathBuf {
+        self.downloads_dir()
+            .join(format!("{}.upload", Digest::of(key.as_bytes()).short()))
+    }
+
     /// The name index; an absent file is an empty store.
     pub(crate) fn refs(&self) -> Result<Refs, StoreError> {
         let path = self.refs_path();
@@ -475,7 +495,7 @@ impl Store {
         works: Vec<(Work, Digest)>,
         (name, aliases): (&str, &[String]),
         manifest: &Digest,
-        layers: &[Digest],
+        (layers, diff_ids): (&[Digest], &[Digest]),
         config: ImageConfig,
         source: &str,
     ) -> Result<(), StoreError> {
@@ -494,6 +514,7 @@ impl Store {
         let size = layers.iter().map(|l| disk_usage(&self.layer(l))).sum();
         let mut r = new_ref(manifest, aliases, source, size);
         r.layers = layers.iter().map(Digest::hex).collect();
+        r.diff_ids = diff_ids.iter().map(Digest::hex).collect();
         r.config = Some(config);
         self.record(&mut refs, name, r)
     }
@@ -728,9 +749,12 @@ impl Store {
         Ok(report)
     }
 
-    /// The source lock guarding a partial download: both are named after the URL.
+    /// The source lock guarding a partial download (or an upload session): both are
+    /// named after the same key.
     fn source_lock_for_partial(&self, partial: &str) -> Option<PathBuf> {
-        let stem = partial.strip_suffix(".part")?;
+        let stem = partial
+            .strip_suffix(".part")
+            .or_else(|| partial.strip_suffix(".upload"))?;
         Some(self.tmp_dir().join(format!("source-{stem}.lock")))
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{fixture_tar, names_in, run_bounded, Locker, Run};
-use crate::registry::{HandImage, Layout, Registry};
+use crate::registry::{CutProxy, HandImage, Layout, Registry};
 use crate::server::{Behaviour, Server};
 
 fn expect_ok(r: &Run) {
@@ -1118,6 +1118,12 @@ fn oci_layer_whose_diff_id_is_wrong_is_refused_and_nothing_stored() {
     reg.skopeo_push(&truth.write(&l.path("truth"), "v1"), "good/diffid:v1", &[]);
     expect_ok(&pull(&l, &reg.reference("good/diffid:v1")));
     assert_eq!(layers(&l).len(), 2);
+    // The lie again, its blobs now in the store: the diff_ids recorded when they were
+    // unpacked refuse it before anything is fetched.
+    let r = pull(&l, &reg.reference("bad/diffid:v1"));
+    expect_fail(&r);
+    assert!(r.stderr.contains("diff_id"), "{}", r.dump());
+    assert_eq!(images_json(&l).len(), 1, "{}", r.dump());
 }
 
 /// A credential helper as Docker runs them (`docker-credential-NAME get|store`, the
@@ -1252,7 +1258,7 @@ fn oci_push_again_sends_nothing_and_another_repository_mounts_the_blobs() {
     let r = l.run(&["--verbose", "push", "fx", &first]);
     expect_ok(&r);
     assert!(
-        r.stderr.contains("2 blobs uploaded, 0 mounted"),
+        r.stderr.contains("2 blobs uploaded (0 resumed), 0 mounted"),
         "{}",
         r.dump()
     );
@@ -1263,8 +1269,9 @@ fn oci_push_again_sends_nothing_and_another_repository_mounts_the_blobs() {
     let r = l.run(&["--verbose", "push", "fx", &first]);
     expect_ok(&r);
     assert!(
-        r.stderr
-            .contains("0 blobs uploaded, 0 mounted from another repository, 2 already there"),
+        r.stderr.contains(
+            "0 blobs uploaded (0 resumed), 0 mounted from another repository, 2 already there"
+        ),
         "{}",
         r.dump()
     );
@@ -1275,7 +1282,7 @@ fn oci_push_again_sends_nothing_and_another_repository_mounts_the_blobs() {
     let r = l.run(&["--verbose", "push", "fx", &second]);
     expect_ok(&r);
     assert!(
-        r.stderr.contains("0 blobs uploaded, 2 mounted"),
+        r.stderr.contains("0 blobs uploaded (0 resumed), 2 mounted"),
         "{}",
         r.dump()
     );
@@ -1294,8 +1301,60 @@ fn oci_push_again_sends_nothing_and_another_repository_mounts_the_blobs() {
     let r = l3.run(&["--verbose", "push", "fx", &third]);
     expect_ok(&r);
     assert!(
-        r.stderr.contains("2 blobs uploaded, 0 mounted"),
+        r.stderr.contains("2 blobs uploaded (0 resumed), 0 mounted"),
         "{}",
         r.dump()
+    );
+}
+
+#[test]
+fn oci_push_cut_off_midway_resumes_where_the_registry_stopped() {
+    let l = Locker::new();
+    imported(&l, "fx");
+    let reg = Registry::start(&l.path("registry"));
+    // Chunks of 128 KiB; the proxy drops the third PATCH (the connection closes unanswered).
+    let proxy = CutProxy::start(reg.port, 3);
+    let reference = proxy.reference("team/resumed:v1");
+    let push = || {
+        let mut cmd = l.command(&["--verbose", "push", "fx", &reference]);
+        cmd.env("LOCKER_TEST_PUSH_CHUNK", "131072");
+        run_bounded(cmd, Duration::from_secs(120))
+    };
+    let patches_logged = || {
+        fs::read_to_string(reg.dir.join("registry.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"PATCH /v2/"))
+            .count()
+    };
+    let r = push();
+    expect_fail(&r);
+    assert_eq!(
+        patches_logged(),
+        2,
+        "two chunks arrived before the cut\n{}",
+        r.dump()
+    );
+    let r = push();
+    expect_ok(&r);
+    assert!(
+        r.stderr.contains("2 blobs uploaded (1 resumed)"),
+        "{}",
+        r.dump()
+    );
+    let sent = proxy.patches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent > 4, "the layer took several chunks: {sent}");
+    assert_eq!(
+        patches_logged(),
+        sent - 1,
+        "every chunk reached the registry once: none sent again after the cut"
+    );
+    // The registry checked the whole blob against its digest; it runs.
+    let l2 = Locker::new();
+    let direct = reg.reference("team/resumed:v1");
+    expect_ok(&l2.run(&["pull", &direct]));
+    assert_eq!(
+        l2.ok(&["run", &direct, "/bin/sh", "-c", "echo resumed"]),
+        "resumed\n"
     );
 }

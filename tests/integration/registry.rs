@@ -309,34 +309,10 @@ fn gate(
     basic: Option<&str>,
     log: &std::sync::Mutex<Vec<(String, bool)>>,
 ) -> std::io::Result<()> {
-    use std::io::{BufRead, BufReader, Write};
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut head = Vec::new();
-    let mut line = String::new();
-    let mut auth = None;
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("authorization:") {
-            auth = Some(line[line.len() - v.len()..].trim().to_string());
-        }
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if !lower.starts_with("connection:") && !lower.starts_with("authorization:") {
-            head.push(line.clone());
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    use std::io::Write;
+    let Some(Request { head, auth, body }) = read_request(&client)? else {
+        return Ok(());
+    };
     let target = head
         .first()
         .and_then(|l| l.split_whitespace().nth(1))
@@ -379,14 +355,122 @@ fn gate(
             r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
         );
     }
+    forward(&Request { head, auth, body }, backend, &mut client)
+}
+
+/// One HTTP request as the test proxies read it: the head lines (without Connection
+/// and Authorization), the Authorization value, the body (Content-Length bytes).
+struct Request {
+    head: Vec<String>,
+    auth: Option<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(client: &TcpStream) -> std::io::Result<Option<Request>> {
+    use std::io::{BufRead, BufReader};
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut line = String::new();
+    let mut auth = None;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("authorization:") {
+            auth = Some(line[line.len() - v.len()..].trim().to_string());
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") && !lower.starts_with("authorization:") {
+            head.push(line.clone());
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Request { head, auth, body }))
+}
+
+/// Sends `req` to the registry on `backend` (one request per connection) and its
+/// answer back to `client`.
+fn forward(req: &Request, backend: u16, client: &mut TcpStream) -> std::io::Result<()> {
+    use std::io::Write;
     let mut upstream = TcpStream::connect(("127.0.0.1", backend))?;
-    for h in &head {
+    for h in &req.head {
         upstream.write_all(h.as_bytes())?;
     }
     upstream.write_all(b"Connection: close\r\n\r\n")?;
-    upstream.write_all(&body)?;
-    std::io::copy(&mut upstream, &mut client)?;
+    upstream.write_all(&req.body)?;
+    std::io::copy(&mut upstream, client)?;
     Ok(())
+}
+
+/// A forwarding proxy in front of a registry that, once, reads the `nth` PATCH request
+/// (1-based) and closes the connection without forwarding it or answering: a push cut
+/// off midway, at a known chunk. Every other request passes unchanged.
+pub struct CutProxy {
+    pub port: u16,
+    pub patches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CutProxy {
+    pub fn start(backend: u16, nth: usize) -> CutProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let patches = Arc::new(AtomicUsize::new(0));
+        let (s, p) = (stop.clone(), patches.clone());
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let p = p.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let Some(req) = read_request(&stream)? else {
+                        return Ok(());
+                    };
+                    let patch = req.head.first().is_some_and(|l| l.starts_with("PATCH "));
+                    if patch && p.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                        return stream.shutdown(std::net::Shutdown::Both);
+                    }
+                    forward(&req, backend, &mut stream)
+                });
+            }
+        });
+        CutProxy {
+            port,
+            patches,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("127.0.0.1:{}/{repo_tag}", self.port)
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
 }
 
 /// An OCI image layout written by hand (no tool): for images umoci makes slowly (over
