@@ -10,7 +10,8 @@
 //!                      sha256 of the layer list); kept while a name lists those layers
 //!   refs.json          name -> digest index; replaced whole by rename, never edited
 //!   tmp/               work in progress: `work-*` dirs (each locked by its owner while
-//!                      alive) and `downloads/*.part` (kept across runs for resume)
+//!                      alive), `downloads/*.part` (kept across runs for resume) and
+//!                      `downloads/*.upload` (a chunked push's session, for resume)
 //!   lock               flock held exclusively while refs or rootfs/ change
 //!   cache/pushed.json  per registry, the repository each blob was last pushed to (the
 //!                      source of a cross-repository mount; a hint, never trusted)
