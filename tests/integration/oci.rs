@@ -1358,3 +1358,23 @@ fn oci_push_cut_off_midway_resumes_where_the_registry_stopped() {
         "resumed\n"
     );
 }
+
+#[test]
+fn oci_image_with_120_layers_under_userns_auto_is_flattened_then_idmapped() {
+    crate::rootless::users(); // the `locker` range in /etc/subuid
+    let l = Locker::new();
+    let reg = Registry::start(&l.path("registry"));
+    let reference = deep_image(&l, &reg);
+    expect_ok(&pull(&l, &reference));
+    // --userns auto idmaps each lower layer (one fd each, at most 48): past that the
+    // stack is flattened first and the one tree idmapped.
+    let script = format!("cat /proc/self/uid_map; {DEEP_CHECK}");
+    let out = l.ok(&[
+        "run", "--net", "none", "--userns", "auto", &reference, "/bin/sh", "-c", &script,
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words[0], "0", "root of its own range: {out}");
+    assert_ne!(words[1], "0", "not the host's root: {out}");
+    assert_eq!(&words[3..], ["118", "119", "gone"], "{out}");
+    assert_eq!(names_in(&l.root().join("flat")).len(), 1);
+}
