@@ -1018,6 +1018,19 @@ fn deep_image(l: &Locker, reg: &Registry) -> String {
 
 const DEEP_CHECK: &str = "ls /layers | wc -l; cat /layers/119; test -e /layers/10 || echo gone";
 
+/// The deep image seen whole through `run` (an upper on a tmpfs) and `run --read-only`
+/// (no upper): 118 files, the top one, the whited-out one gone.
+fn deep_runs(reference: &str, run: impl Fn(&[&str]) -> String) {
+    for ro in [&[][..], &["--read-only"][..]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(ro);
+        args.extend_from_slice(&[reference, "/bin/sh", "-c", DEEP_CHECK]);
+        let out = run(&args);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words, ["118", "119", "gone"], "{args:?}");
+    }
+}
+
 #[test]
 fn oci_image_with_120_layers_runs_on_the_new_mount_api() {
     let l = Locker::new();
@@ -1025,23 +1038,7 @@ fn oci_image_with_120_layers_runs_on_the_new_mount_api() {
     let reference = deep_image(&l, &reg);
     expect_ok(&pull(&l, &reference));
     assert_eq!(layers(&l).len(), 120);
-    let out = l.ok(&["run", &reference, "/bin/sh", "-c", DEEP_CHECK]);
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["118", "119", "gone"]
-    );
-    let out = l.ok(&[
-        "run",
-        "--read-only",
-        &reference,
-        "/bin/sh",
-        "-c",
-        DEEP_CHECK,
-    ]);
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["118", "119", "gone"]
-    );
+    deep_runs(&reference, |args| l.ok(args));
     assert!(
         names_in(&l.root().join("flat")).is_empty(),
         "lowerdir+ stacks all 120 layers: nothing flattened"
@@ -1061,27 +1058,10 @@ fn oci_image_with_120_layers_is_flattened_where_mount2_is_the_only_way() {
         expect_ok(&r);
         r.stdout
     };
-    let out = legacy(&["run", &reference, "/bin/sh", "-c", DEEP_CHECK]);
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["118", "119", "gone"]
-    );
+    // The second run (read-only, so the tree is bound) uses the cached tree.
+    deep_runs(&reference, legacy);
     let flat = names_in(&l.root().join("flat"));
     assert_eq!(flat.len(), 1, "one cached flat tree: {flat:?}");
-    // Cached: a second run (read-only, so the tree is bound) uses the same tree.
-    let out = legacy(&[
-        "run",
-        "--read-only",
-        &reference,
-        "/bin/sh",
-        "-c",
-        DEEP_CHECK,
-    ]);
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["118", "119", "gone"]
-    );
-    assert_eq!(names_in(&l.root().join("flat")), flat);
     // gc keeps it while the name lists its layers; rmi of the last name frees it.
     l.ok(&["gc"]);
     assert_eq!(names_in(&l.root().join("flat")), flat);

@@ -243,21 +243,60 @@ impl Layout {
 /// credentials); a request with the token is forwarded to the registry unchanged.
 pub struct TokenGate {
     pub port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Query strings of token requests and whether they carried Basic credentials.
     pub token_requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
-    accept: Option<std::thread::JoinHandle<()>>,
+    _serving: Serving,
 }
 
 const TOKEN: &str = "locker-test-token-7f3a";
 
-impl TokenGate {
-    pub fn start(backend: u16, creds: Option<(&str, &str)>) -> TokenGate {
+/// A loopback listener whose accept loop hands each connection to `handle` on a thread
+/// of its own; on drop the loop is stopped (a last connection wakes it) and joined.
+struct Serving {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    fn start(handle: impl Fn(TcpStream, u16) + Send + Sync + 'static) -> Serving {
         use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let handle = std::sync::Arc::new(handle);
+        let s = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let handle = handle.clone();
+                std::thread::spawn(move || handle(stream, port));
+            }
+        });
+        Serving {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+impl TokenGate {
+    pub fn start(backend: u16, creds: Option<(&str, &str)>) -> TokenGate {
+        use std::sync::{Arc, Mutex};
         let log = Arc::new(Mutex::new(Vec::new()));
         let basic = creds.map(|(u, p)| {
             use base64::Engine as _;
@@ -266,39 +305,19 @@ impl TokenGate {
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
             )
         });
-        let (s, l) = (stop.clone(), log.clone());
-        let accept = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (l, basic) = (l.clone(), basic.clone());
-                std::thread::spawn(move || {
-                    let _ = gate(stream, port, backend, basic.as_deref(), &l);
-                });
-            }
+        let l = log.clone();
+        let serving = Serving::start(move |stream, port| {
+            let _ = gate(stream, port, backend, basic.as_deref(), &l);
         });
         TokenGate {
-            port,
-            stop,
+            port: serving.port,
             token_requests: log,
-            accept: Some(accept),
+            _serving: serving,
         }
     }
 
     pub fn reference(&self, repo_tag: &str) -> String {
         format!("127.0.0.1:{}/{repo_tag}", self.port)
-    }
-}
-
-impl Drop for TokenGate {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(a) = self.accept.take() {
-            let _ = a.join();
-        }
     }
 }
 
@@ -418,58 +437,34 @@ fn forward(req: &Request, backend: u16, client: &mut TcpStream) -> std::io::Resu
 pub struct CutProxy {
     pub port: u16,
     pub patches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    accept: Option<std::thread::JoinHandle<()>>,
+    _serving: Serving,
 }
 
 impl CutProxy {
     pub fn start(backend: u16, nth: usize) -> CutProxy {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let patches = Arc::new(AtomicUsize::new(0));
-        let (s, p) = (stop.clone(), patches.clone());
-        let accept = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut stream) = stream else { continue };
-                let p = p.clone();
-                std::thread::spawn(move || -> std::io::Result<()> {
-                    let Some(req) = read_request(&stream)? else {
-                        return Ok(());
-                    };
-                    let patch = req.head.first().is_some_and(|l| l.starts_with("PATCH "));
-                    if patch && p.fetch_add(1, Ordering::SeqCst) + 1 == nth {
-                        return stream.shutdown(std::net::Shutdown::Both);
-                    }
-                    forward(&req, backend, &mut stream)
-                });
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let patches = std::sync::Arc::new(AtomicUsize::new(0));
+        let p = patches.clone();
+        let serving = Serving::start(move |mut stream, _| {
+            let Ok(Some(req)) = read_request(&stream) else {
+                return;
+            };
+            let patch = req.head.first().is_some_and(|l| l.starts_with("PATCH "));
+            if patch && p.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
             }
+            let _ = forward(&req, backend, &mut stream);
         });
         CutProxy {
-            port,
+            port: serving.port,
             patches,
-            stop,
-            accept: Some(accept),
+            _serving: serving,
         }
     }
 
     pub fn reference(&self, repo_tag: &str) -> String {
         format!("127.0.0.1:{}/{repo_tag}", self.port)
-    }
-}
-
-impl Drop for CutProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(a) = self.accept.take() {
-            let _ = a.join();
-        }
     }
 }
 
