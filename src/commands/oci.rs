@@ -253,8 +253,8 @@ pub(crate) fn normalise(args: Vec<OsString>) -> Vec<OsString> {
                 continue;
             }
         }
-        if s.starts_with("--") {
-            let name = s[2..].split('=').next().unwrap_or("");
+        if let Some(long) = s.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or("");
             takes_value = !s.contains('=')
                 && [
                     "root",
