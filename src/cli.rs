@@ -29,9 +29,20 @@ pub(crate) struct Cli {
     pub command: Command,
 }
 
+/// `locker oci ARGS..`: runc's command line (main.rs hands it over before this parser).
+#[derive(clap::Args, Debug)]
+pub(crate) struct OciArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 pub(crate) enum Command {
+    /// runc's command line over an OCI bundle (create, start, state, kill, delete, run,
+    /// exec, ps, list, pause, resume, features, spec); also as `locker-runtime`
+    #[command(disable_help_flag = true)]
+    Oci(OciArgs),
     /// Download, verify and unpack an image from the catalog, or an OCI image from a
     /// registry (REGISTRY/REPO[:TAG|@DIGEST]); no-op if present
     Pull(PullArgs),

@@ -13,6 +13,7 @@ mod commands;
 mod exit;
 mod fs;
 mod image;
+mod oci;
 mod progress;
 mod run;
 mod store;
@@ -25,6 +26,20 @@ use cli::Cli;
 use exit::ExitStatus;
 
 fn main() -> ExitCode {
+    // runc's command line: as `locker-runtime` (a symlink) or `locker oci`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    if argv0.file_name().is_some_and(|n| n == "locker-runtime") {
+        args.remove(0);
+        return ExitCode::from(commands::oci::main(args).code());
+    }
+    if args.get(1).is_some_and(|a| a == "oci") {
+        args.drain(..2);
+        return ExitCode::from(commands::oci::main(args).code());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -112,7 +127,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
 
 /// The error chain on one line, "outer: inner: cause", skipping a cause whose text an
 /// outer message already carries (some library errors embed their source).
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

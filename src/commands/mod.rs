@@ -5,6 +5,7 @@
 pub(crate) mod containers;
 pub(crate) mod images;
 pub(crate) mod networks;
+pub(crate) mod oci;
 
 use anyhow::Context as _;
 
@@ -95,6 +96,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Exec(a) => containers::exec(root, &a).map(ExitStatus::Code),
         Command::Network(c) => done(networks::dispatch(root, c)),
+        Command::Oci(a) => Ok(oci::main(a.args.into_iter().map(Into::into).collect())),
     }
 }
 

@@ -238,8 +238,11 @@ fn mkdir(path: &Path) -> Result<(), CgroupError> {
 
 /// Checks a parent name: relative, no `..`.
 fn check_parent(parent: &str) -> Result<(), CgroupError> {
-    if parent.is_empty()
-        || parent.starts_with('/')
+    // Empty: right under each hierarchy's root (an OCI cgroupsPath of one part).
+    if parent.is_empty() {
+        return Ok(());
+    }
+    if parent.starts_with('/')
         || parent
             .split('/')
             .any(|c| c == ".." || c == "." || c.is_empty())
@@ -528,6 +531,25 @@ impl Cgroup {
             .filter(|d| Some(*d) != self.clone_into.as_ref())
             .map(|d| d.join("tasks"))
             .collect()
+    }
+
+    /// The processes in the cgroup that carries the limits (no payload level below
+    /// it): an OCI container's `cgroupsPath` is where its processes and limits are, by
+    /// the runtime spec. The payload directories are removed.
+    pub(crate) fn flatten(mut self) -> Result<Cgroup, CgroupError> {
+        for d in &mut self.dirs {
+            if d.file_name().is_some_and(|n| n == PAYLOAD) {
+                fs::remove_dir(&*d).map_err(io_err("remove cgroup", d))?;
+                d.pop();
+            }
+        }
+        if let Some(c) = self.clone_into.as_mut() {
+            if c.file_name().is_some_and(|n| n == PAYLOAD) {
+                c.pop();
+            }
+        }
+        self.limit_dirs.clear();
+        Ok(self)
     }
 
     /// Every directory, inner first (the order they can be removed in).

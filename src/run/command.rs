@@ -21,7 +21,7 @@ use super::mounts;
 use super::plan::User;
 use super::report::{report, step_err, Step};
 use super::seccomp::Program;
-use super::spec::Rlimit;
+use super::spec::{CapSets, Rlimit};
 use super::sys::{self, cvt, errno};
 use crate::exit::ExitStatus;
 
@@ -44,6 +44,8 @@ pub(crate) struct Command<'a> {
     /// Keep stdin; else it is /dev/null.
     pub stdin: bool,
     pub capabilities: u64,
+    /// An OCI contract's five sets (then `capabilities` is the bounding set only).
+    pub cap_sets: Option<CapSets>,
     pub cap_last: u32,
     pub no_new_privileges: bool,
     /// Installed last before execve; None: unconfined.
@@ -52,6 +54,12 @@ pub(crate) struct Command<'a> {
     /// The decimal value for /proc/self/oom_score_adj.
     pub oom_score_adj: &'a CStr,
     pub error_wr: RawFd,
+    /// An OCI container's exec FIFO (-1: none): once everything but the filter and the
+    /// exec is done, the error pipe is closed (`create` returns: the container is
+    /// "created") and one byte is read from it, which `start` writes.
+    pub start_fifo: RawFd,
+    /// The command's umask (022 but for an OCI process.user.umask).
+    pub umask: libc::mode_t,
 }
 
 /// The exit code a failed step leaves with (the parent reads the report first).
@@ -75,10 +83,10 @@ pub(crate) fn exec(c: &Command) -> ! {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     sys::install_stdio(&c.stdio).unwrap_or_else(|e| fail(Step::Stdio, e));
-    sys::close_fds_except(&[c.error_wr, c.tty.unwrap_or(-1)]);
+    sys::close_fds_except(&[c.error_wr, c.tty.unwrap_or(-1), c.start_fifo]);
     sys::default_signals();
     // SAFETY: umask and setsid take no pointers.
-    unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(c.umask) };
     // SAFETY: as above.
     if unsafe { libc::setsid() } < 0 {
         fail(Step::Tty, errno());
@@ -106,6 +114,11 @@ pub(crate) fn exec(c: &Command) -> ! {
     for r in c.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).unwrap_or_else(|e| fail(Step::Rlimits, e));
     }
+    // An OCI process without no_new_privs installs its filter while it holds
+    // CAP_SYS_ADMIN (the kernel's condition for a filter without no_new_privs): after
+    // the credentials and the working directory, before its final capability set,
+    // as runc does (the profile must allow capset and what follows).
+    let early_filter = c.cap_sets.is_some() && !c.no_new_privileges && c.seccomp.is_some();
     // The bounding set first (it needs CAP_SETPCAP), then the credentials (they need
     // CAP_SETUID/SETGID, which the final set may lack), then the set itself.
     sys::drop_bounding(c.capabilities, c.cap_last).unwrap_or_else(|e| fail(Step::Capabilities, e));
@@ -115,6 +128,12 @@ pub(crate) fn exec(c: &Command) -> ! {
             .unwrap_or_else(|e| fail(Step::NoNewPrivs, e));
     }
     let u = c.user;
+    if c.cap_sets.is_some() {
+        // The OCI sets are kept across the setuid below, then set exactly.
+        // SAFETY: prctl with integer arguments only.
+        cvt(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+            .unwrap_or_else(|e| fail(Step::Capabilities, e));
+    }
     // SAFETY: setgroups reads u.groups.len() gids from a live Vec.
     let groups = unsafe { libc::setgroups(u.groups.len(), u.groups.as_ptr()) };
     // A single-id user namespace (rootless without subordinate ids) denies setgroups:
@@ -128,19 +147,48 @@ pub(crate) fn exec(c: &Command) -> ! {
         fail(Step::Credentials, errno());
     }
     // The credential change cleared any parent-death signal: an `exec`'d command dies
-    // with the `locker exec` that waits for it, as `run`'s dies with PID 1.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    sys::set_capabilities(c.capabilities).unwrap_or_else(|e| fail(Step::Capabilities, e));
+    // with the `locker exec` that waits for it, as `run`'s dies with PID 1. (Not an
+    // OCI container's PID 1: it outlives `create` by design.)
+    if c.start_fifo < 0 {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
+    const SYS_ADMIN: u64 = 1 << 21;
+    match &c.cap_sets {
+        Some(sets) if early_filter => sys::set_cap_sets(&super::spec::CapSets {
+            effective: sets.effective | SYS_ADMIN,
+            permitted: sets.permitted | SYS_ADMIN,
+            ..*sets
+        }),
+        Some(sets) => sys::set_cap_sets(sets),
+        None => sys::set_capabilities(c.capabilities),
+    }
+    .unwrap_or_else(|e| fail(Step::Capabilities, e));
     // SAFETY: fchdir on an fd we own.
     if unsafe { libc::fchdir(workdir.as_raw_fd()) } < 0 {
         fail(Step::Chdir, errno());
     }
     drop(workdir);
     sys::check_cwd_inside_root().unwrap_or_else(|e| fail(Step::Chdir, e));
+    if let (true, Some(filter), Some(sets)) = (early_filter, c.seccomp, &c.cap_sets) {
+        filter.install().unwrap_or_else(|e| fail(Step::Seccomp, e));
+        sys::set_cap_sets(sets).unwrap_or_else(|e| fail(Step::Capabilities, e));
+    }
+    if c.start_fifo >= 0 {
+        // SAFETY: closes an fd this process owns; nothing is reported on it after this.
+        unsafe { libc::close(c.error_wr) };
+        let mut byte = [0u8; 1];
+        // SAFETY: a buffer this frame owns, with its true length.
+        if unsafe { libc::read(c.start_fifo, byte.as_mut_ptr().cast(), 1) } != 1 {
+            // SAFETY: _exit ends this process at once.
+            unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
+        }
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.start_fifo) };
+    }
     // Last, so that everything above may use what the filter refuses; what follows
     // (close_range, write on failure, execve) every profile must allow.
-    if let Some(filter) = c.seccomp {
+    if let Some(filter) = c.seccomp.filter(|_| !early_filter) {
         filter.install().unwrap_or_else(|e| fail(Step::Seccomp, e));
     }
     // CVE-2024-21626: nothing but 0-2 crosses the exec (the error pipe closes on it).

@@ -68,6 +68,12 @@ pub(crate) struct Child<'a> {
     pub idmapped: &'a [RawFd],
     pub envp: &'a [*const libc::c_char],
     pub argv: &'a [*const libc::c_char],
+    /// Namespaces joined by path (fd, CLONE_NEW* type), right after the release.
+    pub join_ns: &'a [(RawFd, c_int)],
+    /// An OCI container's exec FIFO (see command::Command), -1 without.
+    pub start_fifo: RawFd,
+    /// Every fd above 2 the child keeps until the exec tail (the ones above).
+    pub keep: &'a [RawFd],
 }
 
 /// Entry point of the cloned child; never returns.
@@ -92,7 +98,7 @@ pub(crate) fn child_main(c: &Child) -> ! {
         // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
         unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
     }
-    let mut keep = [-1; 8 + crate::run::MAX_IDMAPPED_LAYERS];
+    let mut keep = [-1; 16 + crate::run::MAX_IDMAPPED_LAYERS];
     let fixed = [
         c.release_rd,
         c.error_wr,
@@ -101,11 +107,16 @@ pub(crate) fn child_main(c: &Child) -> ! {
         c.join_netns,
         c.userns,
     ];
-    for (k, fd) in keep.iter_mut().zip(fixed.iter().chain(c.idmapped)) {
+    // `c.keep`: an OCI container's exec FIFO and namespaces joined by path.
+    for (k, fd) in keep
+        .iter_mut()
+        .zip(fixed.iter().chain(c.idmapped).chain(c.keep))
+    {
         *k = *fd;
     }
     sys::close_fds_except(&keep);
     let code = match setup(c) {
+        Ok(tty) if c.plan.direct => direct(c, tty),
         Ok(tty) => pid1(c, tty),
         Err(r) => {
             report(c.error_wr, r);
@@ -122,8 +133,11 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     // If the parent dies, so do we. The parent dying before the release makes the read
     // below see EOF (our copy of the write end was closed in child_main); dying after
     // writing the byte but before this prctl is seen on the parent's pidfd.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // (Not an OCI container's: it outlives `create` by design.)
+    if !c.plan.direct {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
     let mut byte = [0u8; 1];
     // SAFETY: a buffer this frame owns, with its true length.
     let n = unsafe { libc::read(c.release_rd, byte.as_mut_ptr().cast(), 1) };
@@ -155,17 +169,25 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.join_netns) };
     }
-    if !c.cgroup_tasks.is_empty() {
+    for &(fd, nstype) in c.join_ns {
+        // SAFETY: setns with an fd this process owns and integer flags.
+        cvt(unsafe { libc::setns(fd, nstype) }).map_err(step_err(Step::JoinNetns))?;
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(fd) };
+    }
+    if !c.cgroup_tasks.is_empty() && c.plan.cgroupns {
         // SAFETY: unshare takes integer flags.
         cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).map_err(step_err(Step::CgroupNs))?;
     }
     // Modes given to mknod/open below are meant exactly; the command gets 022 back.
     // SAFETY: umask takes and returns an integer.
     unsafe { libc::umask(0) };
-    let h = c.plan.hostname.as_bytes();
-    // SAFETY: a pointer and the true length of a live byte string.
-    cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
-        .map_err(step_err(Step::Hostname))?;
+    if c.plan.set_hostname {
+        let h = c.plan.hostname.as_bytes();
+        // SAFETY: a pointer and the true length of a live byte string.
+        cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
+            .map_err(step_err(Step::Hostname))?;
+    }
 
     let mfail = |f: mounts::MountFailure| Report {
         step: Step::Mount,
@@ -214,21 +236,42 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     if c.plan.new_netns {
         sys::loopback_up().map_err(step_err(Step::Loopback))?;
     }
-    mounts::pivot_into(&root).map_err(|f| Report {
+    for (path, value) in &c.plan.sysctl {
+        sys::write_proc_file(path, value.as_bytes()).map_err(step_err(Step::Sysctl))?;
+    }
+    let pfail = |f: mounts::MountFailure| Report {
         step: Step::Pivot,
         errno: f.errno,
         index: f.index,
         what: f.what,
-    })?;
+    };
+    if c.plan.no_pivot {
+        mounts::chroot_into(&root).map_err(pfail)?;
+    } else {
+        mounts::pivot_into(&root).map_err(pfail)?;
+    }
     drop(root);
+    if let Layers::Bundle { readonly } = c.layers {
+        mounts::finish_root(*readonly, c.plan.root_propagation).map_err(pfail)?;
+    }
     // PID 1 keeps only what the exec tail needs to finish the drop (trim the bounding
     // set, set the command's credentials); the tail then sets the command's own set.
     const TAIL: u64 = 1 << 6 | 1 << 7 | 1 << 8; // SETGID, SETUID, SETPCAP
-    sys::drop_capabilities(c.plan.capabilities | TAIL, c.cap_last)
+                                                // An OCI command without no_new_privs installs its filter with CAP_SYS_ADMIN
+                                                // (command.rs), which the tail drops right after.
+    let sys_admin = if c.plan.direct && c.plan.seccomp.is_some() && !c.plan.no_new_privileges {
+        1 << 21
+    } else {
+        0
+    };
+    sys::drop_capabilities(c.plan.capabilities | TAIL | sys_admin, c.cap_last)
         .map_err(step_err(Step::Capabilities))?;
-    // SAFETY: prctl with integer arguments only.
-    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
-        .map_err(step_err(Step::NoNewPrivs))?;
+    // An OCI PID 1 is the command, and its config decides (the exec tail sets it).
+    if !c.plan.direct {
+        // SAFETY: prctl with integer arguments only.
+        cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+            .map_err(step_err(Step::NoNewPrivs))?;
+    }
     // While still dumpable (see sys::set_oom_score_adj); the command inherits it.
     sys::set_oom_score_adj(&c.plan.oom_score_adj).map_err(step_err(Step::OomScoreAdj))?;
     if c.userns >= 0 {
@@ -265,6 +308,32 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
 
 extern "C" fn noop(_: c_int) {}
 
+/// An OCI container's PID 1 is the command: the exec tail, waiting on the exec FIFO
+/// for `start` before the filter and the exec.
+fn direct(c: &Child, tty: Option<OwnedFd>) -> c_int {
+    command::exec(&Command {
+        user: &c.plan.user,
+        workdir: &c.plan.workdir,
+        create_workdir: true,
+        exec_paths: &c.plan.exec_paths,
+        argv: c.argv,
+        envp: c.envp,
+        tty: tty.as_ref().map(|s| s.as_raw_fd()),
+        stdio: [-1; 3],
+        stdin: true,
+        capabilities: c.plan.capabilities,
+        cap_sets: c.plan.cap_sets,
+        cap_last: c.cap_last,
+        no_new_privileges: c.plan.no_new_privileges,
+        seccomp: c.plan.seccomp.as_ref(),
+        rlimits: &c.plan.rlimits,
+        oom_score_adj: &c.plan.oom_score_adj,
+        error_wr: c.error_wr,
+        start_fifo: c.start_fifo,
+        umask: c.plan.umask,
+    })
+}
+
 /// PID 1: fork the command (on the console's slave `tty` with -t), then reap and
 /// forward until it exits.
 fn pid1(c: &Child, tty: Option<OwnedFd>) -> c_int {
@@ -292,12 +361,15 @@ fn pid1(c: &Child, tty: Option<OwnedFd>) -> c_int {
             stdio: [-1; 3],
             stdin: c.plan.stdin,
             capabilities: c.plan.capabilities,
+            cap_sets: None,
             cap_last: c.cap_last,
             no_new_privileges: c.plan.no_new_privileges,
             seccomp: c.plan.seccomp.as_ref(),
             rlimits: &c.plan.rlimits,
             oom_score_adj: &c.plan.oom_score_adj,
             error_wr: c.error_wr,
+            start_fifo: -1,
+            umask: 0o022,
         });
     }
     // SAFETY: closes an fd this process owns and does not use again.

@@ -196,12 +196,15 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
             stdio: streams.child,
             stdin: process.stdin,
             capabilities: sec.capabilities,
+            cap_sets: None,
             cap_last,
             no_new_privileges: sec.no_new_privileges,
             seccomp: filter.as_ref(),
             rlimits: &rlimits,
             oom_score_adj: &oom,
             error_wr: err_wr.as_raw_fd(),
+            start_fifo: -1,
+            umask: 0o022,
         });
     }
     drop(err_wr);

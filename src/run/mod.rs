@@ -186,6 +186,18 @@ pub(crate) struct Started {
 }
 
 impl Started {
+    /// Leaves the container running past this process (an OCI container, which
+    /// `delete` removes): nothing is undone here; returns PID 1.
+    pub(crate) fn keep(mut self) -> Pid {
+        self.guard.child = None;
+        self.guard.cgroup = None;
+        self.guard.state = false;
+        self.guard.base = PathBuf::new();
+        self.guard.net = None;
+        self.guard.net_prepared = None;
+        self.pid
+    }
+
     /// PID 1 was reaped: removes what the container had on the host.
     pub(crate) fn finish(self) -> Result<(), RunError> {
         finish(self.guard, self.named)
@@ -200,11 +212,28 @@ fn finish(mut guard: Guard, named: Option<Named>) -> Result<(), RunError> {
 
 /// Steps 0-7 of `run`: everything up to the exec'd command, whose parent the caller is.
 pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
-    // 0. The container's stdio, first: nothing run opens may sit on a closed fd 0-2.
-    let mut streams = stdio::Stdio::plan(spec.process.stdin, spec.process.terminal)?;
+    start_with(root, spec, &mut |_| Ok(()))
+}
 
-    // 1. Leftovers of containers whose `locker run` was killed.
-    let _ = state::reap_stale(root);
+/// `start`, with `before_release` called with PID 1's pid between the clone and the
+/// release (an OCI container's prestart and createRuntime hooks run there).
+pub(crate) fn start_with(
+    root: &Path,
+    spec: &Spec,
+    before_release: &mut dyn FnMut(Pid) -> Result<(), RunError>,
+) -> Result<Started, RunError> {
+    let contract = spec.contract.as_ref();
+    // 0. The container's stdio, first: nothing run opens may sit on a closed fd 0-2.
+    let mut streams = match contract {
+        Some(_) => stdio::Stdio::inherit(),
+        None => stdio::Stdio::plan(spec.process.stdin, spec.process.terminal)?,
+    };
+
+    // 1. Leftovers of containers whose `locker run` was killed (an OCI container
+    // outlives its `create` on purpose: `delete` removes it).
+    if contract.is_none() {
+        let _ = state::reap_stale(root);
+    }
 
     // 2. The plan: pure, from the spec and what the image says.
     let image = &spec.image;
@@ -213,10 +242,13 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         Some(n) => Some(Named::claim(root, n, image)?),
         None => None,
     };
-    let facts = image_facts(
-        &image.lower_dirs(),
-        named.as_ref().map(|n| n.upper.as_path()),
-    )?;
+    let facts = match contract {
+        Some(_) => plan::ImageFacts::default(),
+        None => image_facts(
+            &image.lower_dirs(),
+            named.as_ref().map(|n| n.upper.as_path()),
+        )?,
+    };
     let host_resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
     let (mut plan, mut resolv) =
         plan::build(spec, &facts, &|k| std::env::var(k).ok(), &host_resolv)?;
@@ -339,10 +371,17 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     } else {
         Some(cgroups::detect(&limits))
     };
-    let cgroup = match &hierarchy {
-        Some(h) => cgroups::create(h, &spec.cgroup_parent, &id, &limits)?,
+    let cgroup_name = contract
+        .and_then(|c| c.cgroup_name.as_deref())
+        .unwrap_or(&id);
+    let mut cgroup = match &hierarchy {
+        Some(h) => cgroups::create(h, &spec.cgroup_parent, cgroup_name, &limits)?,
         None => cgroups::Cgroup::none(),
     };
+    if contract.is_some() {
+        guard.cgroup = Some(cgroup.clone());
+        cgroup = cgroup.flatten()?;
+    }
     guard.cgroup = Some(cgroup.clone());
     let mut state = State {
         id: id.clone(),
@@ -418,8 +457,16 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     let (error_rd, error_wr) = pipe()?;
     let parent_pidfd =
         sys::pidfd_self().map_err(|e| RunError::Sys("pidfd_open", nix::Error::from_raw(e)))?;
-    // -t: the child makes the pty on the container's devpts and sends us the master.
-    let console = if plan.tty {
+    // -t: the child makes the pty on the container's devpts and sends us the master
+    // (an OCI container's goes to its console socket instead).
+    let console_socket = match contract.and_then(|c| c.console_socket.as_ref()) {
+        Some(p) if plan.tty => Some(
+            std::os::unix::net::UnixStream::connect(p)
+                .map_err(io_err("connect to the console socket", p))?,
+        ),
+        _ => None,
+    };
+    let console = if plan.tty && console_socket.is_none() {
         Some(sys::socketpair().map_err(|e| RunError::Sys("socketpair", nix::Error::from_raw(e)))?)
     } else {
         None
@@ -455,6 +502,47 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         .iter()
         .map(|(f, at)| (f.as_raw_fd(), at.as_c_str()))
         .collect();
+    // Namespaces joined by path: the PID namespace by the parent (it applies to the
+    // children it makes), the others by the child.
+    let mut join_files = Vec::new();
+    for (flag, path) in contract.map_or(&[][..], |c| &c.join_namespaces[..]) {
+        let f = fs::File::open(path).map_err(io_err("open the namespace", path))?;
+        if *flag == libc::CLONE_NEWPID as u64 {
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(|e| RunError::Sys("join the pid namespace", e))?;
+        } else {
+            join_files.push((f, *flag as libc::c_int));
+        }
+    }
+    let join_ns: Vec<(RawFd, libc::c_int)> = join_files
+        .iter()
+        .map(|(f, t)| (f.as_raw_fd(), *t))
+        .collect();
+    let start_fifo = match contract.and_then(|c| c.exec_fifo.as_ref()) {
+        Some(p) => Some(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(io_err("open", p))?,
+        ),
+        None => None,
+    };
+    let console_sock = match (&console_socket, &console) {
+        (Some(s), _) => s.as_raw_fd(),
+        (None, Some((_, theirs))) => theirs.as_raw_fd(),
+        (None, None) => -1,
+    };
+    let start_fifo_fd = start_fifo.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let mut keep = vec![
+        release_rd.as_raw_fd(),
+        error_wr.as_raw_fd(),
+        parent_pidfd.as_raw_fd(),
+        console_sock,
+        join_netns.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        start_fifo_fd,
+    ];
+    keep.extend(join_ns.iter().map(|(fd, _)| *fd));
     let child = init::Child {
         plan: &plan,
         layers: &layers,
@@ -483,12 +571,15 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         parent_pidfd: parent_pidfd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
         stdio: streams.child,
-        console_sock: console.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
+        console_sock,
         winsize,
         cgroup_tasks: &task_fds,
         cap_last,
         envp: &envp,
         argv: &argv,
+        join_ns: &join_ns,
+        start_fifo: start_fifo_fd,
+        keep: &keep,
     };
 
     // 4. Signals wait for us (and for PID 1, which inherits the mask) from here on.
@@ -502,7 +593,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
 
     // 5. Clone once, with every namespace (and into the cgroup on v2).
     let into = cgroup_fd.as_ref().map(|f| f.as_raw_fd());
-    let pid = sys::clone3(plan.ns_flags, into, task_fds.is_empty())
+    let pid = sys::clone3(plan.ns_flags, into, task_fds.is_empty() && plan.cgroupns)
         .map_err(|e| RunError::Sys("clone the container (needs root)", nix::Error::from_raw(e)))?;
     if pid == 0 {
         init::child_main(&child);
@@ -520,6 +611,9 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         parent_pidfd,
         join_netns,
         idmapped,
+        join_files,
+        start_fifo,
+        console_socket,
     ));
     guard.userns = auto;
     if let Some(p) = guard.net_prepared.take() {
@@ -537,6 +631,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
     state.pid_start = state::start_time(pid.as_raw()).unwrap_or(0);
     state::write_state(root, &state)
         .map_err(io_err("write state", &state::state_path(root, &id)))?;
+    before_release(pid)?;
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
 
@@ -548,6 +643,8 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
             .map_err(|e| RunError::Sys("receive the console", nix::Error::from_raw(e)))?,
         None => None,
     };
+    // An OCI console socket's peer got the master, not us.
+    let want_master = console.is_some();
     drop(console);
     let mut buf = Vec::new();
     let mut error_rd = fs::File::from(error_rd);
@@ -562,7 +659,7 @@ pub(crate) fn start(root: &Path, spec: &Spec) -> Result<Started, RunError> {
         ));
     }
 
-    if master.is_none() && plan.tty {
+    if master.is_none() && want_master {
         let _ = guard.wait();
         return Err(RunError::Setup {
             step: "receive the console".into(),
@@ -610,6 +707,10 @@ fn root_layers(
     }
     loop {
         let layers = match named {
+            // An OCI bundle's root: bound as it is (config.json's root.readonly).
+            _ if spec.contract.is_some() => Layers::Bundle {
+                readonly: spec.contract.as_ref().is_some_and(|c| c.readonly_root),
+            },
             _ if spec.root == Root::Direct => Layers::Direct,
             _ if spec.root == Root::ReadOnly && dirs.len() > 1 => Layers::ReadOnlyStack,
             _ if spec.root == Root::ReadOnly => Layers::ReadOnly,
@@ -642,7 +743,7 @@ fn root_layers(
             Layers::Tmpfs => Some((cstring(&base.join("upper"))?, cstring(&base.join("work"))?)),
             _ => None,
         };
-        if matches!(layers, Layers::ReadOnly | Layers::Direct) {
+        if matches!(layers, Layers::ReadOnly | Layers::Direct | Layers::Bundle { .. }) {
             return Ok((layers, lowers, None));
         }
         for p in lowers.iter().chain(upper.iter().flat_map(|(u, w)| [u, w])) {

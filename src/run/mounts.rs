@@ -19,7 +19,7 @@ use std::ffi::{c_int, c_ulong, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::overlay::Overlay;
-use super::plan::{Layers, MountOp};
+use super::plan::{DevNode, Layers, MountOp};
 use super::sys::{cvt, errno, mount, FdPath, SysResult};
 use super::tty::{self, Pty};
 use crate::fs::openat2::openat2;
@@ -263,7 +263,7 @@ pub(crate) fn prepare_root(
         unsafe { libc::close(fd) };
     }
     match layers {
-        Layers::ReadOnly | Layers::Direct => {
+        Layers::ReadOnly | Layers::Direct | Layers::Bundle { .. } => {
             mount(
                 Some(base.lower),
                 base.root,
@@ -642,6 +642,108 @@ pub(crate) fn apply(
                 )
                 .map_err(fail("remount read-only", i))?;
             }
+            MountOp::Fs {
+                target,
+                source,
+                fstype,
+                flags,
+                data,
+                propagation,
+            } => {
+                // CVE-2019-19921: proc and sysfs never land on a symlink's target.
+                let t = if fstype.to_bytes() == b"proc" || fstype.to_bytes() == b"sysfs" {
+                    match open_no_symlinks(root, target, libc::O_DIRECTORY) {
+                        Err(libc::ENOENT) => mkdir_all_in_root(root, target),
+                        r => r,
+                    }
+                    .map_err(fail("open (must be a directory, not a symlink)", i))?
+                } else {
+                    mkdir_all_in_root(root, target).map_err(fail("create", i))?
+                };
+                let data = (!data.is_empty()).then_some(data.as_c_str());
+                mount(
+                    Some(source),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    Some(fstype),
+                    *flags,
+                    data,
+                )
+                .map_err(fail("mount on", i))?;
+                if *propagation != 0 {
+                    let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                    mount(
+                        None,
+                        FdPath::new(t.as_raw_fd()).as_cstr(),
+                        None,
+                        *propagation,
+                        None,
+                    )
+                    .map_err(fail("set propagation of", i))?;
+                }
+            }
+            MountOp::OciBind {
+                index,
+                target,
+                recursive,
+                flags,
+                propagation,
+            } => {
+                // SAFETY: a NUL-terminated path; the kernel reads nothing else.
+                let sfd = cvt(unsafe {
+                    libc::open(src.volumes[*index].as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
+                })
+                .map_err(fail("stat source of", i))?;
+                // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+                let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+                let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
+                let t = if is_dir(&st) {
+                    mkdir_all_in_root(root, target)
+                } else {
+                    file_in_root(root, target, false)
+                }
+                .map_err(fail("create", i))?;
+                let rec = if *recursive { libc::MS_REC } else { 0 };
+                mount(
+                    Some(FdPath::new(sfd.as_raw_fd()).as_cstr()),
+                    FdPath::new(t.as_raw_fd()).as_cstr(),
+                    None,
+                    libc::MS_BIND | rec,
+                    None,
+                )
+                .map_err(fail("bind on", i))?;
+                if *flags != 0 || *propagation != 0 {
+                    let t = open_in_root(root, target, 0).map_err(fail("open", i))?;
+                    let tp = FdPath::new(t.as_raw_fd());
+                    if *flags != 0 {
+                        mount(
+                            None,
+                            tp.as_cstr(),
+                            None,
+                            libc::MS_BIND | libc::MS_REMOUNT | *flags,
+                            None,
+                        )
+                        .map_err(fail("remount", i))?;
+                    }
+                    if *propagation != 0 {
+                        mount(None, tp.as_cstr(), None, *propagation, None)
+                            .map_err(fail("set propagation of", i))?;
+                    }
+                }
+            }
+            MountOp::DevNodes { nodes } => {
+                make_nodes(root, base, nodes, i)?;
+                let fd =
+                    open_no_symlinks(root, c"dev/null", 0).map_err(fail("open /dev/null", i))?;
+                let st = fstat(fd.as_raw_fd()).map_err(fail("stat /dev/null", i))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                    return Err(MountFailure {
+                        what: "check /dev/null is char 1:3",
+                        index: i as u32,
+                        errno: libc::EINVAL,
+                    });
+                }
+                devnull = Some(fd);
+            }
         }
     }
     Ok(pty)
@@ -665,6 +767,67 @@ fn set_attr_recursive(fd: RawFd, set: u64) -> SysResult<()> {
         )
     } as c_int)
     .map(drop)
+}
+
+/// `DevNodes`: each node made in the base tmpfs (where device nodes work), owned as
+/// asked, and bound over a file at its target; then /dev's standard symlinks where
+/// nothing is in their place.
+fn make_nodes(root: RawFd, base: &Base, nodes: &[DevNode], i: usize) -> Result<(), MountFailure> {
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
+    let dir = cvt(unsafe {
+        libc::open(
+            base.nodes.as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(fail("open nodes dir for", i))?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    for n in nodes {
+        let d = dir.as_raw_fd();
+        // SAFETY: an fd this process owns and a NUL-terminated name.
+        cvt(unsafe { libc::mknodat(d, n.name.as_ptr(), n.mode, n.dev) })
+            .map_err(fail("mknod for", i))?;
+        // SAFETY: as above.
+        cvt(unsafe { libc::fchownat(d, n.name.as_ptr(), n.uid, n.gid, 0) })
+            .map_err(fail("chown node for", i))?;
+        // SAFETY: as above.
+        let s = unsafe {
+            libc::openat(
+                d,
+                n.name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+        let s = unsafe { OwnedFd::from_raw_fd(cvt(s).map_err(fail("open node for", i))?) };
+        let t = file_in_root(root, &n.target, true).map_err(fail("create node in", i))?;
+        mount(
+            Some(FdPath::new(s.as_raw_fd()).as_cstr()),
+            FdPath::new(t.as_raw_fd()).as_cstr(),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(fail("bind node in", i))?;
+    }
+    let dev = mkdir_all_in_root(root, c"dev").map_err(fail("create", i))?;
+    let devfd = openat2(dev.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
+        .map_err(fail("open", i))?;
+    for (target, name) in [
+        (c"pts/ptmx", c"ptmx"),
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+    ] {
+        // SAFETY: NUL-terminated strings and an fd this process owns.
+        let r = unsafe { libc::symlinkat(target.as_ptr(), devfd.as_raw_fd(), name.as_ptr()) };
+        if r < 0 && errno() != libc::EEXIST {
+            return Err(fail("symlink in", i)(errno()));
+        }
+    }
+    Ok(())
 }
 
 /// /dev: tmpfs (nodev, so nodes made later by the container are inert) with the
@@ -854,6 +1017,39 @@ pub(crate) fn pivot_into(root: &OwnedFd) -> Result<(), MountFailure> {
         .map_err(fail("detach old root", NONE))?;
     // SAFETY: a NUL-terminated path.
     cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail("chdir /", NONE))?;
+    Ok(())
+}
+
+/// `--no-pivot`: the root moved over `/` and chroot'ed into (for a root on a ramfs,
+/// where pivot_root is refused), as runc's msMoveRoot.
+pub(crate) fn chroot_into(root: &OwnedFd) -> Result<(), MountFailure> {
+    // SAFETY: an fd this process owns.
+    cvt(unsafe { libc::fchdir(root.as_raw_fd()) }).map_err(fail("chdir to new root", NONE))?;
+    mount(Some(c"."), c"/", None, libc::MS_MOVE, None).map_err(fail("move root", NONE))?;
+    // SAFETY: a NUL-terminated path.
+    cvt(unsafe { libc::chroot(c".".as_ptr()) }).map_err(fail("chroot", NONE))?;
+    // SAFETY: a NUL-terminated path.
+    cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail("chdir /", NONE))?;
+    Ok(())
+}
+
+/// After pivot_root, an OCI root's last steps: read-only (`root.readonly`, after the
+/// mounts under it were made) and its propagation (`rootfsPropagation`).
+pub(crate) fn finish_root(readonly: bool, propagation: c_ulong) -> Result<(), MountFailure> {
+    if readonly {
+        mount(
+            None,
+            c"/",
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(fail("remount / read-only", NONE))?;
+    }
+    if propagation != 0 {
+        mount(None, c"/", None, propagation | libc::MS_REC, None)
+            .map_err(fail("set propagation of /", NONE))?;
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 
 use super::seccomp;
-use super::spec::{MountKind, Net, Process, Rlimit, Root, Security, Spec};
+use super::spec::{CapSets, Contract, MountKind, Net, Process, Rlimit, Root, Security, Spec};
 use super::RunError;
 
 /// Default PATH inside the container (Docker's).
@@ -49,6 +49,41 @@ pub(crate) enum MountOp {
     Mask { target: CString },
     /// Bind a path over itself read-only.
     ReadOnly { target: CString },
+    /// An OCI config's filesystem mount (proc, sysfs, tmpfs, devpts, mqueue, cgroup,
+    /// ...): the target made a directory when missing, then propagation applied.
+    Fs {
+        target: CString,
+        source: CString,
+        fstype: CString,
+        flags: libc::c_ulong,
+        data: CString,
+        propagation: libc::c_ulong,
+    },
+    /// An OCI config's bind mount (source opened in the child: `index` into volumes).
+    OciBind {
+        index: usize,
+        target: CString,
+        recursive: bool,
+        flags: libc::c_ulong,
+        propagation: libc::c_ulong,
+    },
+    /// Device nodes made in the base tmpfs and bound over files under the root (the
+    /// OCI default devices, then `linux.devices`), and /dev's standard symlinks.
+    DevNodes { nodes: Vec<DevNode> },
+}
+
+/// One node for `MountOp::DevNodes`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DevNode {
+    /// Relative to the root.
+    pub target: CString,
+    /// Its name in the base tmpfs's nodes directory.
+    pub name: CString,
+    /// S_IF* | permission bits.
+    pub mode: u32,
+    pub dev: u64,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Where the writable layer lives.
@@ -66,6 +101,9 @@ pub(crate) enum Layers {
     /// No upper: the tree itself bound read-write as the root, so every change lands
     /// in it (`locker build` configures a tree that becomes an image).
     Direct,
+    /// An OCI bundle's root: the tree bound as it is (read-only when `readonly`);
+    /// its flags are the config's business.
+    Bundle { readonly: bool },
 }
 
 /// The credentials the command runs with.
@@ -117,6 +155,22 @@ pub(crate) struct Plan {
     pub stdin: bool,
     pub hosts: Vec<u8>,
     pub hostname_file: Vec<u8>,
+    /// PID 1 is the command itself (an OCI contract), not locker's reaping init.
+    pub direct: bool,
+    /// sethostname in the child.
+    pub set_hostname: bool,
+    /// The child gets a cgroup namespace.
+    pub cgroupns: bool,
+    /// The OCI capability sets; None: `capabilities` as bounding, effective and
+    /// permitted, nothing inheritable or ambient.
+    pub cap_sets: Option<CapSets>,
+    /// /proc/sys files and the values written to them before pivot_root.
+    pub sysctl: Vec<(CString, CString)>,
+    /// MS_PRIVATE, MS_SLAVE or MS_SHARED for the root after pivot_root (0: none).
+    pub root_propagation: libc::c_ulong,
+    pub no_pivot: bool,
+    /// The command's umask.
+    pub umask: libc::mode_t,
 }
 
 pub(crate) fn cstr(s: &str) -> Result<CString, RunError> {
@@ -328,6 +382,9 @@ pub(crate) fn build(
     host_env: &dyn Fn(&str) -> Option<String>,
     host_resolv: &[u8],
 ) -> Result<(Plan, Vec<u8>), RunError> {
+    if let Some(c) = &spec.contract {
+        return Ok((build_contract(spec, c)?, Vec::new()));
+    }
     let net_none = spec.net == Net::None;
     let new_netns = spec.net.is_new();
     let ns_flags =
@@ -382,6 +439,12 @@ pub(crate) fn build(
                 flags: if *readonly { libc::MS_RDONLY } else { 0 }
                     | if *noexec { libc::MS_NOEXEC } else { 0 },
             }),
+            MountKind::Fs { .. } | MountKind::OciBind { .. } => {
+                return Err(RunError::Usage(format!(
+                    "mount on /{}: OCI mounts need an OCI contract",
+                    m.destination
+                )))
+            }
         }
     }
     for m in &spec.security.masked_paths {
@@ -430,8 +493,184 @@ pub(crate) fn build(
         stdin: process.stdin,
         hosts,
         hostname_file: format!("{hostname}\n").into_bytes(),
+        direct: false,
+        set_hostname: true,
+        cgroupns: true,
+        cap_sets: None,
+        sysctl: Vec::new(),
+        root_propagation: 0,
+        no_pivot: false,
+        umask: 0o022,
     };
     Ok((plan, resolv))
+}
+
+/// The OCI default devices (runtime spec, "Default Devices"), as (name, major, minor).
+const OCI_DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The plan for an OCI contract: the config's mounts in order, then the default
+/// devices and `linux.devices`, the console, masked and read-only paths; the
+/// environment and ids exactly as given; PID 1 the command.
+fn build_contract(spec: &Spec, c: &Contract) -> Result<Plan, RunError> {
+    let process = &spec.process;
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
+    for m in &spec.mounts {
+        let target = cstr(&m.destination)?;
+        match &m.kind {
+            MountKind::Fs {
+                source,
+                fstype,
+                flags,
+                data,
+                propagation,
+            } => mounts.push(MountOp::Fs {
+                target,
+                source: cstr(source)?,
+                fstype: cstr(fstype)?,
+                flags: *flags as libc::c_ulong,
+                data: cstr(data)?,
+                propagation: *propagation as libc::c_ulong,
+            }),
+            MountKind::OciBind {
+                source,
+                recursive,
+                flags,
+                propagation,
+            } => {
+                mounts.push(MountOp::OciBind {
+                    index: volumes.len(),
+                    target,
+                    recursive: *recursive,
+                    flags: *flags as libc::c_ulong,
+                    propagation: *propagation as libc::c_ulong,
+                });
+                volumes.push(source.clone());
+            }
+            MountKind::Bind { .. } | MountKind::Tmpfs { .. } => {
+                return Err(RunError::Usage(format!(
+                    "mount on /{}: an OCI contract takes OCI mounts only",
+                    m.destination
+                )))
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    let defaults = OCI_DEVICES.iter().map(|(n, ma, mi)| super::spec::Device {
+        path: format!("dev/{n}"),
+        kind: libc::S_IFCHR,
+        major: *ma,
+        minor: *mi,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    });
+    for (i, d) in defaults.chain(c.devices.iter().cloned()).enumerate() {
+        // A device of the config replaces a default one of the same path.
+        if i < OCI_DEVICES.len() && c.devices.iter().any(|x| x.path == d.path) {
+            continue;
+        }
+        nodes.push(DevNode {
+            target: cstr(&d.path)?,
+            name: cstr(&format!("n{i}"))?,
+            mode: d.kind | (d.mode & 0o7777),
+            dev: libc::makedev(d.major as u32, d.minor as u32),
+            uid: d.uid,
+            gid: d.gid,
+        });
+    }
+    mounts.push(MountOp::DevNodes { nodes });
+    if process.terminal {
+        mounts.push(MountOp::Console);
+    }
+    for m in &spec.security.masked_paths {
+        mounts.push(MountOp::Mask { target: cstr(m)? });
+    }
+    for r in &spec.security.readonly_paths {
+        mounts.push(MountOp::ReadOnly { target: cstr(r)? });
+    }
+    if process.args.is_empty() {
+        return Err(RunError::Usage(
+            "process.args is empty: the config must name the command".into(),
+        ));
+    }
+    let env = process.env.clone();
+    let exec_paths = exec_paths(&process.args[0], &env)?;
+    let hostname = spec.hostname.clone().unwrap_or_default();
+    let uts = (c.new_namespaces | c.join_namespaces.iter().fold(0, |a, (f, _)| a | f))
+        & libc::CLONE_NEWUTS as u64
+        != 0;
+    if !hostname.is_empty() && !uts {
+        return Err(RunError::Usage(
+            "hostname is set but the config has no uts namespace to set it in".into(),
+        ));
+    }
+    let sysctl = c
+        .sysctl
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains('/') || k.split('.').any(str::is_empty) {
+                return Err(RunError::Usage(format!("bad sysctl name {k:?}")));
+            }
+            Ok((
+                cstr(&format!("/proc/sys/{}", k.replace('.', "/")))?,
+                cstr(v)?,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    // The seccomp compiler decides includes/excludes on what the command holds.
+    let held = c.caps.effective | c.caps.permitted;
+    let security = Security {
+        capabilities: held,
+        ..spec.security.clone()
+    };
+    let seccomp = seccomp_program(&security)?;
+    Ok(Plan {
+        ns_flags: c.new_namespaces & !(libc::CLONE_NEWCGROUP as u64),
+        hostname: cstr(&hostname)?,
+        mounts,
+        volumes,
+        argv: process
+            .args
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<_, _>>()?,
+        exec_paths,
+        env: env_cstrings(&env)?,
+        user: User {
+            uid: c.uid,
+            gid: c.gid,
+            groups: c.additional_gids.clone(),
+            home: String::new(),
+        },
+        workdir: cstr(process.cwd.as_deref().unwrap_or("/"))?,
+        new_netns: c.new_namespaces & libc::CLONE_NEWNET as u64 != 0,
+        base_tmpfs: cstr(&format!("mode=700,size={}", spec.upper_size))?,
+        capabilities: c.caps.bounding,
+        seccomp,
+        rlimits: process.rlimits.clone(),
+        oom_score_adj: cstr(&process.oom_score_adj.to_string())?,
+        no_new_privileges: spec.security.no_new_privileges,
+        tty: process.terminal,
+        stdin: true,
+        hosts: Vec::new(),
+        hostname_file: Vec::new(),
+        direct: true,
+        set_hostname: !hostname.is_empty(),
+        cgroupns: c.new_namespaces & libc::CLONE_NEWCGROUP as u64 != 0,
+        cap_sets: Some(c.caps),
+        sysctl,
+        root_propagation: c.rootfs_propagation as libc::c_ulong,
+        no_pivot: c.no_pivot,
+        umask: c.umask.unwrap_or(0o022) as libc::mode_t,
+    })
 }
 
 /// The filter for `security`: its profile for its capabilities; unconfined but with
@@ -544,6 +783,7 @@ mod tests {
                 MountOp::Tmpfs { .. } => "tmpfs",
                 MountOp::Mask { .. } => "mask",
                 MountOp::ReadOnly { .. } => "ro",
+                MountOp::Fs { .. } | MountOp::OciBind { .. } | MountOp::DevNodes { .. } => "oci",
             })
             .collect();
         let first_mask = kinds.iter().position(|k| *k == "mask").unwrap();
@@ -706,5 +946,50 @@ mod tests {
             .collect();
         assert_eq!(paths, ["/a/ls", "./ls", "/b/ls"]);
         assert_eq!(exec_paths("./x", &env).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_contract_is_the_config_alone() {
+        let mut s = opts();
+        s.process.args = vec!["sh".into()];
+        s.process.env = vec![("A".into(), "1".into())];
+        s.hostname = Some("h".into());
+        s.mounts = vec![crate::run::spec::Mount {
+            destination: "proc".into(),
+            kind: MountKind::Fs {
+                source: "proc".into(),
+                fstype: "proc".into(),
+                flags: libc::MS_NOSUID,
+                data: String::new(),
+                propagation: 0,
+            },
+        }];
+        s.security.masked_paths = vec!["proc/kcore".into()];
+        s.security.readonly_paths = vec![];
+        s.contract = Some(Contract {
+            new_namespaces: (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as u64,
+            uid: 7,
+            gid: 8,
+            additional_gids: vec![9],
+            ..Contract::default()
+        });
+        // A hostname needs a uts namespace of the config's.
+        assert!(build(&s, &facts(), &no_env, b"").is_err());
+        s.hostname = None;
+        let (p, _) = build(&s, &facts(), &no_env, b"").unwrap();
+        assert!(p.direct && !p.set_hostname && !p.cgroupns);
+        assert_eq!(p.ns_flags, (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as u64);
+        assert_eq!(p.env, [c"A=1".to_owned()]);
+        assert_eq!(
+            (p.user.uid, p.user.gid, p.user.groups.clone()),
+            (7, 8, vec![9])
+        );
+        assert!(matches!(p.mounts[0], MountOp::Fs { .. }));
+        match &p.mounts[1] {
+            MountOp::DevNodes { nodes } => assert_eq!(nodes.len(), 6),
+            m => panic!("{m:?}"),
+        }
+        assert!(matches!(p.mounts[2], MountOp::Mask { .. }));
+        assert_eq!(p.mounts.len(), 3);
     }
 }

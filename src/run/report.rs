@@ -50,6 +50,7 @@ steps!(
     Keyring,
     OomScoreAdj,
     Rlimits,
+    Sysctl,
 );
 
 impl Step {
@@ -159,6 +160,15 @@ pub(crate) const MOUNT_WHATS: &[&str] = &[
     "pivot_root",
     "detach old root",
     "chdir /",
+    "bind on",
+    "chown node for",
+    "chroot",
+    "mount on",
+    "move root",
+    "remount",
+    "remount / read-only",
+    "set propagation of",
+    "set propagation of /",
 ];
 
 pub(crate) fn report(fd: RawFd, r: Report) {
@@ -243,9 +253,14 @@ fn describe(op: &MountOp, volumes: &[std::path::PathBuf]) -> String {
         MountOp::Bind { index, target, .. } => {
             format!("{} (volume {})", show(target), volumes[*index].display())
         }
-        MountOp::Tmpfs { target, .. } | MountOp::Mask { target } | MountOp::ReadOnly { target } => {
-            show(target)
+        MountOp::Tmpfs { target, .. }
+        | MountOp::Mask { target }
+        | MountOp::ReadOnly { target }
+        | MountOp::Fs { target, .. } => show(target),
+        MountOp::OciBind { index, target, .. } => {
+            format!("{} (from {})", show(target), volumes[*index].display())
         }
+        MountOp::DevNodes { .. } => "/dev (device nodes)".into(),
     }
 }
 
@@ -271,12 +286,12 @@ mod tests {
 
     #[test]
     fn every_step_decodes_to_itself() {
-        assert_eq!(Step::ALL.len(), Step::Rlimits as usize);
+        assert_eq!(Step::ALL.len(), Step::Sysctl as usize);
         for &s in Step::ALL {
             assert_eq!(Step::from_u32(s as u32), Some(s));
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(Step::Rlimits as u32 + 1), None);
+        assert_eq!(Step::from_u32(Step::Sysctl as u32 + 1), None);
     }
 
     /// Every failure description in mounts.rs must be in MOUNT_WHATS to cross the pipe.

@@ -49,6 +49,72 @@ pub(crate) struct Spec {
     /// `--userns auto` (root only): the container's ids are a range of its own.
     pub userns_auto: bool,
     pub security: Security,
+    /// An OCI bundle's config.json (`locker oci`): what it says replaces locker's
+    /// defaults (None: `locker run`'s container).
+    pub contract: Option<Contract>,
+}
+
+/// What an OCI config.json decides that `locker run` decides itself. With a contract
+/// the tree is the config's `mounts` alone (no /proc, /sys, /dev or /etc files of
+/// locker's; the default device nodes are made), the environment is `process.env`
+/// exactly, the ids are numbers, the command is PID 1 (no reaping init of locker's),
+/// and the container waits in the "created" state until `start`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Contract {
+    /// CLONE_NEW* flags of the namespaces made new.
+    pub new_namespaces: u64,
+    /// Namespaces joined by path (CLONE_NEW* type, host path), in this order.
+    pub join_namespaces: Vec<(u64, PathBuf)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// The five capability sets (bit N = capability N).
+    pub caps: CapSets,
+    /// Device nodes to make in /dev after the mounts (the default ones first).
+    pub devices: Vec<Device>,
+    /// /proc/sys keys (dotted, as sysctl names them) and values.
+    pub sysctl: Vec<(String, String)>,
+    /// Propagation of the root mount after setup (MS_PRIVATE, MS_SLAVE, MS_SHARED;
+    /// 0: locker's private root).
+    pub rootfs_propagation: u64,
+    /// The root bound read-only.
+    pub readonly_root: bool,
+    /// The FIFO (opened by the parent, read by PID 1 before the exec) that `start`
+    /// writes: until then the container is "created".
+    pub exec_fifo: Option<PathBuf>,
+    /// With a terminal: the pty's master goes to this socket (runc's console socket
+    /// protocol: SCM_RIGHTS), not to locker.
+    pub console_socket: Option<PathBuf>,
+    /// Skip pivot_root (chroot instead): `--no-pivot`, for a root on a ramfs.
+    pub no_pivot: bool,
+    /// The cgroup's own name under `cgroup_parent` (`linux.cgroupsPath`'s last part);
+    /// None: the container's id.
+    pub cgroup_name: Option<String>,
+    /// `process.user.umask`; None: 022.
+    pub umask: Option<u32>,
+}
+
+/// OCI `process.capabilities`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+/// One device node (OCI `linux.devices`): a relative, normalised path under the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub path: String,
+    /// S_IFCHR, S_IFBLK or S_IFIFO.
+    pub kind: u32,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The command and how it runs (OCI `process`).
@@ -107,6 +173,23 @@ pub(crate) enum MountKind {
     /// A host path bound in (recursively; nodev, nosuid; read-only down every submount
     /// when `readonly`).
     Bind { source: PathBuf, readonly: bool },
+    /// Any filesystem as mount(2) takes it (an OCI config's mount that is not a bind):
+    /// source, type, MS_* flags, data, then MS_* propagation flags applied after.
+    Fs {
+        source: String,
+        fstype: String,
+        flags: u64,
+        data: String,
+        propagation: u64,
+    },
+    /// An OCI bind mount: the source bound (recursively when `recursive`), then
+    /// remounted with `flags` (MS_RDONLY, MS_NOSUID, ...) when any, then `propagation`.
+    OciBind {
+        source: PathBuf,
+        recursive: bool,
+        flags: u64,
+        propagation: u64,
+    },
     /// A fresh tmpfs of at most `size` bytes, mode `mode`.
     Tmpfs {
         size: u64,
@@ -462,6 +545,7 @@ impl Spec {
             cgroup_parent: "locker".into(),
             userns_auto: false,
             security: Security::default(),
+            contract: None,
         }
     }
 }

@@ -167,7 +167,7 @@ pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
         if alive(s.locker_pid, s.locker_start) {
             continue;
         }
-        match reap_one(root, &s) {
+        match remove(root, &s) {
             Ok(()) => reaped.push(s.id),
             Err(e) => errors.push(format!("container {}: {e}", s.id)),
         }
@@ -179,11 +179,26 @@ pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
     }
 }
 
-fn reap_one(root: &Path, s: &State) -> io::Result<()> {
+/// Removes one container whatever its state: kills PID 1 and everything in its
+/// cgroups, then removes the cgroups, mount point and state file (`reap_stale`, and an
+/// OCI container's `delete`).
+pub(crate) fn remove(root: &Path, s: &State) -> io::Result<()> {
     use nix::sys::signal::{kill, SIGKILL};
     use nix::unistd::Pid;
+    // A pidfd says at once when PID 1 is gone (no polling of /proc for it).
+    let mut pidfd = None;
     if alive(s.pid, s.pid_start) {
+        pidfd = crate::run::sys::pidfd_open(s.pid).ok();
         let _ = kill(Pid::from_raw(s.pid), SIGKILL);
+    }
+    if let Some(fd) = &pidfd {
+        use std::os::fd::AsRawFd;
+        let mut p = [libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let _ = crate::run::stdio::poll(&mut p, 5000);
     }
     let procs = |dir: &Path| -> Vec<i32> {
         fs::read_to_string(dir.join("cgroup.procs"))

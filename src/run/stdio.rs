@@ -202,6 +202,17 @@ impl Stdio {
         Ok(s)
     }
 
+    /// The caller's fds 0-2 as they are, whatever they are: an OCI runtime's caller
+    /// (containerd's shim, conmon) hands the container its stdio on purpose.
+    pub(crate) fn inherit() -> Stdio {
+        Stdio {
+            child: [-1; 3],
+            child_ends: Vec::new(),
+            relays: Vec::new(),
+            master: None,
+        }
+    }
+
     /// Nothing to relay: the container has the caller's pipes or /dev/null.
     pub(crate) fn is_direct(&self) -> bool {
         self.relays.is_empty() && self.master.is_none()

@@ -80,7 +80,7 @@ impl FdPath {
 /// cgroup fd, must not be open while the container is set up (a workdir of
 /// /proc/self/fd/N would be on the host), let alone reach the command.
 pub(crate) fn close_fds_except(keep: &[RawFd]) {
-    let mut k = [RawFd::MAX; 8 + super::MAX_IDMAPPED_LAYERS];
+    let mut k = [RawFd::MAX; 16 + super::MAX_IDMAPPED_LAYERS];
     let mut n = 0;
     for &fd in keep.iter().filter(|&&fd| fd > 2).take(k.len()) {
         k[n] = fd;
@@ -229,6 +229,84 @@ pub(crate) fn set_capabilities(caps: u64) -> SysResult<()> {
     Ok(())
 }
 
+/// An OCI process's capability sets exactly (as far as this process holds them),
+/// after its credentials were set with PR_SET_KEEPCAPS; the ambient ones raised last.
+pub(crate) fn set_cap_sets(sets: &super::spec::CapSets) -> SysResult<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut held = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget fills two Data structs for version 3, which `held` is.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) };
+    cvt(r as c_int)?;
+    let have = held[0].permitted as u64 | (held[1].permitted as u64) << 32;
+    // Inheritable: no more than what is held, the kernel's rule without a bounding
+    // set lookup (a host that lacks a capability cannot hand it on).
+    let (e, p, i) = (
+        sets.effective & have,
+        sets.permitted & have,
+        sets.inheritable & have,
+    );
+    let data = [
+        Data {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        Data {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
+    ];
+    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })?;
+    for cap in 0..64u64 {
+        if sets.ambient & (1 << cap) != 0 {
+            // An ambient capability must be permitted and inheritable; one that is not
+            // is left out, as runc does.
+            // SAFETY: prctl with integer arguments only.
+            unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
+            };
+        }
+    }
+    Ok(())
+}
+
 /// Every signal back to its default action and none blocked, as a command expects
 /// after exec (Rust ignores SIGPIPE; PID 1 blocked what it forwards).
 pub(crate) fn default_signals() {
@@ -347,6 +425,21 @@ pub(crate) fn join_new_session_keyring() -> SysResult<()> {
         _ if errno() == libc::ENOSYS => Ok(()),
         _ => Err(errno()),
     }
+}
+
+/// Writes `value` to the file `path` (a /proc/sys key of an OCI config's sysctl).
+pub(crate) fn write_proc_file(path: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: a buffer the caller owns, with its true length.
+    let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    let e = errno();
+    // SAFETY: closes the fd opened above.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Sets this process's oom_score_adj to `value` (decimal) unless it has it already

@@ -13,6 +13,7 @@ mod harness;
 mod images;
 mod network;
 mod oci;
+mod ocirt;
 mod pull;
 mod registry;
 mod rootless;

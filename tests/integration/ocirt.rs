@@ -1,0 +1,424 @@
+//! `locker oci` / `locker-runtime`: runc's command line over OCI bundles made from the
+//! busybox fixture tree, with `locker oci spec`'s default config.json: the lifecycle
+//! (create waits for start, state, kill, delete), `run`'s exit code, the console
+//! socket, hooks in order with the state on stdin, a refused field, and nothing left
+//! behind after delete (cgroups, state, records).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{
+    busybox_path, fixture_tar, locker_bin, require_root, run_bounded, wait_child, Run,
+};
+
+/// A bundle (rootfs from the fixture, config.json from `locker oci spec`) and a
+/// runtime root of its own; every container it created is force-deleted on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Bundle {
+    fn new(args: &[&str]) -> Bundle {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("locker-ocirt-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let rootfs = dir.path().join("bundle/rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        tar::Archive::new(fixture_tar()).unpack(&rootfs).unwrap();
+        let b = Bundle {
+            dir,
+            ids: Default::default(),
+        };
+        let r = b.oci(&["spec", "--bundle", b.bundle().to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.dump());
+        b.edit(|c| {
+            c["process"]["terminal"] = json!(false);
+            c["process"]["args"] = json!(args);
+            c["root"]["readonly"] = json!(false);
+        });
+        b
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let p = self.bundle().join("config.json");
+        let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(locker_bin());
+        cmd.arg("oci")
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    fn oci(&self, args: &[&str]) -> Run {
+        run_bounded(self.command(args), Duration::from_secs(60))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.oci(args);
+        assert_eq!(r.code, Some(0), "{}", r.dump());
+        r.stdout
+    }
+
+    /// `create` with `extra` options; the container keeps create's stdout and stderr
+    /// (files here, read with `output`), as a shim's would.
+    fn create_with(&self, id: &str, extra: &[&str]) {
+        self.ids.borrow_mut().push(id.to_string());
+        let out = std::fs::File::create(self.dir.path().join(format!("{id}.out"))).unwrap();
+        let err = std::fs::File::create(self.dir.path().join(format!("{id}.err"))).unwrap();
+        // runc's single-dash long options, as some callers spell them.
+        let bundle = self.bundle();
+        let mut args = vec!["create", "-bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let mut cmd = self.command(&args);
+        let mut child = cmd.stdout(out).stderr(err).spawn().unwrap();
+        let st = wait_child(&mut child, Duration::from_secs(60));
+        assert!(
+            st.success(),
+            "create {id}: {st}
+{}",
+            self.output(id)
+        );
+    }
+
+    fn create(&self, id: &str) {
+        self.create_with(id, &[]);
+    }
+
+    /// What create (and then the container) wrote to stdout and stderr.
+    fn output(&self, id: &str) -> String {
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.dir.path().join(format!("{id}.{ext}"))).unwrap_or_default()
+        };
+        format!("--- stdout\n{}--- stderr\n{}", read("out"), read("err"))
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.state(id);
+            if s["status"] == want {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never {want}: {s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The engine's record of a container: its cgroups.
+    fn cgroups(&self, id: &str) -> Vec<PathBuf> {
+        let p = self.root().join("run").join(format!("{id}.json"));
+        let s: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        s["cgroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| PathBuf::from(d.as_str().unwrap()))
+            .collect()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.oci(&["delete", "--force", id]);
+        }
+    }
+}
+
+fn id(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+#[test]
+fn create_waits_for_start_then_state_kill_delete_leave_nothing() {
+    let b = Bundle::new(&["sh", "-c", "echo ran > /ran; exec sleep 60"]);
+    let id = id("life");
+    b.create(&id);
+    let s = b.state(&id);
+    assert_eq!(s["status"], "created", "{s}");
+    assert_eq!(s["ociVersion"], "1.0.2");
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(pid > 1 && Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(
+        s["bundle"].as_str().unwrap(),
+        b.bundle().canonicalize().unwrap().to_str().unwrap()
+    );
+    let ran = b.bundle().join("rootfs/ran");
+    assert!(!ran.exists(), "the process must not run before start");
+    // A second create of the same id is refused.
+    let r = b.oci(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("exists"), "{}", r.dump());
+
+    let cgroups = b.cgroups(&id);
+    assert!(!cgroups.is_empty());
+    for d in &cgroups {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.split_whitespace().any(|p| p == pid.to_string()),
+            "{d:?}: {procs}"
+        );
+    }
+    b.ok(&["start", &id]);
+    b.wait_status(&id, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ran.exists() {
+        assert!(Instant::now() < deadline, "the process never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // start twice: an error, no effect.
+    let r = b.oci(&["start", &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    let ps: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(ps.contains(&pid), "{ps:?}");
+    let list = b.ok(&["list", "--format", "json"]);
+    assert!(list.contains(&id), "{list}");
+    // Not stopped: delete refuses and changes nothing.
+    let r = b.oci(&["delete", &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert_eq!(b.state(&id)["status"], "running");
+
+    b.ok(&["kill", &id, "KILL"]);
+    let s = b.wait_status(&id, "stopped");
+    assert_eq!(s["pid"], 0);
+    let r = b.oci(&["kill", &id, "9"]);
+    assert_eq!(
+        r.code,
+        Some(125),
+        "a stopped container takes no signal\n{}",
+        r.dump()
+    );
+    b.ok(&["delete", &id]);
+    for d in &cgroups {
+        assert!(!d.exists(), "cgroup {d:?} left behind");
+    }
+    assert!(!b.root().join("run").join(format!("{id}.json")).exists());
+    assert!(!b.root().join("run").join(&id).exists());
+    assert!(!b.root().join("oci").join(&id).exists());
+    let r = b.oci(&["state", &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+}
+
+#[test]
+fn run_returns_the_exit_code_and_deletes() {
+    let b = Bundle::new(&["sh", "-c", "test \"$(hostname)\" = locker && exit 7"]);
+    let id = id("run");
+    b.ids.borrow_mut().push(id.clone());
+    let r = b.oci(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert_eq!(r.code, Some(7), "{}", r.dump());
+    assert!(!b.root().join("oci").join(&id).exists());
+    assert!(!b.root().join("run").join(format!("{id}.json")).exists());
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_on_stdin() {
+    let b = Bundle::new(&["true"]);
+    let out = b.dir.path().join("hooks");
+    std::fs::create_dir(&out).unwrap();
+    let hook = |name: &str| {
+        json!({
+            "path": busybox_path(),
+            "args": ["sh", "-c", format!("cat > {0}/{name}; echo {name} >> {0}/order", out.display())],
+        })
+    };
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+        c["annotations"] = json!({"org.example.test": "hooks"});
+    });
+    let id = id("hooks");
+    b.create(&id);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    b.ok(&["start", &id]);
+    b.wait_status(&id, "stopped");
+    b.ok(&["delete", &id]);
+    let order = std::fs::read_to_string(out.join("order")).unwrap();
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        ["prestart", "createRuntime", "poststart", "poststop"]
+    );
+    for (name, status) in [
+        ("prestart", "created"),
+        ("createRuntime", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let st: Value = serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap();
+        assert_eq!(st["id"], id.as_str(), "{name}: {st}");
+        assert_eq!(st["status"], status, "{name}: {st}");
+        assert_eq!(
+            st["annotations"]["org.example.test"], "hooks",
+            "{name}: {st}"
+        );
+        if name != "poststop" {
+            assert_eq!(st["pid"], pid, "{name}: {st}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = json!({"prestart": [{"path": busybox_path(), "args": ["false"]}]});
+    });
+    let id = id("hookfail");
+    let r = b.oci(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("prestart hook"), "{}", r.dump());
+    assert!(!b.root().join("oci").join(&id).exists());
+    assert!(!b.root().join("run").join(format!("{id}.json")).exists());
+}
+
+#[test]
+fn unsupported_fields_are_refused_not_ignored() {
+    let b = Bundle::new(&["true"]);
+    let id = id("refuse");
+    for (field, value) in [
+        ("apparmorProfile", json!("docker-default")),
+        ("selinuxLabel", json!("system_u:system_r:container_t:s0")),
+    ] {
+        b.edit(|c| c["process"][field] = value);
+        let r = b.oci(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]);
+        assert_eq!(r.code, Some(125), "{}", r.dump());
+        assert!(r.stderr.contains(field), "{}", r.dump());
+        assert!(r.stderr.lines().count() == 1, "one line\n{}", r.dump());
+        b.edit(|c| {
+            c["process"].as_object_mut().unwrap().remove(field);
+        });
+    }
+    assert!(!b.root().join("oci").join(&id).exists());
+    // The control: without them, the same bundle runs.
+    let r = b.oci(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    let r = b.oci(&["--systemd-cgroup", "state", &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("systemd-cgroup"), "{}", r.dump());
+}
+
+/// Receives one fd over a unix socket (SCM_RIGHTS), as containerd's console does.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
+    let mut data = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cmsg = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cmsg);
+    // SAFETY: msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled msg_control; the first header is inside it.
+    unsafe {
+        let h = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!h.is_null() && (*h).cmsg_type == libc::SCM_RIGHTS);
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(h).cast::<libc::c_int>());
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn the_terminal_goes_to_the_console_socket() {
+    let b = Bundle::new(&["sh", "-c", "tty; echo console-ok"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let sock = b.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = id("tty");
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    b.create_with(&id, &["--console-socket", sock.to_str().unwrap()]);
+    let master = accept.join().unwrap();
+    // The master comes non-blocking (as the child opened it): block here.
+    // SAFETY: fcntl with integer arguments on an fd this test owns.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, 0) };
+    b.ok(&["start", &id]);
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // EIO once the slave's last holder exits.
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&out).contains("console-ok") && Instant::now() < deadline {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("console-ok"), "{text}");
+    b.wait_status(&id, "stopped");
+    b.ok(&["delete", &id]);
+    // Without --console-socket, a terminal is refused.
+    let r = b.oci(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("console-socket"), "{}", r.dump());
+}
+
+#[test]
+fn locker_runtime_is_the_same_command_line() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("locker-runtime");
+    std::os::unix::fs::symlink(locker_bin(), &link).unwrap();
+    let r = run_bounded(
+        {
+            let mut c = Command::new(&link);
+            c.arg("features");
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    let f: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.0.2");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+}
