@@ -743,7 +743,10 @@ fn root_layers(
             Layers::Tmpfs => Some((cstring(&base.join("upper"))?, cstring(&base.join("work"))?)),
             _ => None,
         };
-        if matches!(layers, Layers::ReadOnly | Layers::Direct | Layers::Bundle { .. }) {
+        if matches!(
+            layers,
+            Layers::ReadOnly | Layers::Direct | Layers::Bundle { .. }
+        ) {
             return Ok((layers, lowers, None));
         }
         for p in lowers.iter().chain(upper.iter().flat_map(|(u, w)| [u, w])) {
