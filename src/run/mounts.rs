@@ -538,20 +538,7 @@ pub(crate) fn apply(
                 readonly,
                 ..
             } => {
-                // SAFETY: a NUL-terminated path; the kernel reads nothing else.
-                let sfd = cvt(unsafe {
-                    libc::open(src.volumes[*index].as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
-                })
-                .map_err(fail("stat source of", i))?;
-                // SAFETY: the fd was just returned by the kernel and nothing else owns it.
-                let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
-                let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
-                let t = if is_dir(&st) {
-                    mkdir_all_in_root(root, target)
-                } else {
-                    file_in_root(root, target, false)
-                }
-                .map_err(fail("create", i))?;
+                let (sfd, t) = bind_ends(root, &src.volumes[*index], target, i)?;
                 mount(
                     Some(FdPath::new(sfd.as_raw_fd()).as_cstr()),
                     FdPath::new(t.as_raw_fd()).as_cstr(),
@@ -688,20 +675,7 @@ pub(crate) fn apply(
                 flags,
                 propagation,
             } => {
-                // SAFETY: a NUL-terminated path; the kernel reads nothing else.
-                let sfd = cvt(unsafe {
-                    libc::open(src.volumes[*index].as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
-                })
-                .map_err(fail("stat source of", i))?;
-                // SAFETY: the fd was just returned by the kernel and nothing else owns it.
-                let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
-                let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
-                let t = if is_dir(&st) {
-                    mkdir_all_in_root(root, target)
-                } else {
-                    file_in_root(root, target, false)
-                }
-                .map_err(fail("create", i))?;
+                let (sfd, t) = bind_ends(root, &src.volumes[*index], target, i)?;
                 let rec = if *recursive { libc::MS_REC } else { 0 };
                 mount(
                     Some(FdPath::new(sfd.as_raw_fd()).as_cstr()),
@@ -747,6 +721,29 @@ pub(crate) fn apply(
         }
     }
     Ok(pty)
+}
+
+/// A bind's two ends: the host source (O_PATH, opened before anything follows it) and
+/// its target inside `root`, made a directory or a file to match the source.
+fn bind_ends(
+    root: RawFd,
+    source: &CStr,
+    target: &CStr,
+    i: usize,
+) -> Result<(OwnedFd, OwnedFd), MountFailure> {
+    // SAFETY: a NUL-terminated path; the kernel reads nothing else.
+    let sfd = cvt(unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })
+        .map_err(fail("stat source of", i))?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    let st = fstat(sfd.as_raw_fd()).map_err(fail("stat source of", i))?;
+    let t = if is_dir(&st) {
+        mkdir_all_in_root(root, target)
+    } else {
+        file_in_root(root, target, false)
+    }
+    .map_err(fail("create", i))?;
+    Ok((sfd, t))
 }
 
 /// mount_setattr(2) on `fd`'s mount and every mount below it.

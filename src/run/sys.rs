@@ -173,6 +173,14 @@ pub(crate) fn drop_bounding(caps: u64, cap_last: u32) -> SysResult<()> {
 /// ambient empty. After a setuid to a non-zero uid nothing is held any more, so a
 /// non-root command keeps no capability, as with Docker.
 pub(crate) fn set_capabilities(caps: u64) -> SysResult<()> {
+    capset_held(caps, caps, 0)
+}
+
+/// Sets the effective, permitted and inheritable sets, each no more than this process
+/// holds (`--privileged` asks for every capability; a host without, say,
+/// CAP_SYS_RESOURCE cannot give that one; the kernel's own rule for inheritable,
+/// without a bounding-set lookup), and clears the ambient set.
+fn capset_held(effective: u64, permitted: u64, inheritable: u64) -> SysResult<()> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -189,65 +197,6 @@ pub(crate) fn set_capabilities(caps: u64) -> SysResult<()> {
         version: 0x2008_0522,
         pid: 0,
     }; // _LINUX_CAPABILITY_VERSION_3
-       // Never more than this process holds (`--privileged` asks for every capability;
-       // a host without, say, CAP_SYS_RESOURCE cannot give that one).
-    let mut held = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capget fills two Data structs for version 3, which `held` is.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) };
-    cvt(r as c_int)?;
-    let caps = caps & (held[0].permitted as u64 | (held[1].permitted as u64) << 32);
-    let lo = caps as u32;
-    let hi = (caps >> 32) as u32;
-    let data = [
-        Data {
-            effective: lo,
-            permitted: lo,
-            inheritable: 0,
-        },
-        Data {
-            effective: hi,
-            permitted: hi,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: a raw syscall whose pointer arguments point at live values of the sizes the kernel expects.
-    cvt(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) } as c_int)?;
-    // SAFETY: prctl with integer arguments only.
-    cvt(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    })?;
-    Ok(())
-}
-
-/// An OCI process's capability sets exactly (as far as this process holds them),
-/// after its credentials were set with PR_SET_KEEPCAPS; the ambient ones raised last.
-pub(crate) fn set_cap_sets(sets: &super::spec::CapSets) -> SysResult<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let hdr = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
     let mut held = [Data {
         effective: 0,
         permitted: 0,
@@ -257,13 +206,7 @@ pub(crate) fn set_cap_sets(sets: &super::spec::CapSets) -> SysResult<()> {
     let r = unsafe { libc::syscall(libc::SYS_capget, &hdr as *const Header, held.as_mut_ptr()) };
     cvt(r as c_int)?;
     let have = held[0].permitted as u64 | (held[1].permitted as u64) << 32;
-    // Inheritable: no more than what is held, the kernel's rule without a bounding
-    // set lookup (a host that lacks a capability cannot hand it on).
-    let (e, p, i) = (
-        sets.effective & have,
-        sets.permitted & have,
-        sets.inheritable & have,
-    );
+    let (e, p, i) = (effective & have, permitted & have, inheritable & have);
     let data = [
         Data {
             effective: e as u32,
@@ -288,6 +231,13 @@ pub(crate) fn set_cap_sets(sets: &super::spec::CapSets) -> SysResult<()> {
             0,
         )
     })?;
+    Ok(())
+}
+
+/// An OCI process's capability sets exactly (as far as this process holds them),
+/// after its credentials were set with PR_SET_KEEPCAPS; the ambient ones raised last.
+pub(crate) fn set_cap_sets(sets: &super::spec::CapSets) -> SysResult<()> {
+    capset_held(sets.effective, sets.permitted, sets.inheritable)?;
     for cap in 0..64u64 {
         if sets.ambient & (1 << cap) != 0 {
             // An ambient capability must be permitted and inheritable; one that is not
