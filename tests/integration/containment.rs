@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{probe_bin, run_bounded, wait_child, wait_line, Run};
 use crate::run::Ctx;
+use crate::stdio::Pty;
 
 const UNCONFINED: &[&str] = &["--security-opt", "seccomp=unconfined"];
 const PRIVILEGED: &[&str] = &["--privileged"];
@@ -1672,47 +1673,6 @@ fn stdin_directory_cannot_be_written() {
     v.finish();
 }
 
-/// Runs `cmd` with a new pty as its controlling terminal and stdio (as a login
-/// shell's child would be); returns its exit code and all it wrote to the terminal.
-fn on_pty(mut cmd: Command) -> (Option<i32>, String) {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave: OwnedFd = pty.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe syscalls (setsid, ioctl) between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let master = std::fs::File::from(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let mut m = master;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = m.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        let _ = tx.send(String::from_utf8_lossy(&out).replace('\r', ""));
-    });
-    let st = wait_child(&mut child, Duration::from_secs(60));
-    let out = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| "<no pty output>".into());
-    (st.code(), out)
-}
-
 /// Attack: `locker run IMG CMD` from a terminal, without -t: the container's stdout
 /// and stderr are the user's terminal; it can reopen it for reading (the user's
 /// keystrokes), take it as /dev/tty, or push input into it (TIOCSTI) for the user's
@@ -1733,7 +1693,7 @@ fn host_terminal_without_t_is_not_the_containers_tty() {
     };
     let vol = probe_vol();
     let (code, out) =
-        on_pty(c.l.command(&c.args(&with_probe(&vol, &[]), &["sh", "-c", &script("/probe")])));
+        Pty::run(c.l.command(&c.args(&with_probe(&vol, &[]), &["sh", "-c", &script("/probe")])));
     v.hole(
         code == Some(0) && out.contains("end"),
         format!("run failed: {code:?} {out}"),
@@ -1753,12 +1713,12 @@ fn host_terminal_without_t_is_not_the_containers_tty() {
     }
     let mut host = Command::new("sh");
     host.args(["-c", &script(probe_bin().to_str().unwrap())]);
-    let (_, out) = on_pty(host);
+    let (_, out) = Pty::run(host);
     v.control_ok(
         out.contains("TTY-1") && out.contains("TIOCSTI-OK"),
         format!("host: {out:?}"),
     );
-    let (_, out) = on_pty(c.l.command(&c.args(&["-t"], &["sh", "-c", "test -t 1 && echo TTY-1"])));
+    let (_, out) = Pty::run(c.l.command(&c.args(&["-t"], &["sh", "-c", "test -t 1 && echo TTY-1"])));
     v.control_ok(out.contains("TTY-1"), format!("-t: {out:?}"));
     v.finish();
 }
@@ -1772,7 +1732,7 @@ fn host_terminal_without_t_is_not_the_containers_tty() {
 fn tty_is_the_containers_own_pts0() {
     let c = Ctx::new();
     let mut v = Verdict::new("stdio: -t gives /dev/pts/0 of the container's devpts");
-    let (code, out) = on_pty(c.l.command(&c.args(&["-t"], &["tty"])));
+    let (code, out) = Pty::run(c.l.command(&c.args(&["-t"], &["tty"])));
     v.hole(
         code == Some(0) && out.trim() == "/dev/pts/0",
         format!("run -t tty: {code:?} {out:?}"),

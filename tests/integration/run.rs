@@ -514,61 +514,21 @@ fn stdin_passes_through_with_i() {
 #[test]
 fn tty_under_a_pty() {
     let c = Ctx::new();
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave: OwnedFd = pty.slave;
-    let mut cmd = c.l.command(&c.args(
+    let (code, out) = crate::stdio::Pty::run(c.l.command(&c.args(
         &["-it"],
         &[
             "sh",
             "-c",
             "tty; test -t 0 && test -t 1 && echo is-a-tty; echo TERM=$TERM",
         ],
-    ));
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: the pre_exec closure only makes async-signal-safe syscalls (setsid,
-    // ioctl) between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let master = std::fs::File::from(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let mut m = master;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = m.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&out).contains("TERM=") && out.ends_with(b"\n") {
-                break;
-            }
-        }
-        let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
-    });
-    let st = wait_child(&mut child, Duration::from_secs(20));
-    let out = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("pty output");
-    assert_eq!(st.code(), Some(0), "{out}");
+    )));
+    assert_eq!(code, Some(0), "{out}");
     assert!(
         out.starts_with("/dev/pts/0"),
         "the container's own pty: {out}"
     );
     assert!(out.contains("is-a-tty"), "{out}");
-    assert!(out.contains("TERM=") && !out.contains("TERM=\r"), "{out}");
+    assert!(out.contains("TERM=") && !out.contains("TERM=\n"), "{out}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -123,17 +123,57 @@ pub(crate) struct Pty {
 
 impl Pty {
     pub(crate) fn new(rows: u16, cols: u16) -> Pty {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let p = nix::pty::openpty(Some(&ws), None).unwrap();
-        Pty {
-            master: File::from(p.master),
-            slave: p.slave,
-        }
+        // Both ends close-on-exec (libc's openpty sets neither): the tests run in
+        // parallel threads, and a terminal leaked into another test's children
+        // outlives its own test and blurs the end of its output.
+        let flags = nix::fcntl::OFlag::O_RDWR
+            | nix::fcntl::OFlag::O_NOCTTY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let m = nix::pty::posix_openpt(flags).unwrap();
+        nix::pty::grantpt(&m).unwrap();
+        nix::pty::unlockpt(&m).unwrap();
+        // SAFETY: TIOCGPTPEER on the master this function owns returns a new fd.
+        let s = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCGPTPEER, flags.bits()) };
+        assert!(s >= 0, "TIOCGPTPEER: {}", std::io::Error::last_os_error());
+        // SAFETY: `s` is a new fd nothing else owns.
+        let slave = unsafe { OwnedFd::from_raw_fd(s) };
+        // SAFETY: an fd from posix_openpt; `into_raw_fd` gives up nix's ownership.
+        let master = unsafe { File::from_raw_fd(m.into_raw_fd()) };
+        let pty = Pty { master, slave };
+        pty.resize(rows, cols);
+        pty
+    }
+
+    /// Runs `cmd` on a new pty (24x80) as its controlling terminal and stdio, as a
+    /// login shell's child would be; returns its exit code and all it wrote to the
+    /// terminal (without carriage returns), to the slave's last close.
+    pub(crate) fn run(mut cmd: Command) -> (Option<i32>, String) {
+        let pty = Pty::new(24, 80);
+        pty.attach(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let Pty { mut master, slave } = pty;
+        drop(slave);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match master.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO: every slave is closed.
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&out).replace('\r', ""));
+        });
+        let st = wait_child(&mut child, Duration::from_secs(60));
+        let out = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| "<no pty output>".into());
+        (st.code(), out)
     }
 
     /// Sets the terminal's size (what a terminal emulator does on a window resize).
