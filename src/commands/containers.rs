@@ -421,7 +421,7 @@ pub(crate) fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<u8> {
         a.interactive,
     )
     .with_context(ctx)?;
-    run::join::exec(root, &a.name, &process).with_context(ctx)
+    run::join::exec(root, &a.name, &process, None).with_context(ctx)
 }
 
 /// `locker stop [--time N] NAME..`: SIGTERM, then SIGKILL after N seconds (10); a

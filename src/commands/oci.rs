@@ -159,13 +159,13 @@ pub(crate) struct ExecArgs {
     /// The process as OCI process JSON (instead of ARGS)
     #[arg(long, short = 'p')]
     pub process: Option<PathBuf>,
-    /// Return at once (not supported yet: refused)
+    /// Return once the process runs (the caller's subreaper waits for it)
     #[arg(long, short = 'd')]
     pub detach: bool,
-    /// Write the process's host pid here (with --detach)
+    /// Write the process's host pid here
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// A unix socket to receive the terminal's master (not supported yet: refused)
+    /// A unix socket to receive the terminal's master (SCM_RIGHTS)
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// A terminal for the process
@@ -421,35 +421,18 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         OciCommand::Exec(a) => {
-            if a.detach || a.console_socket.is_some() {
-                anyhow::bail!("exec --detach and --console-socket are not supported yet: exec in the foreground");
-            }
-            let mut process = match &a.process {
-                Some(p) => oci::exec_process(p)?,
-                None => crate::run::Process {
-                    args: a.args.clone(),
-                    stdin: true,
-                    ..Default::default()
-                },
+            let o = oci::ExecOpts {
+                process: a.process.clone(),
+                args: a.args.clone(),
+                tty: a.tty,
+                cwd: a.cwd.clone(),
+                env: a.env.clone(),
+                user: a.user.clone(),
+                detach: a.detach,
+                pid_file: a.pid_file.clone(),
+                console_socket: a.console_socket.clone(),
             };
-            if process.args.is_empty() {
-                anyhow::bail!("exec needs a command (ARGS or --process)");
-            }
-            if a.tty {
-                process.terminal = true;
-            }
-            if let Some(c) = &a.cwd {
-                process.cwd = Some(c.clone());
-            }
-            for kv in &a.env {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                process.env.push((k.to_string(), v.to_string()));
-            }
-            if let Some(u) = &a.user {
-                process.user = Some(u.clone());
-            }
-            let _ = &a.pid_file;
-            Ok(ExitStatus::Code(rt.exec(&a.id, &process)?))
+            Ok(ExitStatus::Code(rt.exec(&a.id, &o)?))
         }
     }
 }

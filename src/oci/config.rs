@@ -88,6 +88,20 @@ fn cap_bits(set: Option<&Capabilities>) -> Result<u64, OciError> {
     Ok(bits)
 }
 
+/// `process.capabilities` as the five sets; None when the process names none.
+pub(crate) fn cap_sets(process: &oci_spec::runtime::Process) -> Result<Option<CapSets>, OciError> {
+    let Some(c) = process.capabilities() else {
+        return Ok(None);
+    };
+    Ok(Some(CapSets {
+        bounding: cap_bits(c.bounding().as_ref())?,
+        effective: cap_bits(c.effective().as_ref())?,
+        permitted: cap_bits(c.permitted().as_ref())?,
+        inheritable: cap_bits(c.inheritable().as_ref())?,
+        ambient: cap_bits(c.ambient().as_ref())?,
+    }))
+}
+
 fn hook_list(hooks: Option<&Vec<Hook>>) -> Vec<HookCmd> {
     hooks
         .into_iter()
@@ -504,16 +518,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
     }
 
     // Process.
-    let caps = match process.capabilities() {
-        Some(c) => CapSets {
-            bounding: cap_bits(c.bounding().as_ref())?,
-            effective: cap_bits(c.effective().as_ref())?,
-            permitted: cap_bits(c.permitted().as_ref())?,
-            inheritable: cap_bits(c.inheritable().as_ref())?,
-            ambient: cap_bits(c.ambient().as_ref())?,
-        },
-        None => CapSets::default(),
-    };
+    let caps = cap_sets(process)?.unwrap_or_default();
     let mut rlimits = Vec::new();
     for r in process.rlimits().iter().flatten() {
         let name = r.typ().to_string();

@@ -303,7 +303,7 @@ impl Runtime {
             let _ = state::write_state(&self.root, &s);
         }
         if let Some(p) = &o.pid_file {
-            write_atomic(p, started.pid.as_raw().to_string().as_bytes())
+            crate::fs::write_by_rename(p, started.pid.as_raw().to_string().as_bytes())
                 .map_err(io_err("write pid file", p))?;
         }
         undo.1 = false;
@@ -492,7 +492,7 @@ impl Runtime {
     }
 
     /// `exec`: `process` in the running container.
-    pub(crate) fn exec(&self, id: &str, process: &run::Process) -> Result<u8, OciError> {
+    pub(crate) fn exec(&self, id: &str, o: &ExecOpts) -> Result<u8, OciError> {
         let r = self.record(id)?;
         let status = self.status(&r);
         if status != "running" {
@@ -503,7 +503,8 @@ impl Runtime {
                 want: "running",
             });
         }
-        Ok(run::join::exec(&self.root, id, process)?)
+        let (process, contract) = exec_process(&r.bundle, o)?;
+        Ok(run::join::exec(&self.root, id, &process, Some(&contract))?)
     }
 }
 
@@ -512,13 +513,6 @@ fn to_run(e: OciError) -> RunError {
         OciError::Run(r) => r,
         e => RunError::Usage(e.to_string()),
     }
-}
-
-/// Writes `data` to `path` by rename (a pid file is read by a caller polling for it).
-fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("locker-tmp");
-    fs::write(&tmp, data)?;
-    fs::rename(&tmp, path)
 }
 
 /// The freezer file of the container's cgroups and the value for `on`.
@@ -672,15 +666,66 @@ pub(crate) fn default_spec(rootless: bool) -> Result<oci_spec::runtime::Spec, Oc
     Ok(spec)
 }
 
-/// `exec --process FILE`: an OCI process object as the engine's `Process`.
-pub(crate) fn exec_process(path: &Path) -> Result<run::Process, OciError> {
+/// runc's `exec` options.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExecOpts {
+    /// An OCI process object (JSON); None: the container's config.json process, with
+    /// `args`.
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<String>,
+    /// K=V, over the process's.
+    pub env: Vec<String>,
+    /// UID[:GID], numbers.
+    pub user: Option<String>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// The process `exec` runs: `--process`'s, else the container's own (its bundle's
+/// config.json) with ARGS, as runc does; then the options over it. Returns it as the
+/// engine's `Process` and `ExecContract`.
+fn exec_process(
+    bundle: &Path,
+    o: &ExecOpts,
+) -> Result<(run::Process, run::spec::ExecContract), OciError> {
+    let path = o
+        .process
+        .clone()
+        .unwrap_or_else(|| bundle.join("config.json"));
     let bad = |why: String| OciError::Config {
-        path: path.to_path_buf(),
+        path: path.clone(),
         why,
     };
-    let text = fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let p: oci_spec::runtime::Process =
-        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let text = fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let mut p: oci_spec::runtime::Process = match &o.process {
+        Some(_) => serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?,
+        None => {
+            let spec: oci_spec::runtime::Spec =
+                serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+            let mut p = spec
+                .process()
+                .clone()
+                .ok_or_else(|| bad("no process".into()))?;
+            if o.args.is_empty() {
+                return Err(bad("exec needs a command (ARGS or --process)".into()));
+            }
+            p.set_args(Some(o.args.clone()));
+            // runc: a terminal only with --tty here, whatever the container has.
+            p.set_terminal(Some(false));
+            p
+        }
+    };
+    if o.process.is_some() && !o.args.is_empty() {
+        return Err(bad(
+            "give the command in --process or as ARGS, not both".into()
+        ));
+    }
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(bad("process.args is empty".into()));
+    }
     if p.apparmor_profile()
         .as_deref()
         .is_some_and(|s| !s.is_empty())
@@ -688,31 +733,67 @@ pub(crate) fn exec_process(path: &Path) -> Result<run::Process, OciError> {
     {
         return Err(bad("AppArmor and SELinux labels are not supported".into()));
     }
-    let user = p.user();
-    let mut groups = String::new();
-    if user
-        .additional_gids()
-        .as_ref()
-        .is_some_and(|g| !g.is_empty())
-    {
-        return Err(bad(
-            "process.user.additionalGids is not supported by exec yet".into(),
-        ));
+    if o.tty {
+        p.set_terminal(Some(true));
     }
-    groups.push_str(&format!("{}:{}", user.uid(), user.gid()));
-    Ok(run::Process {
+    let mut env: Vec<(String, String)> = p
+        .env()
+        .iter()
+        .flatten()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
+    for kv in &o.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match env.iter_mut().find(|(ek, _)| ek == k) {
+            Some(e) => e.1 = v.to_string(),
+            None => env.push((k.to_string(), v.to_string())),
+        }
+    }
+    let (mut uid, mut gid) = (p.user().uid(), p.user().gid());
+    if let Some(u) = &o.user {
+        let num = |s: &str| {
+            s.parse::<u32>().map_err(|_| OciError::Unsupported {
+                field: "--user".into(),
+                why: format!("{u:?}: use UID[:GID] as numbers"),
+            })
+        };
+        match u.split_once(':') {
+            Some((a, b)) => (uid, gid) = (num(a)?, num(b)?),
+            None => uid = num(u)?,
+        }
+    }
+    let rlimits = p.rlimits().as_ref().is_some_and(|r| !r.is_empty());
+    if rlimits && o.process.is_some() {
+        return Err(OciError::Unsupported {
+            field: "process.rlimits".into(),
+            why: "exec keeps the container's limits; a process.json may not set its own yet".into(),
+        });
+    }
+    let process = run::Process {
         args: p.args().clone().unwrap_or_default(),
-        env: p
-            .env()
-            .iter()
-            .flatten()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        cwd: Some(p.cwd().to_string_lossy().into_owned()),
-        user: Some(groups),
+        env,
+        cwd: Some(
+            o.cwd
+                .clone()
+                .unwrap_or_else(|| p.cwd().to_string_lossy().into_owned()),
+        ),
+        user: None,
         terminal: p.terminal().unwrap_or(false),
         stdin: true,
         ..run::Process::default()
-    })
+    };
+    let contract = run::spec::ExecContract {
+        uid,
+        gid,
+        additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+        caps: config::cap_sets(&p)?,
+        no_new_privileges: p.no_new_privileges(),
+        detach: o.detach,
+        pid_file: o.pid_file.clone(),
+        console_socket: o.console_socket.clone(),
+    };
+    Ok((process, contract))
 }

@@ -58,6 +58,9 @@ pub(crate) struct Command<'a> {
     /// exec is done, the error pipe is closed (`create` returns: the container is
     /// "created") and one byte is read from it, which `start` writes.
     pub start_fifo: RawFd,
+    /// SIGKILL when the parent exits (`run`'s PID 1, a foreground `exec`'s locker); not
+    /// for an OCI container's PID 1 or a detached exec, which outlive locker by design.
+    pub die_with_parent: bool,
     /// The command's umask (022 but for an OCI process.user.umask).
     pub umask: libc::mode_t,
 }
@@ -147,9 +150,8 @@ pub(crate) fn exec(c: &Command) -> ! {
         fail(Step::Credentials, errno());
     }
     // The credential change cleared any parent-death signal: an `exec`'d command dies
-    // with the `locker exec` that waits for it, as `run`'s dies with PID 1. (Not an
-    // OCI container's PID 1: it outlives `create` by design.)
-    if c.start_fifo < 0 {
+    // with the `locker exec` that waits for it, as `run`'s dies with PID 1.
+    if c.die_with_parent {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     }

@@ -330,6 +330,8 @@ fn direct(c: &Child, tty: Option<OwnedFd>) -> c_int {
         oom_score_adj: &c.plan.oom_score_adj,
         error_wr: c.error_wr,
         start_fifo: c.start_fifo,
+        // An OCI container's PID 1 (it waits on its FIFO) outlives `create`.
+        die_with_parent: c.start_fifo < 0,
         umask: c.plan.umask,
     })
 }
@@ -369,6 +371,7 @@ fn pid1(c: &Child, tty: Option<OwnedFd>) -> c_int {
             oom_score_adj: &c.plan.oom_score_adj,
             error_wr: c.error_wr,
             start_fifo: -1,
+            die_with_parent: true,
             umask: 0o022,
         });
     }

@@ -18,7 +18,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::command::{self, Command};
 use super::plan::{self, ImageFacts};
 use super::seccomp::Program;
-use super::spec::{Process, Rlimit, Security};
+use super::spec::{ExecContract, Process, Rlimit, Security};
 use super::state::{self, alive};
 use super::stdio::{self, Stdio};
 use super::{cap_last, pipe, read_in_root, report, supervise, tty, RunError};
@@ -41,10 +41,40 @@ fn entry_pid(pid1: i32) -> i32 {
 }
 
 /// Runs `process` in the running container `name` (its name or id); returns the
-/// command's exit code.
-pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, RunError> {
+/// command's exit code (0 once it runs, with `contract.detach`).
+pub(crate) fn exec(
+    root: &Path,
+    name: &str,
+    process: &Process,
+    contract: Option<&ExecContract>,
+) -> Result<u8, RunError> {
     // The command's stdio, first (stdio.rs): nothing opened below may sit on fds 0-2.
-    let mut streams = Stdio::plan(process.stdin, process.terminal)?;
+    let mut streams = match contract {
+        Some(_) => Stdio::inherit(),
+        None => Stdio::plan(process.stdin, process.terminal)?,
+    };
+    let detach = contract.is_some_and(|c| c.detach);
+    let console_socket = contract.and_then(|c| c.console_socket.as_deref());
+    if detach && process.terminal && console_socket.is_none() {
+        return Err(RunError::Usage(format!(
+            "exec {name}: a detached command's terminal needs --console-socket"
+        )));
+    }
+    // Opened and connected while the host's paths are still ours (before the
+    // namespaces).
+    let pid_file =
+        match contract.and_then(|c| c.pid_file.as_deref()) {
+            Some(p) => Some(crate::fs::LaterFile::open(p).map_err(
+                crate::fs::path_error::io_err("open the pid file's directory", p),
+            )?),
+            None => None,
+        };
+    let console = match console_socket {
+        Some(p) if process.terminal => Some(std::os::unix::net::UnixStream::connect(p).map_err(
+            crate::fs::path_error::io_err("connect to the console socket", p),
+        )?),
+        _ => None,
+    };
     let s = state::find_running(root, name).ok_or_else(|| RunError::NotRunning(name.into()))?;
     let entry = entry_pid(s.pid);
     let proc_path = |p: &str| Path::new("/proc").join(entry.to_string()).join(p);
@@ -60,8 +90,22 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         has_bash: false,
     };
     let hostname = read(c"etc/hostname").trim().to_string();
-    let user = plan::resolve_user(process.user.as_deref(), &s.image, &facts)?;
-    let env = plan::build_env(process, &user, &hostname, &|k| std::env::var(k).ok());
+    let (user, env) = match contract {
+        Some(c) => (
+            plan::User {
+                uid: c.uid,
+                gid: c.gid,
+                groups: c.additional_gids.clone(),
+                home: String::new(),
+            },
+            process.env.clone(),
+        ),
+        None => {
+            let user = plan::resolve_user(process.user.as_deref(), &s.image, &facts)?;
+            let env = plan::build_env(process, &user, &hostname, &|k| std::env::var(k).ok());
+            (user, env)
+        }
+    };
     let cmd = process
         .args
         .first()
@@ -113,6 +157,10 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         .collect();
     let oom = plan::cstr(&sec.oom_score_adj.to_string())?;
     let cap_last = cap_last();
+    let cap_sets = contract.and_then(|c| c.caps);
+    let no_new_privileges = contract
+        .and_then(|c| c.no_new_privileges)
+        .unwrap_or(sec.no_new_privileges);
 
     // A rootless container's namespaces belong to its user namespace: that first. A
     // root-run `--userns auto` container's belong to host root, who joins them first
@@ -174,6 +222,14 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
         if let Some(ws) = tty::host_winsize() {
             tty::set_winsize(pty.master.as_raw_fd(), &ws);
         }
+        if let Some(sock) = &console {
+            super::sys::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd()).map_err(|e| {
+                RunError::Sys(
+                    "send the pty to the console socket",
+                    nix::Error::from_raw(e),
+                )
+            })?;
+        }
         Some(pty)
     } else {
         None
@@ -195,30 +251,40 @@ pub(crate) fn exec(root: &Path, name: &str, process: &Process) -> Result<u8, Run
             tty: pty.as_ref().map(|p| p.slave.as_raw_fd()),
             stdio: streams.child,
             stdin: process.stdin,
-            capabilities: sec.capabilities,
-            cap_sets: None,
+            capabilities: cap_sets.map_or(sec.capabilities, |c| c.bounding),
+            cap_sets,
             cap_last,
-            no_new_privileges: sec.no_new_privileges,
+            no_new_privileges,
             seccomp: filter.as_ref(),
             rlimits: &rlimits,
             oom_score_adj: &oom,
             error_wr: err_wr.as_raw_fd(),
             start_fifo: -1,
+            die_with_parent: !detach,
             umask: 0o022,
         });
     }
     drop(err_wr);
     streams.close_child_ends();
     let pid = nix::unistd::Pid::from_raw(child);
-    let master = pty.map(|p| {
+    // A console socket's peer holds the master now: ours goes.
+    let master = pty.and_then(|p| {
         drop(p.slave);
-        p.master
+        console.is_none().then_some(p.master)
     });
     let mut buf = Vec::new();
     let _ = fs::File::from(err_rd).read_to_end(&mut buf);
     if !buf.is_empty() {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(report::explain(&buf, &argv_c[0], &[], &[]));
+    }
+    if let (Some(f), Some(p)) = (&pid_file, contract.and_then(|c| c.pid_file.as_deref())) {
+        f.write(child.to_string().as_bytes())
+            .map_err(crate::fs::path_error::io_err("write pid file", p))?;
+    }
+    if detach {
+        // The command is the caller's subreaper's to wait for now.
+        return Ok(0);
     }
     if let Some(m) = master {
         streams.attach_tty(m, process.stdin);

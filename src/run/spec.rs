@@ -94,6 +94,28 @@ pub(crate) struct Contract {
     pub umask: Option<u32>,
 }
 
+/// What an OCI `exec` (a process.json, runc's exec options) decides that `locker exec`
+/// decides itself: the ids are numbers, the environment is `process.env` exactly, the
+/// capability sets are the process's, and the command's stdio is the caller's fds 0-2
+/// as they are (a shim passes FIFOs or a pty there).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ExecContract {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// None: the container's (from its state).
+    pub caps: Option<CapSets>,
+    /// None: the container's.
+    pub no_new_privileges: Option<bool>,
+    /// Return once the command runs, leaving it to the caller's subreaper (a shim).
+    pub detach: bool,
+    /// The command's host pid is written here (by rename) once it runs.
+    pub pid_file: Option<PathBuf>,
+    /// With a terminal: the pty's master goes to this socket (SCM_RIGHTS), not to
+    /// locker's relay.
+    pub console_socket: Option<PathBuf>,
+}
+
 /// OCI `process.capabilities`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CapSets {

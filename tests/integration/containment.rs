@@ -1718,7 +1718,8 @@ fn host_terminal_without_t_is_not_the_containers_tty() {
         out.contains("TTY-1") && out.contains("TIOCSTI-OK"),
         format!("host: {out:?}"),
     );
-    let (_, out) = Pty::run(c.l.command(&c.args(&["-t"], &["sh", "-c", "test -t 1 && echo TTY-1"])));
+    let (_, out) =
+        Pty::run(c.l.command(&c.args(&["-t"], &["sh", "-c", "test -t 1 && echo TTY-1"])));
     v.control_ok(out.contains("TTY-1"), format!("-t: {out:?}"));
     v.finish();
 }

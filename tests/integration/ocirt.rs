@@ -422,3 +422,158 @@ fn locker_runtime_is_the_same_command_line() {
         .unwrap()
         .contains(&json!("pid")));
 }
+
+/// Waits (bounded) until `path` holds a line, and returns what it holds.
+fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{path:?} never written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a containerd shim asks of `exec`: the process from a process.json (numeric
+/// ids with additional gids, its own capability sets, no_new_privileges, its exact
+/// environment), `--detach` (locker returns while the command runs, the pid file
+/// names it), and with a terminal the pty's master on the console socket.
+#[test]
+fn exec_detaches_with_the_process_json_pid_file_and_console() {
+    let b = Bundle::new(&["sleep", "60"]);
+    let id = id("exec");
+    b.create(&id);
+    b.ok(&["start", &id]);
+    let process = b.dir.path().join("process.json");
+    let script = "id -G > /tmp/exec-groups; id -u > /tmp/exec-uid; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status > /tmp/exec-status; \
+                  echo \"FOO=$FOO HOME=${HOME-unset}\" > /tmp/exec-env; exec sleep 30";
+    std::fs::write(
+        &process,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/bin:/usr/bin", "FOO=bar"],
+            "cwd": "/",
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [10, 20]},
+            "capabilities": {
+                "bounding": ["CAP_CHOWN", "CAP_KILL"],
+                "effective": ["CAP_CHOWN", "CAP_KILL"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL"],
+                "ambient": ["CAP_CHOWN", "CAP_KILL"],
+                "inheritable": ["CAP_CHOWN", "CAP_KILL"]
+            },
+            "noNewPrivileges": true
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = b.dir.path().join("exec.pid");
+    // The detached command keeps exec's stdio (as a shim's FIFOs): files here, so
+    // that nothing waits for a pipe's end.
+    let detached = |args: &[&str]| {
+        let log = b.dir.path().join("exec.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = b
+            .command(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let st = wait_child(&mut child, Duration::from_secs(20));
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(st.success(), "exec {args:?}: {st}\n{log}");
+    };
+    // Returns while the command runs (it sleeps 30 s; wait_child allows 20).
+    detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--process",
+        process.to_str().unwrap(),
+        &id,
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().count(),
+        3,
+        "the command is in the container's pid namespace: {nspid}"
+    );
+    let rootfs = b.bundle().join("rootfs");
+    assert_eq!(wait_file(&rootfs.join("tmp/exec-uid")).trim(), "1000");
+    let groups = wait_file(&rootfs.join("tmp/exec-groups"));
+    assert_eq!(groups.trim(), "1000 10 20", "{groups}");
+    let st = wait_file(&rootfs.join("tmp/exec-status"));
+    assert!(st.contains("CapEff:\t0000000000000021"), "{st}");
+    assert!(st.contains("CapBnd:\t0000000000000021"), "{st}");
+    assert!(st.contains("NoNewPrivs:\t1"), "{st}");
+    // The environment is the process's exactly: no HOME added.
+    assert_eq!(
+        wait_file(&rootfs.join("tmp/exec-env")).trim(),
+        "FOO=bar HOME=unset"
+    );
+
+    // Control: without --detach, exec waits and returns the command's code.
+    let r = b.oci(&["exec", &id, "sh", "-c", "exit 7"]);
+    assert_eq!(r.code, Some(7), "{}", r.dump());
+
+    // A detached terminal needs a console socket...
+    let r = b.oci(&["exec", "--detach", "--tty", &id, "sh"]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("console-socket"), "{}", r.dump());
+    // ...where the pty's master goes.
+    let sock = b.dir.path().join("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    detached(&[
+        "exec",
+        "--detach",
+        "--tty",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo exec-console-ok",
+    ]);
+    let master = accept.join().unwrap();
+    // SAFETY: fcntl with integer arguments on an fd this test owns.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, 0) };
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    // EIO once the slave's last holder exits.
+    while !String::from_utf8_lossy(&out).contains("exec-console-ok") {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("exec-console-ok"), "{text}");
+
+    // The detached command ends with the container.
+    b.ok(&["delete", "--force", &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the detached command outlived delete"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -126,9 +126,8 @@ impl Pty {
         // Both ends close-on-exec (libc's openpty sets neither): the tests run in
         // parallel threads, and a terminal leaked into another test's children
         // outlives its own test and blurs the end of its output.
-        let flags = nix::fcntl::OFlag::O_RDWR
-            | nix::fcntl::OFlag::O_NOCTTY
-            | nix::fcntl::OFlag::O_CLOEXEC;
+        let flags =
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC;
         let m = nix::pty::posix_openpt(flags).unwrap();
         nix::pty::grantpt(&m).unwrap();
         nix::pty::unlockpt(&m).unwrap();
