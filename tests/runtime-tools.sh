@@ -23,11 +23,12 @@ cache=${RUNTIME_TOOLS_CACHE:-/var/cache/locker-tests/runtime-tools}
 locker=${LOCKER:-${CARGO_TARGET_DIR:-$repo/target}/debug/locker}
 
 # The subset the default test command runs (every one passes here): the lifecycle,
-# hooks, the process, the security fields, namespaces by path, cgroups.
+# hooks, the process, the security fields, namespaces (by path, new, the user
+# namespace), cgroups.
 subset=(create state kill delete delete_resources default hostname hooks_stdin poststart
     poststop prestart process process_user linux_masked_paths linux_readonly_paths linux_sysctl
-    linux_devices linux_seccomp linux_ns_path linux_cgroups_pids linux_cgroups_devices mounts
-    misc_props root_readonly_true)
+    linux_devices linux_seccomp linux_ns_path linux_ns_nopath linux_uid_mappings
+    linux_cgroups_pids linux_cgroups_devices mounts misc_props root_readonly_true)
 
 if [ ! -f "$src" ]; then
     echo "runtime-tools.sh: no suite source at $src" >&2

@@ -21,6 +21,7 @@ use crate::run::spec::{
     container_path, CapSets, Contract, Device, Mount, MountKind, Net, Rlimit, Root, Security, Spec,
     CAP_NAMES,
 };
+use crate::run::userns::{IdMap, IdRange};
 use crate::store::Resolved;
 
 /// The hooks the runtime runs on the host (OCI `hooks`), in order per stage.
@@ -433,14 +434,6 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
     if linux.time_offsets().is_some() {
         return Err(unsupported("linux.timeOffsets", "not supported"));
     }
-    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-    {
-        return Err(unsupported(
-            "linux.uidMappings",
-            "user namespaces are not supported by `locker oci` yet",
-        ));
-    }
     if process.io_priority().is_some() {
         return Err(unsupported("process.ioPriority", "not supported"));
     }
@@ -477,6 +470,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
 
     // Namespaces.
     let mut new_ns = 0u64;
+    let mut new_userns = false;
     let mut join = Vec::new();
     for ns in linux.namespaces().iter().flatten() {
         let flag = match ns.typ() {
@@ -487,10 +481,14 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
             LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
             LinuxNamespaceType::Network => libc::CLONE_NEWNET,
             LinuxNamespaceType::User => {
-                return Err(unsupported(
-                    "linux.namespaces",
-                    "user namespaces are not supported by `locker oci` yet",
-                ))
+                if ns.path().is_some() {
+                    return Err(unsupported(
+                        "linux.namespaces",
+                        "joining a user namespace by path is not supported (give uidMappings and gidMappings)",
+                    ));
+                }
+                new_userns = true;
+                continue;
             }
             LinuxNamespaceType::Time => {
                 return Err(unsupported(
@@ -516,6 +514,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
             "a mount namespace (new or joined) is required: locker never builds a root in its caller's",
         ));
     }
+    let userns = id_map(linux, new_userns)?;
 
     // Process.
     let caps = cap_sets(process)?.unwrap_or_default();
@@ -710,6 +709,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         no_pivot: false,
         cgroup_name: Some(cgroup_id),
         umask: process.user().umask(),
+        userns,
     });
     let annotations = oci
         .annotations()
@@ -729,6 +729,52 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         },
         annotations,
     })
+}
+
+/// `linux.uidMappings`/`gidMappings` of a new user namespace (PID 1 joins it once the
+/// container is set up, as `--userns auto` does). Both are required with a user
+/// namespace and refused without one; each range is checked as the kernel will.
+fn id_map(linux: &oci_spec::runtime::Linux, new_userns: bool) -> Result<Option<IdMap>, OciError> {
+    let ranges = |field: &str, m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        let m = m.clone().unwrap_or_default();
+        if m.len() > 340 {
+            return Err(unsupported(
+                field,
+                "more than 340 ranges (the kernel's limit)",
+            ));
+        }
+        m.iter()
+            .map(|r| {
+                let (inside, outside, count) = (r.container_id(), r.host_id(), r.size());
+                let fits = |start: u32| start.checked_add(count).is_some();
+                if count == 0 || !fits(inside) || !fits(outside) {
+                    return Err(unsupported(
+                        field,
+                        &format!("the range {inside} {outside} {count} is empty or overflows"),
+                    ));
+                }
+                Ok(IdRange {
+                    inside,
+                    outside,
+                    count,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let uids = ranges("linux.uidMappings", linux.uid_mappings())?;
+    let gids = ranges("linux.gidMappings", linux.gid_mappings())?;
+    match (new_userns, uids.is_empty() || gids.is_empty()) {
+        (false, _) if !uids.is_empty() || !gids.is_empty() => Err(unsupported(
+            "linux.uidMappings",
+            "mappings are given without a user namespace in linux.namespaces",
+        )),
+        (false, _) => Ok(None),
+        (true, true) => Err(unsupported(
+            "linux.namespaces",
+            "a user namespace needs both linux.uidMappings and linux.gidMappings",
+        )),
+        (true, false) => Ok(Some(IdMap { uids, gids })),
+    }
 }
 
 #[cfg(test)]
@@ -806,6 +852,54 @@ mod tests {
             |v| v["hooks"] = serde_json::json!({"startContainer": [{"path": "/x"}]}),
             "hooks.startContainer",
         );
+    }
+
+    #[test]
+    fn user_namespaces_need_both_maps_and_only_with_the_namespace() {
+        let with = |ns: serde_json::Value, uids: serde_json::Value, gids: serde_json::Value| {
+            translate(
+                &config(|v| {
+                    if !ns.is_null() {
+                        v["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
+                    }
+                    v["linux"]["uidMappings"] = uids;
+                    v["linux"]["gidMappings"] = gids;
+                }),
+                Path::new("/b"),
+                "id",
+            )
+            .map(|b| b.spec.contract.unwrap().userns)
+        };
+        let m = |c: u32, h: u32, n: u32| serde_json::json!([{"containerID": c, "hostID": h, "size": n}]);
+        let user = serde_json::json!({"type": "user"});
+        let map = with(user.clone(), m(0, 100000, 65536), m(0, 200000, 1000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(map_text_of(&map.uids), "0 100000 65536\n");
+        assert_eq!(map_text_of(&map.gids), "0 200000 1000\n");
+        let err = |r: Result<Option<IdMap>, OciError>| r.unwrap_err().to_string();
+        assert!(err(with(user.clone(), m(0, 1, 1), serde_json::json!([]))).contains("gidMappings"));
+        assert!(err(with(user.clone(), m(0, 1, 0), m(0, 1, 1))).contains("empty"));
+        assert!(err(with(user.clone(), m(u32::MAX, 1, 2), m(0, 1, 1))).contains("overflows"));
+        assert!(err(with(
+            serde_json::json!({"type": "user", "path": "/proc/1/ns/user"}),
+            m(0, 1, 1),
+            m(0, 1, 1)
+        ))
+        .contains("by path"));
+        // Maps without the namespace: refused, not ignored.
+        let none = serde_json::Value::Null;
+        assert!(
+            err(with(none.clone(), m(0, 1, 1), m(0, 1, 1))).contains("without a user namespace")
+        );
+        assert_eq!(
+            with(none, serde_json::json!([]), serde_json::json!([])).unwrap(),
+            None
+        );
+    }
+
+    fn map_text_of(r: &[IdRange]) -> String {
+        crate::run::userns::map_text(r)
     }
 
     #[test]

@@ -277,16 +277,20 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     if c.userns >= 0 {
         sys::become_root_of(c.userns).map_err(step_err(Step::Credentials))?;
         // The uid change cleared the parent-death signal: set it again, then make sure
-        // the parent did not die in between (its pidfd is readable once it has).
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        let mut pfd = libc::pollfd {
-            fd: c.parent_pidfd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: a live pollfd array of the length given.
-        let gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+        // the parent did not die in between (its pidfd is readable once it has). Not
+        // for an OCI container, which outlives `create`.
+        let mut gone = false;
+        if !c.plan.direct {
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            let mut pfd = libc::pollfd {
+                fd: c.parent_pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: a live pollfd array of the length given.
+            gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+        }
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.parent_pidfd) };
         if gone {

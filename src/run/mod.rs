@@ -426,10 +426,12 @@ pub(crate) fn start_with(
 
     // --userns auto: the container's own id range, and each lower layer seen through
     // it (idmapped mounts, attached at base/lN by the child).
-    let auto = if spec.userns_auto {
-        Some(userns::auto().map_err(|e| RunError::Usage(e.to_string()))?)
-    } else {
-        None
+    let usage = |e: userns::UsernsError| RunError::Usage(e.to_string());
+    let contract_map = spec.contract.as_ref().and_then(|c| c.userns.clone());
+    let auto = match contract_map {
+        _ if spec.userns_auto => Some(userns::auto().map_err(usage)?),
+        Some(map) => Some(userns::mapped(map).map_err(usage)?),
+        None => None,
     };
     let mut idmapped = Vec::new();
     let (layers, lowers, overlay) = root_layers(
@@ -438,7 +440,7 @@ pub(crate) fn start_with(
         image,
         named.as_ref(),
         &base,
-        (auto.as_ref(), &mut idmapped),
+        (auto.as_ref().filter(|_| spec.userns_auto), &mut idmapped),
     )?;
     let lower_top = lowers[0].clone();
     let base_c = cstring(&base)?;
@@ -560,6 +562,7 @@ pub(crate) fn start_with(
             idmapped: &idmapped_at,
             owner: auto
                 .as_ref()
+                .filter(|_| spec.userns_auto)
                 .map(|a| (a.map.uids[0].outside, a.map.gids[0].outside)),
         },
         resolv: &resolv,

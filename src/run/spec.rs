@@ -92,6 +92,10 @@ pub(crate) struct Contract {
     pub cgroup_name: Option<String>,
     /// `process.user.umask`; None: 022.
     pub umask: Option<u32>,
+    /// A new user namespace with these maps (`linux.uidMappings`/`gidMappings`): PID 1
+    /// joins it once the container is set up, as with `--userns auto`, so the
+    /// container's other namespaces stay owned by the host's.
+    pub userns: Option<super::userns::IdMap>,
 }
 
 /// What an OCI `exec` (a process.json, runc's exec options) decides that `locker exec`

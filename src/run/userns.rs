@@ -330,17 +330,32 @@ const AUTO_SIZE: u32 = 65536;
 /// and gids from the `locker` entries of /etc/subuid and /etc/subgid, leased under
 /// /run/locker/userns while the container runs, and the user namespace mapping it
 /// (held by an fd; the process that made it is gone). Dropping it ends the lease.
+///
+/// An OCI bundle's user namespace is the same without a lease: its maps are the
+/// config's (`mapped`).
 #[derive(Debug)]
 pub(crate) struct Auto {
     pub map: IdMap,
     pub userns: std::os::fd::OwnedFd,
-    lease: PathBuf,
+    lease: Option<PathBuf>,
 }
 
 impl Drop for Auto {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.lease);
+        if let Some(lease) = &self.lease {
+            let _ = fs::remove_file(lease);
+        }
     }
+}
+
+/// A user namespace with the maps an OCI config gives (host root writes them, so any
+/// host ids may be mapped, as with runc).
+pub(crate) fn mapped(map: IdMap) -> Result<Auto, UsernsError> {
+    Ok(Auto {
+        userns: make_userns(&map)?,
+        map,
+        lease: None,
+    })
 }
 
 /// Leases the first free block and makes its user namespace.
@@ -392,7 +407,7 @@ pub(crate) fn auto() -> Result<Auto, UsernsError> {
         let auto = Auto {
             userns: make_userns(&map)?,
             map,
-            lease,
+            lease: Some(lease),
         };
         return Ok(auto);
     }

@@ -577,3 +577,76 @@ fn exec_detaches_with_the_process_json_pid_file_and_console() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// `linux.uidMappings`: the container's root is host uid 100000 (gid 200000), so a
+/// file of host root's given to it through a bind mount stays out of its reach (the
+/// attack), which the same config without a user namespace writes (the control).
+/// `exec` joins the container's user namespace too.
+#[test]
+fn a_user_namespace_maps_the_container_root_onto_an_unprivileged_id() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo mine > /vol/mine; \
+         (echo owned > /vol/hosts-root) 2>/dev/null && echo wrote || echo refused",
+    ]);
+    let vol = b.dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = vol.join("hosts-root");
+    std::fs::write(&target, "host\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/vol", "type": "bind",
+            "source": vol.to_str().unwrap(), "options": ["rbind", "rw"]
+        }))
+    });
+    let run = |tag: &str| {
+        let id = id(tag);
+        b.ids.borrow_mut().push(id.clone());
+        let r = b.oci(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
+        assert_eq!(r.code, Some(0), "{}", r.dump());
+        r.stdout
+    };
+
+    // Control: host root's file is written by a container root that is host root.
+    let out = run("nouserns");
+    assert!(out.contains("wrote"), "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "owned\n");
+    std::fs::write(&target, "host\n").unwrap();
+    std::fs::remove_file(vol.join("mine")).unwrap();
+
+    let m = |host: u32| json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = m(100000);
+        c["linux"]["gidMappings"] = m(200000);
+    });
+    let out = run("userns");
+    let words: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(words[0], ["0", "100000", "65536"], "{out}");
+    assert_eq!(words[1], ["0", "200000", "65536"], "{out}");
+    assert_eq!(words[2], ["0"], "root inside: {out}");
+    assert!(out.contains("refused"), "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "host\n");
+    let mine = std::fs::metadata(vol.join("mine")).unwrap();
+    assert_eq!((mine.uid(), mine.gid()), (100000, 200000));
+
+    // exec enters the same user namespace.
+    b.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = id("userns-exec");
+    b.create(&id);
+    b.ok(&["start", &id]);
+    let out = b.ok(&["exec", &id, "sh", "-c", "cat /proc/self/uid_map; id -u"]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "100000", "65536", "0"], "{out}");
+    b.ok(&["delete", "--force", &id]);
+}
