@@ -518,23 +518,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
 
     // Process.
     let caps = cap_sets(process)?.unwrap_or_default();
-    let mut rlimits = Vec::new();
-    for r in process.rlimits().iter().flatten() {
-        let name = r.typ().to_string();
-        let resource = rlimit_number(&name)
-            .ok_or_else(|| unsupported("process.rlimits", &format!("unknown {name}")))?;
-        if r.soft() > r.hard() {
-            return Err(unsupported(
-                "process.rlimits",
-                &format!("{name}: the soft limit is above the hard one"),
-            ));
-        }
-        rlimits.push(Rlimit {
-            resource,
-            soft: r.soft(),
-            hard: r.hard(),
-        });
-    }
+    let rlimits = rlimits(process)?;
     let env: Vec<(String, String)> = process
         .env()
         .iter()
@@ -729,6 +713,29 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         },
         annotations,
     })
+}
+
+/// `process.rlimits`, checked (known names, soft not above hard); for `create` and
+/// for `exec --process`.
+pub(crate) fn rlimits(process: &oci_spec::runtime::Process) -> Result<Vec<Rlimit>, OciError> {
+    let mut rlimits = Vec::new();
+    for r in process.rlimits().iter().flatten() {
+        let name = r.typ().to_string();
+        let resource = rlimit_number(&name)
+            .ok_or_else(|| unsupported("process.rlimits", &format!("unknown {name}")))?;
+        if r.soft() > r.hard() {
+            return Err(unsupported(
+                "process.rlimits",
+                &format!("{name}: the soft limit is above the hard one"),
+            ));
+        }
+        rlimits.push(Rlimit {
+            resource,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
+    }
+    Ok(rlimits)
 }
 
 /// `linux.uidMappings`/`gidMappings` of a new user namespace (PID 1 joins it once the

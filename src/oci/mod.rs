@@ -765,13 +765,9 @@ fn exec_process(
             None => uid = num(u)?,
         }
     }
-    let rlimits = p.rlimits().as_ref().is_some_and(|r| !r.is_empty());
-    if rlimits && o.process.is_some() {
-        return Err(OciError::Unsupported {
-            field: "process.rlimits".into(),
-            why: "exec keeps the container's limits; a process.json may not set its own yet".into(),
-        });
-    }
+    // A process.json's rlimits replace the container's (podman's conmon passes them);
+    // the container's own process already has the container's.
+    let rlimits = Some(config::rlimits(&p)?).filter(|r| o.process.is_some() && !r.is_empty());
     let process = run::Process {
         args: p.args().clone().unwrap_or_default(),
         env,
@@ -791,6 +787,7 @@ fn exec_process(
         additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
         caps: config::cap_sets(&p)?,
         no_new_privileges: p.no_new_privileges(),
+        rlimits,
         detach: o.detach,
         pid_file: o.pid_file.clone(),
         console_socket: o.console_socket.clone(),

@@ -146,15 +146,18 @@ pub(crate) fn exec(
         ),
         None => None,
     };
-    let rlimits: Vec<Rlimit> = sec
-        .rlimits
-        .iter()
-        .map(|&(resource, soft, hard)| Rlimit {
-            resource,
-            soft,
-            hard,
-        })
-        .collect();
+    let rlimits: Vec<Rlimit> = match contract.and_then(|c| c.rlimits.clone()) {
+        Some(own) => own,
+        None => sec
+            .rlimits
+            .iter()
+            .map(|&(resource, soft, hard)| Rlimit {
+                resource,
+                soft,
+                hard,
+            })
+            .collect(),
+    };
     let oom = plan::cstr(&sec.oom_score_adj.to_string())?;
     let cap_last = cap_last();
     let cap_sets = contract.and_then(|c| c.caps);

@@ -111,6 +111,8 @@ pub(crate) struct ExecContract {
     pub caps: Option<CapSets>,
     /// None: the container's.
     pub no_new_privileges: Option<bool>,
+    /// `process.rlimits` of a process.json; None: the container's.
+    pub rlimits: Option<Vec<Rlimit>>,
     /// Return once the command runs, leaving it to the caller's subreaper (a shim).
     pub detach: bool,
     /// The command's host pid is written here (by rename) once it runs.

@@ -5,6 +5,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod build;
+mod clients;
 mod containment;
 mod debian;
 mod detached;

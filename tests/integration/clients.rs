@@ -1,0 +1,143 @@
+//! Real clients over `locker-runtime`: podman (through conmon, as on any podman host)
+//! runs an image from a loopback registry with locker as its OCI runtime: `run` with
+//! the exit code, `run -d`, `exec` (conmon's `--process` JSON with rlimits, detached,
+//! with a pid file), `exec -t` and `run -t` (the console socket), `stop` and `rm`, and
+//! nothing of the runtime's left after `rm`.
+//!
+//! podman 4.3 refuses this host's hybrid cgroup layout, so it runs in a private mount
+//! namespace with a small tmpfs over /sys/fs/cgroup/unified (nothing on the host
+//! changes); its storage, the runtime's state and the containers' cgroup parent are the
+//! test's own.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{fixture_tar, locker_bin, run_bounded, Locker};
+use crate::registry::Registry;
+
+/// Removes the containers' cgroup parent from every hierarchy, with what podman left
+/// in it (its `conmon` cgroup; a failed run's containers'), deepest first.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        fn remove(dir: &std::path::Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = h.path().join(&self.0);
+            if dir.exists() {
+                remove(&dir);
+            }
+        }
+    }
+}
+
+#[test]
+fn podman_runs_an_image_on_locker_runtime() {
+    let l = Locker::new();
+    let tar = l.path("rootfs.tar");
+    std::fs::write(&tar, fixture_tar()).unwrap();
+    l.ok(&["import", tar.to_str().unwrap(), "--name", "fx"]);
+    let reg = Registry::start(&l.path("registry"));
+    let reference = reg.reference("for/locker-runtime:v1");
+    l.ok(&["push", "fx", &reference]);
+
+    // The runtime podman calls: locker under the name locker-runtime, with a state
+    // root of the test's (podman's --runtime-flag is not passed on to the `--rm`
+    // cleanup's delete), logging each call so the test knows podman went through it.
+    let calls = l.path("calls");
+    let state: PathBuf = l.path("runtime-state");
+    let runtime = l.path("locker-runtime-logged");
+    std::fs::write(
+        &runtime,
+        format!(
+            "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {calls}\n\
+             exec -a locker-runtime {bin} --root {state} \"$@\"\n",
+            calls = calls.display(),
+            bin = locker_bin(),
+            state = state.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let parent = CgroupParent(format!("locker-test-podman-{}", std::process::id()));
+    let podman = format!(
+        "podman --root {root} --runroot {run} --cgroup-manager cgroupfs --events-backend none \
+         --runtime {runtime}",
+        root = l.path("podman-root").display(),
+        run = l.path("podman-run").display(),
+        runtime = runtime.display(),
+    );
+    let opts = format!(
+        "--net none --tls-verify=false --cgroup-parent=/{} \
+         --ulimit nofile=20000:20000 --ulimit nproc=32768:32768",
+        parent.0
+    );
+    let image = format!("docker://{reference}");
+    let script = format!(
+        "set -u
+         mount -t tmpfs -o size=16m,mode=755 tmpfs /sys/fs/cgroup/unified || exit 99
+         P=\"{podman}\"
+         $P pull -q --tls-verify=false {image} > /dev/null || exit 98
+         $P run --rm {opts} {image} sh -c 'echo from-locker-runtime; exit 3'; echo \"run=$?\"
+         $P run -d --name d1 {opts} {image} sleep 60 > /dev/null; echo \"run-d=$?\"
+         $P exec d1 sh -c 'echo in-exec $(id -u) $(ulimit -n)'; echo \"exec=$?\"
+         $P exec -t d1 tty; echo \"exec-t=$?\"
+         $P run --rm -t {opts} {image} tty; echo \"run-t=$?\"
+         $P stop -t 1 d1 > /dev/null 2>&1; echo \"stop=$?\"
+         $P rm d1 > /dev/null; echo \"rm=$?\"
+         {bin} oci --root {state} list; echo \"list=$?\"",
+        bin = locker_bin(),
+        state = state.display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let r = run_bounded(cmd, Duration::from_secs(240));
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    let out = r.stdout.replace('\r', "");
+    for want in [
+        "from-locker-runtime\nrun=3\n",
+        "run-d=0\n",
+        // conmon's process.json sets rlimits: exec applies them.
+        "in-exec 0 20000\nexec=0\n",
+        "/dev/pts/0\nexec-t=0\n",
+        "/dev/pts/0\nrun-t=0\n",
+        "stop=0\nrm=0\n",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{}", r.dump());
+    }
+    // After rm, the runtime holds no container.
+    let listed: Vec<&str> = out
+        .split("rm=0\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.starts_with("ID") && !l.starts_with("list="))
+        .collect();
+    assert!(listed.is_empty(), "left: {listed:?}\n{}", r.dump());
+    assert!(out.ends_with("list=0\n"), "{}", r.dump());
+    // podman went through locker-runtime for every step.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let verbs: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| !w.starts_with('-') && !w.contains('/'))
+        })
+        .collect();
+    for v in ["create", "start", "exec", "kill", "delete"] {
+        assert!(verbs.contains(&v), "{v} in {calls}");
+    }
+}
