@@ -396,10 +396,12 @@ impl Runtime {
     pub(crate) fn delete(&self, id: &str, force: bool) -> Result<(), OciError> {
         let r = match self.record(id) {
             Ok(r) => r,
-            // A create that died before its record: whatever the engine left.
+            // A create that died before its record: whatever the engine left. A
+            // container already gone is deleted, as runc has it (containerd's shim
+            // deletes, then force-deletes in its cleanup).
             Err(OciError::NoContainer(_)) if force => {
                 let _ = fs::remove_dir_all(self.dir(id));
-                return Err(OciError::NoContainer(id.into()));
+                return Ok(());
             }
             Err(e) => return Err(e),
         };
