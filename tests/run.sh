@@ -17,7 +17,7 @@ fi
 # distribution registry (docker-registry, started
 # by the OCI tests on 127.0.0.1 with their own config, never as the packaged service),
 # skopeo and umoci to make and copy images, htpasswd (apache2-utils) for Basic auth,
-# podman to run what locker pushes, containerd to run locker-runtime.
+# podman to run what locker pushes, containerd and buildah to run locker-runtime.
 need=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cc >/dev/null || need+=(gcc)
@@ -35,10 +35,11 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 # podman runs an image locker pushed (tests/integration/oci.rs), and runs on
-# locker-runtime (tests/integration/clients.rs), as does containerd (its daemon a
-# test's own; the package's service is kept from starting below).
+# locker-runtime (tests/integration/clients.rs), as do buildah and containerd (its
+# daemon a test's own; the package's service is kept from starting below).
 command -v podman >/dev/null || need+=(podman)
 command -v containerd >/dev/null || need+=(containerd)
+command -v buildah >/dev/null || need+=(buildah)
 # Rootless (tests/integration/rootless.rs): newuidmap/newgidmap for the test users'
 # subordinate ranges, slirp4netns for their private network, setpriv to become them.
 command -v newuidmap >/dev/null || need+=(uidmap)

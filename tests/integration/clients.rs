@@ -4,7 +4,8 @@
 //! with a pid file), `exec -t` and `run -t` (the console socket), `stop` and `rm`, and
 //! nothing of the runtime's left after `rm`. containerd 1.6 (a daemon of the test's
 //! own, its runc shim v2 given `--runc-binary`) runs `ctr run`, `run -d`, `task exec`,
-//! `task kill`, `task rm` the same way.
+//! `task kill`, `task rm` the same way. buildah runs build steps (`buildah run
+//! --runtime`) on a working container from the same registry.
 //!
 //! podman 4.3 refuses this host's hybrid cgroup layout, so it runs in a private mount
 //! namespace with a small tmpfs over /sys/fs/cgroup/unified (nothing on the host
@@ -232,6 +233,52 @@ fn containerd_runs_tasks_on_locker_runtime() {
     // its reaper sometimes takes that exit status first and it logs "exit status 255".)
     let verbs = verbs(&calls);
     for v in ["create", "start", "exec", "kill", "delete"] {
+        assert!(verbs.iter().any(|x| x == v), "{v} in {verbs:?}");
+    }
+}
+
+#[test]
+fn buildah_runs_build_steps_on_locker_runtime() {
+    let l = Locker::new();
+    let tar = l.path("rootfs.tar");
+    std::fs::write(&tar, fixture_tar()).unwrap();
+    l.ok(&["import", tar.to_str().unwrap(), "--name", "fx"]);
+    let reg = Registry::start(&l.path("registry"));
+    let reference = reg.reference("for/buildah:v1");
+    l.ok(&["push", "fx", &reference]);
+    let state: PathBuf = l.path("runtime-state");
+    let (runtime, calls) = logged_runtime(&l.path(""), &format!("--root {}", state.display()));
+    let script = format!(
+        "set -u
+         mount -t tmpfs -o size=16m,mode=755 tmpfs /sys/fs/cgroup/unified || exit 99
+         B=\"buildah --root {root} --runroot {run}\"
+         c=$($B from -q --tls-verify=false docker://{reference}) || exit 98
+         R=\"$B run --runtime {runtime} --network none $c --\"
+         $R sh -c 'echo from-buildah $(id -u); echo built > /built'; echo \"step1=$?\"
+         $R cat /built; echo \"step2=$?\"
+         $R sh -c 'exit 5' 2>/dev/null; echo \"step3=$?\"
+         $B rm $c > /dev/null; echo \"rm=$?\"
+         {bin} oci --root {state} list -q; echo \"list=$?\"",
+        root = l.path("buildah-root").display(),
+        run = l.path("buildah-run").display(),
+        runtime = runtime.display(),
+        bin = locker_bin(),
+        state = state.display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let r = run_bounded(cmd, Duration::from_secs(180));
+    assert_eq!(r.code, Some(0), "{}", r.dump());
+    // A step's writes stay in the working container for the next step; a failing
+    // step's code reaches buildah; the runtime holds nothing afterwards.
+    assert_eq!(
+        r.stdout,
+        "from-buildah 0\nstep1=0\nbuilt\nstep2=0\nstep3=5\nrm=0\nlist=0\n",
+        "{}",
+        r.dump()
+    );
+    let verbs = verbs(&calls);
+    for v in ["create", "start", "delete"] {
         assert!(verbs.iter().any(|x| x == v), "{v} in {verbs:?}");
     }
 }
