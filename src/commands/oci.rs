@@ -96,7 +96,7 @@ pub(crate) struct CreateArgs {
     /// Not supported (refused when not 0)
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
-    /// runc run's --detach: not supported by `run` (use create and start)
+    /// run: return once the container runs (create, then start)
     #[arg(long, short = 'd')]
     pub detach: bool,
     pub id: String,
@@ -349,10 +349,10 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         OciCommand::Run(a) => {
-            if a.detach {
-                anyhow::bail!("run --detach is not supported: use create, then start");
-            }
             let o = create_opts(&a)?;
+            if a.detach {
+                return ok(rt.run_detached(&a.id, &a.bundle, &o));
+            }
             Ok(ExitStatus::Code(rt.run(&a.id, &a.bundle, &o)?))
         }
         OciCommand::Start(a) => ok(rt.start(&a.id)),

@@ -493,6 +493,21 @@ impl Runtime {
         Ok(code)
     }
 
+    /// `run --detach`: create, then start, and return while the container runs (the
+    /// caller's subreaper reaps it, as with runc). A failed start deletes what create
+    /// made.
+    pub(crate) fn run_detached(
+        &self,
+        id: &str,
+        bundle: &Path,
+        o: &CreateOpts,
+    ) -> Result<(), OciError> {
+        self.create(id, bundle, o)?;
+        self.start(id).inspect_err(|_| {
+            let _ = self.delete(id, true);
+        })
+    }
+
     /// `exec`: `process` in the running container.
     pub(crate) fn exec(&self, id: &str, o: &ExecOpts) -> Result<u8, OciError> {
         let r = self.record(id)?;

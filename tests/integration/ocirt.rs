@@ -650,3 +650,34 @@ fn a_user_namespace_maps_the_container_root_onto_an_unprivileged_id() {
     assert_eq!(words, ["0", "100000", "65536", "0"], "{out}");
     b.ok(&["delete", "--force", &id]);
 }
+
+/// `run --detach` returns while the container runs (create, then start), as runc's.
+#[test]
+fn run_detach_returns_while_the_container_runs() {
+    let b = Bundle::new(&["sleep", "60"]);
+    let id = id("rund");
+    b.ids.borrow_mut().push(id.clone());
+    let started = Instant::now();
+    let out = std::fs::File::create(b.dir.path().join("rund.out")).unwrap();
+    let mut child = b
+        .command(&[
+            "run",
+            "--detach",
+            "--bundle",
+            b.bundle().to_str().unwrap(),
+            &id,
+        ])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let st = wait_child(&mut child, Duration::from_secs(20));
+    assert!(st.success(), "run --detach: {st}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let s = b.state(&id);
+    assert_eq!(s["status"], "running", "{s}");
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    b.ok(&["delete", "--force", &id]);
+    assert!(!b.root().join("oci").join(&id).exists());
+}
