@@ -93,7 +93,7 @@ pub(crate) struct CreateArgs {
     /// Accepted for runc compatibility: the container gets a new session keyring always
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Not supported (refused when not 0)
+    /// Pass the caller's fds 3..3+N to the command, as runc does
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// run: return once the container runs (create, then start)
@@ -438,13 +438,11 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
 }
 
 fn create_opts(a: &CreateArgs) -> anyhow::Result<CreateOpts> {
-    if a.preserve_fds != 0 {
-        anyhow::bail!("--preserve-fds is not supported");
-    }
     Ok(CreateOpts {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
     })
 }
 

@@ -691,6 +691,7 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         exec_fifo: None,
         console_socket: None,
         no_pivot: false,
+        preserve_fds: 0,
         cgroup_name: Some(cgroup_id),
         umask: process.user().umask(),
         userns,

@@ -116,6 +116,8 @@ pub(crate) struct CreateOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
+    /// `--preserve-fds N`: the caller's fds 3..3+N pass to the command.
+    pub preserve_fds: u32,
 }
 
 /// The runtime over its root directory.
@@ -255,6 +257,7 @@ impl Runtime {
             c.exec_fifo = Some(fifo);
             c.console_socket = o.console_socket.clone();
             c.no_pivot = o.no_pivot;
+            c.preserve_fds = o.preserve_fds;
         }
         if b.spec.process.terminal && o.console_socket.is_none() {
             return Err(OciError::Unsupported {

@@ -63,6 +63,9 @@ pub(crate) struct Command<'a> {
     pub die_with_parent: bool,
     /// The command's umask (022 but for an OCI process.user.umask).
     pub umask: libc::mode_t,
+    /// The caller's fds 3..3+N pass to the command (`--preserve-fds`), its own fds
+    /// above them.
+    pub preserve_fds: u32,
 }
 
 /// The exit code a failed step leaves with (the parent reads the report first).
@@ -86,7 +89,12 @@ pub(crate) fn exec(c: &Command) -> ! {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     sys::install_stdio(&c.stdio).unwrap_or_else(|e| fail(Step::Stdio, e));
-    sys::close_fds_except(&[c.error_wr, c.tty.unwrap_or(-1), c.start_fifo]);
+    let first_own = 3 + c.preserve_fds as RawFd;
+    sys::close_fds_from_except(first_own, &[c.error_wr, c.tty.unwrap_or(-1), c.start_fifo]);
+    for fd in 3..first_own {
+        // SAFETY: fcntl with integer arguments; an fd not open fails harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
     sys::default_signals();
     // SAFETY: umask and setsid take no pointers.
     unsafe { libc::umask(c.umask) };
@@ -195,7 +203,13 @@ pub(crate) fn exec(c: &Command) -> ! {
     }
     // CVE-2024-21626: nothing but 0-2 crosses the exec (the error pipe closes on it).
     // SAFETY: close_range with integer arguments.
-    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) };
+    unsafe {
+        libc::close_range(
+            first_own as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as c_int,
+        )
+    };
     let (step, e) = exec_first(c.exec_paths, c.argv, c.envp);
     fail(step, e)
 }

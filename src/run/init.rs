@@ -114,7 +114,7 @@ pub(crate) fn child_main(c: &Child) -> ! {
     {
         *k = *fd;
     }
-    sys::close_fds_except(&keep);
+    sys::close_fds_from_except(3 + c.plan.preserve_fds as RawFd, &keep);
     let code = match setup(c) {
         Ok(tty) if c.plan.direct => direct(c, tty),
         Ok(tty) => pid1(c, tty),
@@ -337,6 +337,7 @@ fn direct(c: &Child, tty: Option<OwnedFd>) -> c_int {
         // An OCI container's PID 1 (it waits on its FIFO) outlives `create`.
         die_with_parent: c.start_fifo < 0,
         umask: c.plan.umask,
+        preserve_fds: c.plan.preserve_fds,
     })
 }
 
@@ -377,6 +378,7 @@ fn pid1(c: &Child, tty: Option<OwnedFd>) -> c_int {
             start_fifo: -1,
             die_with_parent: true,
             umask: 0o022,
+            preserve_fds: 0,
         });
     }
     // SAFETY: closes an fd this process owns and does not use again.

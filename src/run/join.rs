@@ -265,6 +265,7 @@ pub(crate) fn exec(
             start_fifo: -1,
             die_with_parent: !detach,
             umask: 0o022,
+            preserve_fds: 0,
         });
     }
     drop(err_wr);

@@ -169,6 +169,8 @@ pub(crate) struct Plan {
     /// MS_PRIVATE, MS_SLAVE or MS_SHARED for the root after pivot_root (0: none).
     pub root_propagation: libc::c_ulong,
     pub no_pivot: bool,
+    /// The caller's fds 3..3+N stay open into the command (`--preserve-fds`).
+    pub preserve_fds: u32,
     /// The command's umask.
     pub umask: libc::mode_t,
 }
@@ -500,6 +502,7 @@ pub(crate) fn build(
         sysctl: Vec::new(),
         root_propagation: 0,
         no_pivot: false,
+        preserve_fds: 0,
         umask: 0o022,
     };
     Ok((plan, resolv))
@@ -669,6 +672,7 @@ fn build_contract(spec: &Spec, c: &Contract) -> Result<Plan, RunError> {
         sysctl,
         root_propagation: c.rootfs_propagation as libc::c_ulong,
         no_pivot: c.no_pivot,
+        preserve_fds: c.preserve_fds,
         umask: c.umask.unwrap_or(0o022) as libc::mode_t,
     })
 }

@@ -87,6 +87,8 @@ pub(crate) struct Contract {
     pub console_socket: Option<PathBuf>,
     /// Skip pivot_root (chroot instead): `--no-pivot`, for a root on a ramfs.
     pub no_pivot: bool,
+    /// `--preserve-fds N`: the caller's fds 3..3+N stay open into the command.
+    pub preserve_fds: u32,
     /// The cgroup's own name under `cgroup_parent` (`linux.cgroupsPath`'s last part);
     /// None: the container's id.
     pub cgroup_name: Option<String>,

@@ -80,15 +80,20 @@ impl FdPath {
 /// cgroup fd, must not be open while the container is set up (a workdir of
 /// /proc/self/fd/N would be on the host), let alone reach the command.
 pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    close_fds_from_except(3, keep)
+}
+
+/// `close_fds_except`, keeping fds 3..`from` too (`--preserve-fds`).
+pub(crate) fn close_fds_from_except(from: RawFd, keep: &[RawFd]) {
     let mut k = [RawFd::MAX; 16 + super::MAX_IDMAPPED_LAYERS];
     let mut n = 0;
-    for &fd in keep.iter().filter(|&&fd| fd > 2).take(k.len()) {
+    for &fd in keep.iter().filter(|&&fd| fd >= from).take(k.len()) {
         k[n] = fd;
         n += 1;
     }
     let k = &mut k[..n];
     k.sort_unstable();
-    let mut next: u32 = 3;
+    let mut next: u32 = from.max(3) as u32;
     for &fd in k.iter() {
         let fd = fd as u32;
         if fd > next {

@@ -681,3 +681,70 @@ fn run_detach_returns_while_the_container_runs() {
     b.ok(&["delete", "--force", &id]);
     assert!(!b.root().join("oci").join(&id).exists());
 }
+
+/// `--preserve-fds N`: the caller's fds 3 and 4 reach the command (as runc passes
+/// them, for socket activation); without it, no fd of the caller's does.
+#[test]
+fn preserve_fds_passes_the_callers_fds_and_no_others() {
+    use std::os::unix::process::CommandExt;
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/self/fd/3 /proc/self/fd/4 2>/dev/null; echo; ls /proc/self/fd | tr '\\n' ' '",
+    ]);
+    let files: Vec<std::fs::File> = ["three", "four"]
+        .iter()
+        .map(|t| {
+            let p = b.dir.path().join(t);
+            std::fs::write(&p, t).unwrap();
+            std::fs::File::open(p).unwrap()
+        })
+        .collect();
+    let run = |extra: &[&str]| {
+        let id = id("fds");
+        b.ids.borrow_mut().push(id.clone());
+        let bundle = b.bundle();
+        let mut args = vec!["run", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(&id);
+        let mut cmd = b.command(&args);
+        // Sources above 4, so that neither dup2 below closes the other's source.
+        let high = |f: &std::fs::File| {
+            // SAFETY: fcntl with integer arguments on an fd this test owns.
+            let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+            assert!(fd >= 10);
+            // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        };
+        let (a_fd, z_fd) = (high(&files[0]), high(&files[1]));
+        let (a, z) = (a_fd.as_raw_fd(), z_fd.as_raw_fd());
+        // SAFETY: only dup2 and fcntl (async-signal-safe) on fds this test owns; a
+        // dup2 onto itself keeps close-on-exec, so it is cleared explicitly.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(a, 3) < 0
+                    || libc::dup2(z, 4) < 0
+                    || libc::fcntl(3, libc::F_SETFD, 0) < 0
+                    || libc::fcntl(4, libc::F_SETFD, 0) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let r = run_bounded(cmd, Duration::from_secs(60));
+        drop((a_fd, z_fd));
+        assert_eq!(r.code, Some(0), "{}", r.dump());
+        r.stdout
+    };
+    let out = run(&["--preserve-fds", "2"]);
+    let (text, fds) = out.split_once('\n').unwrap();
+    assert_eq!(text, "threefour", "{out}");
+    // 0-2, the two passed, and ls's own directory fd.
+    assert_eq!(fds.split_whitespace().count(), 6, "{out}");
+    // The control: the same caller without the option passes nothing of fds 3 and 4.
+    let out = run(&[]);
+    let (text, fds) = out.split_once('\n').unwrap();
+    assert_eq!(text, "", "{out}");
+    assert_eq!(fds.split_whitespace().count(), 4, "{out}");
+}
