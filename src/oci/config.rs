@@ -24,11 +24,16 @@ use crate::run::spec::{
 use crate::run::userns::{IdMap, IdRange};
 use crate::store::Resolved;
 
-/// The hooks the runtime runs on the host (OCI `hooks`), in order per stage.
+/// The hooks (OCI `hooks`), in order per stage: on the host, but createContainer
+/// and startContainer, which run in the container.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub(crate) struct Hooks {
     pub prestart: Vec<HookCmd>,
     pub create_runtime: Vec<HookCmd>,
+    #[serde(default)]
+    pub create_container: Vec<HookCmd>,
+    #[serde(default)]
+    pub start_container: Vec<HookCmd>,
     pub poststart: Vec<HookCmd>,
     pub poststop: Vec<HookCmd>,
 }
@@ -447,26 +452,6 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         return Err(unsupported("domainname", "not supported"));
     }
     let hooks = oci.hooks().clone().unwrap_or_default();
-    if hooks
-        .create_container()
-        .as_ref()
-        .is_some_and(|h| !h.is_empty())
-    {
-        return Err(unsupported(
-            "hooks.createContainer",
-            "hooks in the container's namespaces are not supported",
-        ));
-    }
-    if hooks
-        .start_container()
-        .as_ref()
-        .is_some_and(|h| !h.is_empty())
-    {
-        return Err(unsupported(
-            "hooks.startContainer",
-            "hooks in the container's namespaces are not supported",
-        ));
-    }
 
     // Namespaces.
     let mut new_ns = 0u64;
@@ -709,6 +694,8 @@ pub(crate) fn translate(oci: &OciSpec, bundle: &Path, id: &str) -> Result<Bundle
         hooks: Hooks {
             prestart: hook_list(hooks.prestart().as_ref()),
             create_runtime: hook_list(hooks.create_runtime().as_ref()),
+            create_container: hook_list(hooks.create_container().as_ref()),
+            start_container: hook_list(hooks.start_container().as_ref()),
             poststart: hook_list(hooks.poststart().as_ref()),
             poststop: hook_list(hooks.poststop().as_ref()),
         },
@@ -857,8 +844,8 @@ mod tests {
             "linux.namespaces",
         );
         refused(
-            |v| v["hooks"] = serde_json::json!({"startContainer": [{"path": "/x"}]}),
-            "hooks.startContainer",
+            |v| v["linux"]["timeOffsets"] = serde_json::json!({}),
+            "timeOffsets",
         );
     }
 

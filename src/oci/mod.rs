@@ -273,6 +273,7 @@ impl Runtime {
             created: rfc3339(std::time::SystemTime::now()),
             annotations: b.annotations.clone(),
             hooks: Hooks {
+                start_container: b.hooks.start_container.clone(),
                 poststart: b.hooks.poststart.clone(),
                 poststop: b.hooks.poststop.clone(),
                 ..Hooks::default()
@@ -305,6 +306,12 @@ impl Runtime {
             s.locker_start = s.pid_start;
             let _ = state::write_state(&self.root, &s);
         }
+        // In the container, once it is set up (a failure ends it: `started` and
+        // `undo` clean up).
+        let st = self.oci_state(&record, "created");
+        for (i, h) in hooks.create_container.iter().enumerate() {
+            self.run_hook_inside("createContainer", i, h, &st)?;
+        }
         if let Some(p) = &o.pid_file {
             crate::fs::write_by_rename(p, started.pid.as_raw().to_string().as_bytes())
                 .map_err(io_err("write pid file", p))?;
@@ -324,6 +331,14 @@ impl Runtime {
                 what: "start",
                 want: "created",
             });
+        }
+        // In the container before its command; a failure stops it (runtime spec).
+        let st = self.oci_state(&r, "created");
+        for (i, h) in r.hooks.start_container.iter().enumerate() {
+            if let Err(e) = self.run_hook_inside("startContainer", i, h, &st) {
+                let _ = kill(Pid::from_raw(r.pid), Signal::SIGKILL);
+                return Err(e);
+            }
         }
         let fifo = self.fifo(id);
         // Non-blocking: no reader (PID 1 died) is ENXIO, not a hang.
@@ -511,16 +526,62 @@ impl Runtime {
         })
     }
 
+    /// A createContainer or startContainer hook: `exec --process` of a process.json
+    /// (the hook's path as the command, its args and env, root, the container's
+    /// capabilities and filter) in the container, the state on its stdin, bounded by
+    /// its timeout as any hook.
+    fn run_hook_inside(
+        &self,
+        stage: &'static str,
+        index: usize,
+        h: &HookCmd,
+        st: &OciState,
+    ) -> Result<(), OciError> {
+        let mut args = vec![h.path.to_string_lossy().into_owned()];
+        args.extend(h.args.iter().skip(1).cloned());
+        let process = serde_json::json!({
+            "args": args, "env": h.env, "cwd": "/", "user": {"uid": 0, "gid": 0},
+        });
+        let file = self.dir(&st.id).join(format!("{stage}-{index}.json"));
+        crate::fs::write_by_rename(&file, &serde_json::to_vec(&process).expect("json"))
+            .map_err(io_err("write", &file))?;
+        let exe = std::env::current_exe().map_err(io_err("find", Path::new("/proc/self/exe")))?;
+        let runner = HookCmd {
+            path: exe,
+            args: ["locker", "oci", "--root"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([self.root.to_string_lossy().into_owned(), "exec".into()])
+                .chain(["--process".into(), file.to_string_lossy().into_owned()])
+                .chain([st.id.clone()])
+                .collect(),
+            env: std::env::vars().map(|(k, v)| format!("{k}={v}")).collect(),
+            timeout: h.timeout,
+        };
+        let r = run_hook(stage, &runner, st).map_err(|e| match e {
+            OciError::Hook { stage, why, .. } => OciError::Hook {
+                stage,
+                path: h.path.clone(),
+                why,
+            },
+            e => e,
+        });
+        let _ = fs::remove_file(&file);
+        r
+    }
+
     /// `exec`: `process` in the running container.
     pub(crate) fn exec(&self, id: &str, o: &ExecOpts) -> Result<u8, OciError> {
         let r = self.record(id)?;
         let status = self.status(&r);
-        if status != "running" {
+        // As runc: a created container too (its PID 1 waits on the FIFO; the
+        // createContainer and startContainer hooks run so).
+        if status != "running" && status != "created" {
             return Err(OciError::Status {
                 id: id.into(),
                 status,
                 what: "exec",
-                want: "running",
+                want: "created or running",
             });
         }
         let (process, contract) = exec_process(&r.bundle, o)?;
@@ -637,7 +698,7 @@ pub(crate) fn features() -> oci_spec::runtime::Features {
     let doc = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
             "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand",
             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",

@@ -748,3 +748,54 @@ fn preserve_fds_passes_the_callers_fds_and_no_others() {
     assert_eq!(text, "", "{out}");
     assert_eq!(fds.split_whitespace().count(), 4, "{out}");
 }
+
+/// createContainer and startContainer hooks run in the container (their path and
+/// what they write resolve in its root), with the state on stdin: createContainer
+/// during `create`, startContainer during `start` before the command; a failing
+/// startContainer hook fails `start` and stops the container.
+#[test]
+fn container_hooks_run_inside_before_the_command() {
+    let b = Bundle::new(&["sh", "-c", "test -s /started.json && echo command-saw-hook"]);
+    let hook =
+        |file: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > /{file}")]});
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "createContainer": [hook("created.json")],
+            "startContainer": [hook("started.json")],
+        })
+    });
+    let rootfs = b.bundle().join("rootfs");
+    let id = id("inhooks");
+    b.create(&id);
+    let created: Value =
+        serde_json::from_slice(&std::fs::read(rootfs.join("created.json")).unwrap()).unwrap();
+    assert_eq!(created["id"], id.as_str());
+    assert_eq!(created["status"], "created");
+    assert!(!rootfs.join("started.json").exists());
+    b.ok(&["start", &id]);
+    let started: Value =
+        serde_json::from_slice(&std::fs::read(rootfs.join("started.json")).unwrap()).unwrap();
+    assert_eq!(started["id"], id.as_str());
+    b.wait_status(&id, "stopped");
+    assert!(
+        b.output(&id).contains("command-saw-hook"),
+        "{}",
+        b.output(&id)
+    );
+    b.ok(&["delete", &id]);
+
+    // A failing startContainer hook: start fails, the command never runs.
+    std::fs::remove_file(rootfs.join("started.json")).unwrap();
+    b.edit(|c| c["hooks"] = json!({"startContainer": [{"path": "/bin/false", "args": ["false"]}]}));
+    let failing = self::id("inhooks-fail");
+    b.create(&failing);
+    let r = b.oci(&["start", &failing]);
+    assert_eq!(r.code, Some(125), "{}", r.dump());
+    assert!(r.stderr.contains("startContainer"), "{}", r.dump());
+    b.wait_status(&failing, "stopped");
+    assert!(
+        !b.output(&failing).contains("command-saw-hook"),
+        "{}",
+        b.output(&failing)
+    );
+}
