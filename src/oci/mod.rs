@@ -570,7 +570,7 @@ impl Runtime {
         r
     }
 
-    /// `exec`: `process` in the running container.
+    /// `exec`: `process` in the created or running container.
     pub(crate) fn exec(&self, id: &str, o: &ExecOpts) -> Result<u8, OciError> {
         let r = self.record(id)?;
         let status = self.status(&r);
