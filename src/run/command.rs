@@ -201,7 +201,8 @@ pub(crate) fn exec(c: &Command) -> ! {
     if let Some(filter) = c.seccomp.filter(|_| !early_filter) {
         filter.install().unwrap_or_else(|e| fail(Step::Seccomp, e));
     }
-    // CVE-2024-21626: nothing but 0-2 crosses the exec (the error pipe closes on it).
+    // CVE-2024-21626: nothing but 0-2 (and the fds `--preserve-fds` names) crosses
+    // the exec (the error pipe closes on it).
     // SAFETY: close_range with integer arguments.
     unsafe {
         libc::close_range(

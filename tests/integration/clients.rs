@@ -47,15 +47,22 @@ impl Drop for CgroupParent {
     }
 }
 
-#[test]
-fn podman_runs_an_image_on_locker_runtime() {
-    let l = Locker::new();
+/// The fixture tree, imported and pushed to a loopback registry of the test's own
+/// (kept running while the registry value lives): its reference.
+fn pushed_fixture(l: &Locker, repo_tag: &str) -> (Registry, String) {
     let tar = l.path("rootfs.tar");
     std::fs::write(&tar, fixture_tar()).unwrap();
     l.ok(&["import", tar.to_str().unwrap(), "--name", "fx"]);
     let reg = Registry::start(&l.path("registry"));
-    let reference = reg.reference("for/locker-runtime:v1");
+    let reference = reg.reference(repo_tag);
     l.ok(&["push", "fx", &reference]);
+    (reg, reference)
+}
+
+#[test]
+fn podman_runs_an_image_on_locker_runtime() {
+    let l = Locker::new();
+    let (_reg, reference) = pushed_fixture(&l, "for/locker-runtime:v1");
 
     // The runtime podman calls, with a state root of the test's (podman's
     // --runtime-flag is not passed on to the `--rm` cleanup's delete).
@@ -240,12 +247,7 @@ fn containerd_runs_tasks_on_locker_runtime() {
 #[test]
 fn buildah_runs_build_steps_on_locker_runtime() {
     let l = Locker::new();
-    let tar = l.path("rootfs.tar");
-    std::fs::write(&tar, fixture_tar()).unwrap();
-    l.ok(&["import", tar.to_str().unwrap(), "--name", "fx"]);
-    let reg = Registry::start(&l.path("registry"));
-    let reference = reg.reference("for/buildah:v1");
-    l.ok(&["push", "fx", &reference]);
+    let (_reg, reference) = pushed_fixture(&l, "for/buildah:v1");
     let state: PathBuf = l.path("runtime-state");
     let (runtime, calls) = logged_runtime(&l.path(""), &format!("--root {}", state.display()));
     let script = format!(
