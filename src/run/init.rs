@@ -46,6 +46,9 @@ pub(crate) struct Child<'a> {
     /// The parent's end: the child closes its copy at once, so the release read sees
     /// EOF if the parent dies.
     pub release_wr: RawFd,
+    /// -1, or the pipe whose byte says the parent has wired the network (a veth or
+    /// slirp4netns); EOF: it could not.
+    pub wired_rd: RawFd,
     /// A pidfd of the parent (getppid() is 0 in the new PID namespace).
     pub parent_pidfd: RawFd,
     pub error_wr: RawFd,
@@ -98,9 +101,10 @@ pub(crate) fn child_main(c: &Child) -> ! {
         // SAFETY: _exit ends this process at once, running no destructors of the parent's state.
         unsafe { libc::_exit(ExitStatus::Failure.code() as c_int) }
     }
-    let mut keep = [-1; 16 + crate::run::MAX_IDMAPPED_LAYERS];
+    let mut keep = [-1; 24 + crate::run::MAX_IDMAPPED_LAYERS];
     let fixed = [
         c.release_rd,
+        c.wired_rd,
         c.error_wr,
         c.parent_pidfd,
         c.console_sock,
@@ -232,6 +236,21 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     if c.console_sock >= 0 {
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.console_sock) };
+    }
+    if c.wired_rd >= 0 {
+        let mut byte = [0u8; 1];
+        // SAFETY: a buffer this frame owns, with its true length.
+        let n = unsafe { libc::read(c.wired_rd, byte.as_mut_ptr().cast(), 1) };
+        if n != 1 {
+            return Err(Report {
+                step: Step::Release,
+                errno: libc::EPIPE,
+                index: u32::MAX,
+                what: "",
+            });
+        }
+        // SAFETY: closes an fd this process owns and does not use again.
+        unsafe { libc::close(c.wired_rd) };
     }
     if c.plan.new_netns {
         sys::loopback_up().map_err(step_err(Step::Loopback))?;

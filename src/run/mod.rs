@@ -457,6 +457,13 @@ pub(crate) fn start_with(
     let cap_last = cap_last();
     let (release_rd, release_wr) = pipe()?;
     let (error_rd, error_wr) = pipe()?;
+    // A network to wire up after the clone: the child mounts its root meanwhile and
+    // waits for this pipe's byte only before it needs the network (init.rs).
+    let wired = if guard.net_prepared.is_some() || slirp_ports.is_some() {
+        Some(pipe()?)
+    } else {
+        None
+    };
     let parent_pidfd =
         sys::pidfd_self().map_err(|e| RunError::Sys("pidfd_open", nix::Error::from_raw(e)))?;
     // -t: the child makes the pty on the container's devpts and sends us the master
@@ -571,6 +578,7 @@ pub(crate) fn start_with(
         volumes: &volumes,
         release_rd: release_rd.as_raw_fd(),
         release_wr: release_wr.as_raw_fd(),
+        wired_rd: wired.as_ref().map_or(-1, |(rd, _)| rd.as_raw_fd()),
         parent_pidfd: parent_pidfd.as_raw_fd(),
         error_wr: error_wr.as_raw_fd(),
         stdio: streams.child,
@@ -619,12 +627,8 @@ pub(crate) fn start_with(
         console_socket,
     ));
     guard.userns = auto;
-    if let Some(p) = guard.net_prepared.take() {
-        guard.net = Some(p.attach(pid.as_raw())?);
-    }
-    if let Some(ports) = &slirp_ports {
-        guard.slirp = Some(net::slirp::start(pid.as_raw(), ports, &base, slirp_dns)?);
-    }
+    let (wired_rd, wired_wr) = wired.unzip();
+    drop(wired_rd);
     streams.close_child_ends();
     let console = console.map(|(ours, _theirs)| ours);
 
@@ -637,6 +641,35 @@ pub(crate) fn start_with(
     before_release(pid)?;
     nix::unistd::write(&release_wr, b"x").map_err(|e| RunError::Sys("release the container", e))?;
     drop(release_wr);
+
+    // 6b. The network, wired while the child mounts its root (the state already names
+    // what a kill would leave); then the child may go on to the network's steps. A
+    // child that failed first is what the user hears of.
+    if let Some(wired_wr) = wired_wr {
+        let attached = (|| -> Result<(), RunError> {
+            if let Some(p) = guard.net_prepared.take() {
+                guard.net = Some(p.attach(pid.as_raw())?);
+            }
+            if let Some(ports) = &slirp_ports {
+                guard.slirp = Some(net::slirp::start(pid.as_raw(), ports, &base, slirp_dns)?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = attached {
+            drop(wired_wr);
+            let mut buf = Vec::new();
+            let _ = fs::File::from(error_rd).read_to_end(&mut buf);
+            let _ = guard.wait();
+            return Err(match report::Report::decode(&buf) {
+                Some(r) if r.step != report::Step::Release => {
+                    report::explain(&buf, &plan.argv[0], &plan.mounts, &plan.volumes)
+                }
+                _ => e,
+            });
+        }
+        nix::unistd::write(&wired_wr, b"x")
+            .map_err(|e| RunError::Sys("release the container to its network", e))?;
+    }
 
     // 7. The pty's master (-t), sent before the exec (None: the child failed first,
     // and its report says why). Then EOF: the command was exec'd; a report: which step
