@@ -510,21 +510,30 @@ pub(crate) fn parse_tmpfs(spec: &str) -> Result<Mount, RunError> {
     })
 }
 
-/// runc's masked paths: files get /dev/null bound over them, directories an empty
-/// read-only tmpfs.
+/// runc's masked paths, and what else the host's kernel tells its root there (the
+/// host's physical page map, slab and vmalloc layout, the crash dump's kernel address,
+/// other users' key counts): files get /dev/null bound over them, directories an
+/// empty read-only tmpfs. A path this kernel lacks is skipped.
 pub(crate) const MASKED: &[&str] = &[
     "proc/acpi",
     "proc/asound",
     "proc/interrupts",
     "proc/kcore",
     "proc/keys",
+    "proc/key-users",
+    "proc/kpagecgroup",
+    "proc/kpagecount",
+    "proc/kpageflags",
     "proc/latency_stats",
+    "proc/slabinfo",
     "proc/timer_list",
     "proc/timer_stats",
     "proc/sched_debug",
     "proc/scsi",
+    "proc/vmallocinfo",
     "sys/firmware",
     "sys/devices/virtual/powercap",
+    "sys/kernel/vmcoreinfo",
 ];
 
 /// runc's read-only paths.

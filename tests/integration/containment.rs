@@ -691,6 +691,62 @@ fn cap_add_and_cap_drop() {
     v.finish();
 }
 
+/// Attack: read what the host's kernel tells its root in /proc and /sys: the physical
+/// page map (kpageflags, kpagecount, kpagecgroup), the slab and vmalloc layout, the
+/// crash dump's physical kernel address (vmcoreinfo), every user's key counts.
+/// Protection: those files are masked: they read as empty.
+/// Control: `--privileged` (no masks) reads data from each that this kernel has.
+#[test]
+fn kernel_layout_files_are_masked() {
+    let c = Ctx::new();
+    let mut v = Verdict::new("/proc and /sys files with the host kernel's layout are masked");
+    let files = [
+        "/proc/kpageflags",
+        "/proc/kpagecount",
+        "/proc/kpagecgroup",
+        "/proc/slabinfo",
+        "/proc/vmallocinfo",
+        "/proc/key-users",
+        "/sys/kernel/vmcoreinfo",
+    ];
+    // Each file that exists: its path and how many of its first 4096 bytes read.
+    let script = format!(
+        "for f in {}; do [ -e $f ] && echo $f $(head -c 4096 $f 2>/dev/null | wc -c); done; true",
+        files.join(" ")
+    );
+    let sizes = |r: &Run| -> Vec<(String, usize)> {
+        r.stdout
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(f, n)| (f.to_string(), n.trim().parse().unwrap_or(usize::MAX)))
+            .collect()
+    };
+    let open = c.run(PRIVILEGED, &["sh", "-c", &script]);
+    let readable: Vec<String> = sizes(&open)
+        .into_iter()
+        .filter(|(_, n)| *n > 0 && *n != usize::MAX)
+        .map(|(f, _)| f)
+        .collect();
+    v.control_ok(
+        open.code == Some(0) && readable.len() >= 3,
+        format!(
+            "--privileged reads at least 3 of {files:?}: read {readable:?} ({})",
+            answer(&open)
+        ),
+    );
+    let r = c.run(&[], &["sh", "-c", &script]);
+    let leaked: Vec<(String, usize)> = sizes(&r).into_iter().filter(|(_, n)| *n != 0).collect();
+    v.hole(
+        r.code == Some(0) && leaked.is_empty() && sizes(&r).len() >= readable.len(),
+        format!(
+            "a default container reads {leaked:?} (of {:?}; {})",
+            sizes(&r),
+            answer(&r)
+        ),
+    );
+    v.finish();
+}
+
 /// Attack: none; `--privileged` is the explicit way to switch the protections off.
 /// Protection (of the contract): `--privileged` gives every capability locker has
 /// (its bounding set), no seccomp filter and no masked paths (/proc/kcore,

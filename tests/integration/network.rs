@@ -150,6 +150,8 @@ enum Kind {
     Tcp,
     Udp,
     Dns,
+    /// DNS over TCP (each message after its two-byte length).
+    DnsTcp,
 }
 
 fn serve(ns: &Path, addr: &str, kind: Kind) -> Server {
@@ -171,6 +173,27 @@ fn serve(ns: &Path, addr: &str, kind: Kind) -> Server {
                         .unwrap_or_default();
                     let _ =
                         std::io::Write::write_all(&mut s, format!("tcp-from {peer}\n").as_bytes());
+                }
+            }
+            Kind::DnsTcp => {
+                let l = TcpListener::bind(addr).unwrap();
+                tx.send(l.as_raw_fd()).unwrap();
+                for s in l.incoming() {
+                    let Ok(mut s) = s else { return };
+                    use std::io::{Read, Write};
+                    let mut len = [0u8; 2];
+                    while s.read_exact(&mut len).is_ok() {
+                        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if s.read_exact(&mut q).is_err() {
+                            break;
+                        }
+                        let a = dns_answer(&q);
+                        let mut framed = (a.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&a);
+                        if s.write_all(&framed).is_err() {
+                            break;
+                        }
+                    }
                 }
             }
             Kind::Udp | Kind::Dns => {
@@ -484,17 +507,39 @@ fn a_loopback_stub_resolver_is_reached_through_the_forwarder() {
         "{}",
         r.dump()
     );
-    // DNS over TCP: the forwarder's TCP socket relays to the stub's port 53 (a
-    // line-answering server stands in for the stub's TCP side).
-    let _stub_tcp = serve(&n.path(&n.host), "127.0.0.53:53", Kind::Tcp);
+    // Attack: another protocol to the host's loopback port 53 through the forwarder's
+    // TCP socket (a line-answering server there answers anything that reaches it).
+    // Protection: only DNS queries pass; this connection is closed unanswered.
     let vol = probe_vol();
+    {
+        let _stub_tcp = serve(&n.path(&n.host), "127.0.0.53:53", Kind::Tcp);
+        let r = run_with_resolv(
+            &c,
+            "nameserver 127.0.0.53\n",
+            &["-v", &vol],
+            &["/probe", "tcp", "127.0.0.11", "53"],
+        );
+        assert!(!r.stdout.contains("tcp-from"), "{}", r.dump());
+    }
+    // Control: DNS over TCP is answered through the same socket.
+    let _stub_tcp = serve(&n.path(&n.host), "127.0.0.53:53", Kind::DnsTcp);
     let r = run_with_resolv(
         &c,
         "nameserver 127.0.0.53\n",
         &["-v", &vol],
-        &["/probe", "tcp", "127.0.0.11", "53"],
+        &["/probe", "dns-tcp", "127.0.0.11", "outside.test"],
     );
-    assert_eq!(r.stdout.trim(), "ok tcp-from 127.0.0.1", "{}", r.dump());
+    assert_eq!(r.stdout.trim(), format!("ok {OUT_IP}"), "{}", r.dump());
+    // Attack: hold connections to the forwarder's TCP socket until the host-side
+    // process runs out of descriptors. Protection: 16 at once; the rest are closed
+    // at once (the 16 held stay open: the control).
+    let r = run_with_resolv(
+        &c,
+        "nameserver 127.0.0.53\n",
+        &["-v", &vol],
+        &["/probe", "hold-tcp", "127.0.0.11", "53", "24", "8"],
+    );
+    assert_eq!(r.stdout.trim(), "closed=8 open=16", "{}", r.dump());
     // Control: the stub itself is not reachable from the container directly.
     let r = run_with_resolv(
         &c,

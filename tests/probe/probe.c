@@ -408,6 +408,79 @@ int main(int argc, char **argv) {
         printf("ok %s\n", buf);
         return 0;
     }
+    if (!strcmp(cmd, "dns-tcp")) {
+        /* dns-tcp ADDR NAME: one A query for NAME over TCP to ADDR:53 (RFC 7766
+         * framing); print "ok A.B.C.D" of the answer's first A record */
+        if (!a || !b) return usage("dns-tcp ADDR NAME");
+        unsigned char q[300] = {0, 0, 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        size_t n = 14;
+        for (const char *p = b; *p;) {
+            const char *dot = strchr(p, '.');
+            size_t l = dot ? (size_t)(dot - p) : strlen(p);
+            if (l == 0 || l > 63 || n + l + 6 > sizeof q) return usage("NAME");
+            q[n++] = (unsigned char)l;
+            memcpy(q + n, p, l);
+            n += l;
+            p += l + (dot ? 1 : 0);
+        }
+        memcpy(q + n, "\0\0\1\0\1", 5);
+        n += 5;
+        q[0] = (unsigned char)((n - 2) >> 8);
+        q[1] = (unsigned char)(n - 2);
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(53)};
+        if (inet_pton(AF_INET, a, &sin.sin_addr) != 1) return usage("ADDR is IPv4");
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) return fail();
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) return fail();
+        if (write(fd, q, n) != (ssize_t)n) return fail();
+        unsigned char r[1024];
+        size_t got = 0;
+        ssize_t k;
+        while (got < sizeof r && (k = read(fd, r + got, sizeof r - got)) > 0) {
+            got += (size_t)k;
+            if (got >= 2 && got >= 2 + ((size_t)r[0] << 8 | r[1])) break;
+        }
+        if (got < 14 + 16) {
+            printf("short answer (%zu bytes)\n", got);
+            return 1;
+        }
+        /* The answer's last 4 bytes: the A record's address (one answer, RDLENGTH 4) */
+        printf("ok %u.%u.%u.%u\n", r[got - 4], r[got - 3], r[got - 2], r[got - 1]);
+        return 0;
+    }
+    if (!strcmp(cmd, "hold-tcp")) {
+        /* hold-tcp ADDR PORT N CLOSED: open N connections and hold them; wait (at most
+         * 20 s) until CLOSED of them were closed by the peer; print "closed=X open=Y" */
+        if (!a || !b || argc < 6) return usage("hold-tcp ADDR PORT N CLOSED");
+        int want = atoi(argv[5]), total = atoi(argv[4]);
+        if (total <= 0 || total > 256) return usage("N in 1..256");
+        struct pollfd fds[256];
+        for (int i = 0; i < total; i++) {
+            struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(atoi(b))};
+            if (inet_pton(AF_INET, a, &sin.sin_addr) != 1) return usage("ADDR is IPv4");
+            fds[i].fd = socket(AF_INET, SOCK_STREAM, 0);
+            fds[i].events = POLLIN;
+            if (fds[i].fd < 0 || connect(fds[i].fd, (struct sockaddr *)&sin, sizeof sin) < 0)
+                return fail();
+        }
+        int closed = 0;
+        for (int waited = 0; closed < want && waited < 20; waited++) {
+            if (poll(fds, (nfds_t)total, 1000) < 0) return fail();
+            for (int i = 0; i < total; i++) {
+                char c;
+                if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP)) &&
+                    read(fds[i].fd, &c, 1) <= 0) {
+                    close(fds[i].fd);
+                    fds[i].fd = -1;
+                    closed++;
+                }
+            }
+        }
+        printf("closed=%d open=%d\n", closed, total - closed);
+        return 0;
+    }
     if (!strcmp(cmd, "abstract")) {
         /* abstract NAME: connect to the abstract unix socket @NAME */
         if (!a) return usage("abstract NAME");

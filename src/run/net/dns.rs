@@ -7,10 +7,13 @@
 //! forwarder: a UDP socket on the container's own 127.0.0.11:53 (Docker's embedded DNS
 //! address), served by a thread of the `locker run` process, which passes each query to
 //! the host's resolver and the answer back; and a TCP socket on the same address whose
-//! connections are relayed to the host's resolver's port 53 (proxy.rs). `search` and
-//! `options` lines are kept.
+//! connections pass queries to the host's resolver's port 53 (proxy.rs serves them).
+//! Only DNS queries pass, each checked (`is_query`), one answer back for each: the
+//! resolver is a service on the host's loopback, and the container reaches it for
+//! names, not as a byte pipe. `search` and `options` lines are kept.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -107,7 +110,7 @@ fn forward(inside: &UdpSocket, out: &UdpSocket) {
         let Ok((n, from)) = inside.recv_from(&mut buf) else {
             return;
         };
-        if n < 12 || out.send(&buf[..n]).is_err() {
+        if !is_query(&buf[..n]) || out.send(&buf[..n]).is_err() {
             continue;
         }
         // Skip stale answers (an earlier query that timed out) by id.
@@ -124,12 +127,62 @@ fn forward(inside: &UdpSocket, out: &UdpSocket) {
     }
 }
 
+/// A DNS query (RFC 1035 4.1.1): a whole header, QR clear (a question, not an
+/// answer), opcode QUERY, one question.
+pub(crate) fn is_query(m: &[u8]) -> bool {
+    m.len() >= 12 && m[2] & 0x80 == 0 && (m[2] >> 3) & 0x0f == 0 && m[4..6] == [0, 1]
+}
+
+/// How long a TCP client may sit between queries, and the resolver on an answer.
+const TCP_IDLE: Duration = Duration::from_secs(30);
+
+/// A `serve` for proxy::spawn: DNS over TCP (RFC 7766: each message after its two-byte
+/// length) with `upstream`, a query at a time; anything but a query ends the
+/// connection, and nothing reaches the resolver before the first query has passed.
+pub(crate) fn tcp_queries(upstream: SocketAddr) -> impl Fn(TcpStream) + Clone + Send + 'static {
+    move |mut conn| {
+        let _ = conn.set_read_timeout(Some(TCP_IDLE));
+        let mut up: Option<TcpStream> = None;
+        while let Some(q) = read_message(&mut conn).filter(|q| is_query(q)) {
+            if up.is_none() {
+                let Ok(s) = TcpStream::connect_timeout(&upstream, super::proxy::CONNECT_LIMIT)
+                else {
+                    return;
+                };
+                let _ = s.set_read_timeout(Some(TCP_IDLE));
+                up = Some(s);
+            }
+            let s = up.as_mut().expect("connected above");
+            let Some(answer) = write_message(s, &q).and_then(|()| read_message(s)) else {
+                return;
+            };
+            if write_message(&mut conn, &answer).is_none() {
+                return;
+            }
+        }
+    }
+}
+
+fn read_message(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut m).ok()?;
+    Some(m)
+}
+
+fn write_message(s: &mut TcpStream, m: &[u8]) -> Option<()> {
+    let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(m);
+    s.write_all(&framed).ok()
+}
+
 /// The forwarder's socket, bound on 127.0.0.11:53 in the current network namespace.
 pub(crate) fn bind_forwarder() -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
     let s = UdpSocket::bind((FORWARDER, 53))?;
     // Not inherited by the container: only this process serves it.
     debug_assert!(s.as_raw_fd() > 2);
-    // TCP too (answers too big for UDP, resolvers set to use-vc): relayed as it is.
+    // TCP too (answers too big for UDP, resolvers set to use-vc): queries only.
     let t = std::net::TcpListener::bind((FORWARDER, 53))?;
     Ok((s, t))
 }
@@ -174,5 +227,88 @@ mod tests {
             choose(&[], "", None),
             Resolvers::Forward(vec![ip("127.0.0.1")])
         );
+    }
+
+    /// A query for `example.test` A, id 0x1234.
+    fn query() -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07example\x04test\x00\x00\x01\x00\x01");
+        q
+    }
+
+    #[test]
+    fn only_queries_are_queries() {
+        assert!(is_query(&query()));
+        let mut answer = query();
+        answer[2] |= 0x80;
+        assert!(!is_query(&answer), "QR set: an answer");
+        let mut update = query();
+        update[2] = 5 << 3;
+        assert!(!is_query(&update), "opcode UPDATE");
+        let mut two = query();
+        two[5] = 2;
+        assert!(!is_query(&two), "two questions");
+        assert!(!is_query(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(!is_query(&query()[..11]));
+    }
+
+    /// A TCP "resolver" on 127.0.0.1 and the served relay's address.
+    fn served() -> (
+        std::net::TcpListener,
+        SocketAddr,
+        super::super::proxy::Relay,
+    ) {
+        let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let relay = super::super::proxy::spawn(
+            l,
+            |_| true,
+            4,
+            "test-dns",
+            tcp_queries(up.local_addr().unwrap()),
+        )
+        .unwrap();
+        (up, addr, relay)
+    }
+
+    #[test]
+    fn tcp_queries_pass_and_answers_return() {
+        let (up, addr, _relay) = served();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write_message(&mut c, &query()).unwrap();
+        let (mut s, _) = up.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(read_message(&mut s).unwrap(), query());
+        let mut answer = query();
+        answer[2] |= 0x80;
+        write_message(&mut s, &answer).unwrap();
+        assert_eq!(read_message(&mut c).unwrap(), answer);
+    }
+
+    /// Attack: the container speaks another protocol to the host's loopback resolver
+    /// port through the forwarder. Control: tcp_queries_pass_and_answers_return.
+    #[test]
+    fn tcp_non_queries_never_reach_the_resolver() {
+        let (up, addr, _relay) = served();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /admin HTTP/1.0\r\n\r\n").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        assert!(
+            matches!(c.read_to_end(&mut rest), Ok(0)),
+            "closed, nothing back"
+        );
+        // A framed message that is an answer, not a query: closed too.
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = query();
+        answer[2] |= 0x80;
+        write_message(&mut c, &answer).unwrap();
+        assert!(matches!(c.read_to_end(&mut rest), Ok(0)));
+        up.set_nonblocking(true).unwrap();
+        assert!(up.accept().is_err(), "the resolver was dialled");
     }
 }

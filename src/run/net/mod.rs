@@ -58,6 +58,12 @@ pub(crate) enum NetError {
     },
 }
 
+/// How many TCP connections the host-side relays serve at once, per container: DNS
+/// over TCP (a resolver holds one or two), and each published port's hairpin (4
+/// descriptors each, in a process whose descriptor limit is the caller's).
+const DNS_TCP_LIMIT: usize = 16;
+const HAIRPIN_LIMIT: usize = 128;
+
 /// What a container on a bridge needs, made before the clone.
 pub(crate) struct Prepared {
     rt: Rtnl,
@@ -262,8 +268,14 @@ impl Prepared {
         if let (Some((sock, tcp)), dns::Resolvers::Forward(up)) = (forwarder, &self.resolvers) {
             dns::spawn_forwarder(sock, up[0]).map_err(relay_err("start the DNS forwarder"))?;
             relays.push(
-                proxy::spawn(tcp, (up[0], 53).into(), |_| true, "dns-tcp")
-                    .map_err(relay_err("start the DNS forwarder"))?,
+                proxy::spawn(
+                    tcp,
+                    |_| true,
+                    DNS_TCP_LIMIT,
+                    "dns-tcp",
+                    dns::tcp_queries((up[0], 53).into()),
+                )
+                .map_err(relay_err("start the DNS forwarder"))?,
             );
         }
         // Hairpin: locker0's containers dialling a published TCP port reach its
@@ -280,7 +292,7 @@ impl Prepared {
                 }
             };
             relays.push(
-                proxy::spawn(listener, target, allow, "hairpin")
+                proxy::spawn(listener, allow, HAIRPIN_LIMIT, "hairpin", proxy::to(target))
                     .map_err(relay_err("start the hairpin relay"))?,
             );
         }

@@ -7,35 +7,44 @@
 //!   locker0's packets alone, they reach the published port's reserved socket, and its
 //!   relay dials the container from the host (as Docker's userland proxy does).
 //! - DNS over TCP through the forwarder (dns.rs): the container's 127.0.0.11:53 TCP
-//!   socket relays to the host's resolver (the framing is the same on both sides).
+//!   socket, whose connections pass DNS queries, and nothing else, to the host's
+//!   resolver.
 //!
-//! A relay accepts on its listener until dropped (shutdown wakes the accept), each
-//! connection copied both ways by two threads until either side closes.
+//! A relay accepts on its listener until dropped (shutdown wakes the accept), and
+//! serves each connection from a thread of its own. It serves at most `limit` at once
+//! and closes the rest at once: the relay's descriptors and threads are the host-side
+//! process's, outside the container's limits, so the container must not be able to
+//! use them up.
 
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long a relay waits for its target to answer a connect.
-const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
-/// A listener's relay to `target`; dropping it stops accepting (connections already
-/// relayed run until either side closes).
+/// A listener's relay; dropping it stops accepting (connections already served run
+/// until either side closes).
 pub(crate) struct Relay {
     fd: RawFd,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Relays what `listener` accepts from peers `allow` admits to `target`.
+/// Serves what `listener` accepts from peers `allow` admits with `serve`, at most
+/// `limit` connections at once.
 pub(crate) fn spawn(
     listener: TcpListener,
-    target: SocketAddr,
     allow: fn(IpAddr) -> bool,
+    limit: usize,
     name: &str,
+    serve: impl Fn(TcpStream) + Clone + Send + 'static,
 ) -> io::Result<Relay> {
     let fd = listener.as_raw_fd();
+    let busy = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -44,14 +53,23 @@ pub(crate) fn spawn(
                     // Shut down (Relay::drop), or the descriptor table is full: stop.
                     return;
                 };
-                if conn.peer_addr().is_ok_and(|p| allow(p.ip())) {
-                    let _ = std::thread::Builder::new()
-                        .name("relay".into())
-                        .spawn(move || {
-                            if let Ok(up) = TcpStream::connect_timeout(&target, CONNECT_LIMIT) {
-                                relay(conn, up);
-                            }
-                        });
+                if !conn.peer_addr().is_ok_and(|p| allow(p.ip())) {
+                    continue;
+                }
+                if busy.fetch_add(1, Ordering::AcqRel) >= limit {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                    continue; // dropped: closed at once
+                }
+                let (slot, serve) = (busy.clone(), serve.clone());
+                let started = std::thread::Builder::new()
+                    .name("relay".into())
+                    .spawn(move || {
+                        serve(conn);
+                        slot.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if started.is_err() {
+                    // Never ran (the connection is closed): its slot is free again.
+                    busy.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         })?;
@@ -59,6 +77,15 @@ pub(crate) fn spawn(
         fd,
         thread: Some(thread),
     })
+}
+
+/// A `serve` for `spawn`: connects to `target` and copies both ways.
+pub(crate) fn to(target: SocketAddr) -> impl Fn(TcpStream) + Clone + Send + 'static {
+    move |conn| {
+        if let Ok(up) = TcpStream::connect_timeout(&target, CONNECT_LIMIT) {
+            relay(conn, up);
+        }
+    }
 }
 
 /// Copies `a` to `b` and `b` to `a` until both directions have ended.
@@ -110,7 +137,7 @@ mod tests {
         });
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let laddr = l.local_addr().unwrap();
-        let r = spawn(l, taddr, |ip| ip.is_loopback(), "test-relay").unwrap();
+        let r = spawn(l, |ip| ip.is_loopback(), 4, "test-relay", to(taddr)).unwrap();
         let mut c = TcpStream::connect(laddr).unwrap();
         c.write_all(b"hi").unwrap();
         c.shutdown(Shutdown::Write).unwrap();
@@ -128,12 +155,52 @@ mod tests {
     }
 
     #[test]
+    fn at_most_limit_connections_at_once() {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taddr = target.local_addr().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let laddr = l.local_addr().unwrap();
+        let _r = spawn(l, |ip| ip.is_loopback(), 2, "test-relay", to(taddr)).unwrap();
+        // Two connections are relayed (the target sees them) and held open.
+        let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(laddr).unwrap()).collect();
+        let ups: Vec<TcpStream> = (0..2).map(|_| target.accept().unwrap().0).collect();
+        // The third is closed at once, and never reaches the target.
+        let mut third = TcpStream::connect(laddr).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert!(matches!(third.read(&mut b), Ok(0) | Err(_)));
+        target.set_nonblocking(true).unwrap();
+        assert!(target.accept().is_err(), "a third connection was relayed");
+        target.set_nonblocking(false).unwrap();
+        // One ends: its slot serves a new connection (bounded wait for the relay's
+        // threads to see both ends close).
+        drop(held);
+        drop(ups);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Refused: closed at once (read gives 0). Relayed: held open (the read
+            // times out), and the target has it.
+            let mut c = TcpStream::connect(laddr).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut b = [0u8; 1];
+            if c.read(&mut b).is_err() {
+                target.accept().unwrap();
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no slot came free");
+        }
+    }
+
+    #[test]
     fn refused_peers_get_nothing() {
         let target = TcpListener::bind("127.0.0.1:0").unwrap();
         let taddr = target.local_addr().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let laddr = l.local_addr().unwrap();
-        let _r = spawn(l, taddr, |_| false, "test-relay").unwrap();
+        let _r = spawn(l, |_| false, 4, "test-relay", to(taddr)).unwrap();
         let mut c = TcpStream::connect(laddr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut b = [0u8; 1];
