@@ -328,13 +328,35 @@ const DEFAULT: &[Def] = &[
     // (seccomp checks again after a tracer's changes); locker allows them only with
     // CAP_SYS_PTRACE (below), which its default set does not have.
     //
-    // socket, but not AF_VSOCK (host communication). On the low 32 bits: the kernel
-    // reads an int, and Docker's 64-bit compare lets AF_VSOCK | 1 << 32 through.
+    // socket, but not AF_VSOCK (host communication), nor a NETLINK_KOBJECT_UEVENT
+    // socket (the host's device events: every disk, loop device and USB plug; Docker
+    // allows it). On the low 32 bits: the kernel reads an int, and Docker's 64-bit
+    // compare lets AF_VSOCK | 1 << 32 through. Two rules: any family but those two;
+    // netlink with any protocol but uevents.
     Def {
-        args: &[Arg {
-            low32: true,
-            ..arg(0, Op::Ne, libc::AF_VSOCK as u64)
-        }],
+        args: &[
+            Arg {
+                low32: true,
+                ..arg(0, Op::Ne, libc::AF_VSOCK as u64)
+            },
+            Arg {
+                low32: true,
+                ..arg(0, Op::Ne, libc::AF_NETLINK as u64)
+            },
+        ],
+        ..allow(&["socket"])
+    },
+    Def {
+        args: &[
+            Arg {
+                low32: true,
+                ..arg(0, Op::Eq, libc::AF_NETLINK as u64)
+            },
+            Arg {
+                low32: true,
+                ..arg(2, Op::Ne, libc::NETLINK_KOBJECT_UEVENT as u64)
+            },
+        ],
         ..allow(&["socket"])
     },
     // personality with Docker's safe values only: PER_LINUX (0), PER_LINUX32 (8),
@@ -949,7 +971,12 @@ impl<'a> Entry<'a> {
         if args.is_empty() {
             self.always = Some(action);
             self.when.clear();
-        } else if (0..6).any(|i| args.iter().filter(|a| a.index == i).count() > 1) {
+        } else if (0..6).any(|i| args.iter().filter(|a| a.index == i).count() > 1)
+            && !args.iter().all(|a| a.low32)
+        {
+            // Two conditions on one argument in a profile's JSON: either (runc's
+            // reading). The built-in table's low-32-bit conditions, which JSON cannot
+            // express, all must hold.
             self.when
                 .extend(args.iter().map(|a| (std::slice::from_ref(a), action)));
         } else {
@@ -1464,6 +1491,23 @@ mod tests {
         assert_eq!(socket(libc::AF_VSOCK as u64), errno(libc::EPERM));
         // The kernel reads an int: the upper half must not hide AF_VSOCK.
         assert_eq!(socket(libc::AF_VSOCK as u64 | 1 << 32), errno(libc::EPERM));
+        let netlink =
+            |proto: u64| answer(&p, "socket", [libc::AF_NETLINK as u64, 3, proto, 0, 0, 0]);
+        assert_eq!(netlink(libc::NETLINK_ROUTE as u64), ALLOW);
+        assert_eq!(netlink(libc::NETLINK_AUDIT as u64), ALLOW);
+        assert_eq!(
+            netlink(libc::NETLINK_KOBJECT_UEVENT as u64),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            netlink(libc::NETLINK_KOBJECT_UEVENT as u64 | 1 << 32),
+            errno(libc::EPERM)
+        );
+        // Another family with protocol 15 is not a uevent socket.
+        assert_eq!(
+            answer(&p, "socket", [libc::AF_INET as u64, 1, 15, 0, 0, 0]),
+            ALLOW
+        );
     }
 
     #[test]
@@ -1984,7 +2028,7 @@ mod tests {
         sys(r)
     }
 
-    const PROBES: usize = 16;
+    const PROBES: usize = 17;
     /// unshare is last: in the control child it works, and what follows would run
     /// in a new user namespace.
     const NAMES: [&str; PROBES] = [
@@ -2003,6 +2047,7 @@ mod tests {
         "socket(AF_VSOCK)",
         "ptrace",
         "socket(AF_NETLINK)",
+        "socket(NETLINK_KOBJECT_UEVENT)",
         "unshare(CLONE_NEWUSER)",
     ];
 
@@ -2055,6 +2100,12 @@ mod tests {
                     libc::SOCK_RAW,
                     libc::NETLINK_ROUTE,
                 )),
+                sys(libc::syscall(
+                    libc::SYS_socket,
+                    libc::AF_NETLINK,
+                    libc::SOCK_DGRAM,
+                    libc::NETLINK_KOBJECT_UEVENT,
+                )),
                 sys(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)),
             ]
         }
@@ -2078,7 +2129,7 @@ mod tests {
         let (eperm, enosys) = (-i64::from(libc::EPERM), -i64::from(libc::ENOSYS));
         let want = [
             enosys, eperm, eperm, eperm, eperm, eperm, eperm, 1, 1, eperm, 0, eperm, eperm, eperm,
-            0, eperm,
+            0, eperm, eperm,
         ];
         for i in 0..PROBES {
             let ok = match want[i] {

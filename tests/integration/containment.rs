@@ -401,7 +401,7 @@ fn seccomp_refuses_keyring_syscalls() {
 
 /// Attack: the kernel's big attack surfaces reachable without capabilities: bpf,
 /// perf_event_open, userfaultfd (user-mode faults), io_uring_setup,
-/// open_by_handle_at. Each probe is one the kernel answers without EPERM unfiltered
+/// open_by_handle_at; and a uevent socket (the host's device events). Each probe is one the kernel answers without EPERM unfiltered
 /// (bpf: unknown command, EINVAL; open_by_handle_at: bad mount fd, EBADF).
 /// Protection: the profile refuses each with EPERM.
 /// Control: with `--security-opt seccomp=unconfined` each reaches the kernel.
@@ -409,7 +409,7 @@ fn seccomp_refuses_keyring_syscalls() {
 fn seccomp_refuses_kernel_attack_surface() {
     let c = Ctx::new();
     let mut v = Verdict::new(
-        "seccomp: bpf, perf_event_open, userfaultfd, io_uring_setup, open_by_handle_at refused (EPERM)",
+        "seccomp: bpf, perf_event_open, userfaultfd, io_uring_setup, open_by_handle_at, uevent sockets refused (EPERM)",
     );
     let cases: &[(&[&str], &str)] = &[
         (&["bpf"], "errno=22"),
@@ -417,6 +417,7 @@ fn seccomp_refuses_kernel_attack_surface() {
         (&["userfaultfd"], "ok"),
         (&["io-uring"], "ok"),
         (&["open-by-handle"], "errno=9"),
+        (&["uevent"], "ok"),
     ];
     for (args, unconfined) in cases {
         v.attack(&c, &[], args, Want::Is("errno=1"));

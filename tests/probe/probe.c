@@ -21,6 +21,7 @@
 #include <linux/if_ether.h>
 #include <linux/io_uring.h>
 #include <linux/keyctl.h>
+#include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <linux/sched.h>
 #include <linux/userfaultfd.h>
@@ -222,6 +223,15 @@ int main(int argc, char **argv) {
         union bpf_attr attr;
         memset(&attr, 0, sizeof attr);
         return result(syscall(SYS_bpf, 0x7fff, &attr, sizeof attr));
+    }
+    if (!strcmp(cmd, "uevent")) {
+        /* a NETLINK_KOBJECT_UEVENT socket bound to the kernel's group: the host's
+         * device events (needs no capability unfiltered) */
+        int fd = socket(AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT);
+        if (fd < 0) return fail();
+        struct sockaddr_nl snl = {.nl_family = AF_NETLINK, .nl_groups = 1};
+        if (bind(fd, (struct sockaddr *)&snl, sizeof snl) < 0) return fail();
+        return ok();
     }
     if (!strcmp(cmd, "perf")) {
         /* a software counter on this process, user space only: allowed unfiltered
