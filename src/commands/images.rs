@@ -451,9 +451,18 @@ pub(crate) fn gc(ctx: &Context, in_use: &dyn Fn(&str) -> Option<String>) -> anyh
     for item in &report.items {
         writeln!(out, "removed {item}")?;
     }
-    if report.items.is_empty() {
+    // Address leases of network namespaces that are gone (root's, machine-wide).
+    let leases = crate::run::net::network::forget_dead_namespaces();
+    for d in &leases {
+        writeln!(
+            out,
+            "removed leases of a gone network namespace {}",
+            d.display()
+        )?;
+    }
+    if report.items.is_empty() && leases.is_empty() {
         writeln!(out, "nothing to free")?;
-    } else {
+    } else if !report.items.is_empty() {
         writeln!(out, "freed {}", human_size(report.bytes))?;
     }
     Ok(())

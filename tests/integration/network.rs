@@ -837,6 +837,26 @@ fn sigkill_of_locker_then_gc_leaves_nothing() {
     assert!(host_connect(&h, "127.0.0.1:18090").is_err());
 }
 
+/// A network namespace that is gone (a test's, an `ip netns` one deleted) leaves its
+/// lease directory in /run/locker/net; `locker gc` removes it. Control: while the
+/// namespace lives (here held by an fd, as `ip netns add` holds one by a mount) its
+/// directory stays.
+#[test]
+fn gc_removes_the_leases_of_gone_namespaces_only() {
+    let mut c = Ctx::new();
+    let ns = c.l.netns.clone().expect("a test namespace");
+    c.ok(&[], &["true"]);
+    let dir = crate::harness::leases_of(&format!("/proc/self/fd/{}", ns.as_raw_fd()));
+    assert!(dir.is_dir(), "{} was made by the run", dir.display());
+    c.l.ok(&["gc"]);
+    assert!(dir.is_dir(), "gc removed a live namespace's leases");
+    // The last references: the Ctx's and ours (its runs have exited).
+    c.l.netns = None;
+    drop(ns);
+    let out = c.l.ok(&["gc"]);
+    assert!(!dir.exists(), "{} left after gc: {out}", dir.display());
+}
+
 /// The container's global IPv6 addresses on eth0 (from /proc/net/if_inet6: 32 hex
 /// digits, then index, prefix length, scope, flags, name), as (hex, prefix).
 fn global_ipv6(c: &Ctx) -> Vec<(String, String)> {

@@ -453,6 +453,88 @@ fn owner_alive(content: &str) -> bool {
     crate::run::state::alive(pid, start)
 }
 
+/// Removes the lease directories (LEASES/NETNS) of network namespaces no process is
+/// in any more (a test's or an `ip netns` namespace that is gone: its bridges, tables
+/// and ports went with it), and returns them. A namespace some thread is in keeps its
+/// own; the inode of a dead one can be reused by a new namespace, whose leases would
+/// then look taken.
+pub(crate) fn forget_dead_namespaces() -> Vec<PathBuf> {
+    let Ok(dirs) = fs::read_dir(LEASES) else {
+        return Vec::new();
+    };
+    let live = live_netns();
+    let mut gone = Vec::new();
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Ok(ino) = name.parse::<u64>() else {
+            continue;
+        };
+        if live.contains(&ino) {
+            continue;
+        }
+        if fs::remove_dir_all(d.path()).is_ok() {
+            gone.push(d.path());
+        }
+    }
+    gone
+}
+
+/// The network namespaces alive on the machine, by inode: those of every thread, of
+/// every open descriptor, and those bound on a path (`ip netns add`).
+fn live_netns() -> std::collections::HashSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let ino_of = |link: &Path| -> Option<u64> {
+        fs::read_link(link)
+            .ok()?
+            .to_str()?
+            .strip_prefix("net:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()
+    };
+    let mut live = std::collections::HashSet::new();
+    for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        for t in fs::read_dir(p.path().join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            live.extend(ino_of(&t.path().join("ns/net")));
+        }
+        for fd in fs::read_dir(p.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            live.extend(ino_of(&fd.path()));
+        }
+    }
+    // A bound namespace: an nsfs mount (mountinfo field 5: the mount point; the field
+    // after " - ": the type), whose inode is the namespace's.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines() {
+        let Some((head, tail)) = l.split_once(" - ") else {
+            continue;
+        };
+        if tail.split_whitespace().next() != Some("nsfs") {
+            continue;
+        }
+        if let Some(at) = head.split_whitespace().nth(4) {
+            let at = at.replace("\\040", " ");
+            live.extend(fs::metadata(&at).ok().map(|m| m.ino()));
+        }
+    }
+    live
+}
+
 /// The published ports a lease records (its fields after pid, start, id and name).
 pub(crate) fn lease_ports(held: &str) -> Vec<firewall::PortMap> {
     held.split_whitespace()
