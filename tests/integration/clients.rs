@@ -26,6 +26,22 @@ struct CgroupParent(String);
 
 impl Drop for CgroupParent {
     fn drop(&mut self) {
+        // What a failed test left running there (a shim outlives its daemon): ours,
+        // since the parent is this test's own.
+        fn kill_in(dir: &std::path::Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    kill_in(&e.path());
+                }
+            }
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         fn remove(dir: &std::path::Path) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -34,17 +50,35 @@ impl Drop for CgroupParent {
             }
             let _ = std::fs::remove_dir(dir);
         }
-        for h in std::fs::read_dir("/sys/fs/cgroup")
+        let dirs: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let dir = h.path().join(&self.0);
-            if dir.exists() {
-                remove(&dir);
+            .map(|h| h.path().join(&self.0))
+            .filter(|d| d.exists())
+            .collect();
+        dirs.iter().for_each(|d| kill_in(d));
+        // Bounded: the killed leave their cgroups as they are reaped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for d in &dirs {
+            while has_procs(d) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            remove(d);
         }
     }
+}
+
+fn has_procs(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && has_procs(&e.path()))
+        || !std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
 }
 
 /// The fixture tree, imported and pushed to a loopback registry of the test's own
@@ -238,6 +272,139 @@ fn containerd_runs_tasks_on_locker_runtime() {
     }
     // (The shim's cleanup then force-deletes what is gone, which succeeds; under load
     // its reaper sometimes takes that exit status first and it logs "exit status 255".)
+    let verbs = verbs(&calls);
+    for v in ["create", "start", "exec", "kill", "delete"] {
+        assert!(verbs.iter().any(|x| x == v), "{v} in {verbs:?}");
+    }
+}
+
+/// crictl, built by tests/run.sh from ../shared/peers (LOCKER_CRICTL names it).
+fn crictl() -> String {
+    let path = std::env::var("LOCKER_CRICTL")
+        .unwrap_or_else(|_| "/var/cache/locker-tests/crictl-ba03eab".into());
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "crictl missing at {path}: bash tests/run.sh builds it"
+    );
+    path
+}
+
+/// Kubernetes' path: containerd's CRI plugin with a `locker` runtime handler
+/// (`runtime_type = io.containerd.runc.v2`, `options.BinaryName` = locker-runtime, as
+/// the README's RuntimeClass section registers it), driven by crictl: `runp`, `create`,
+/// `start`, `exec`, `logs`, `stop`, `rm`, `stopp`, `rmp`. Pod networking: the daemon
+/// runs in a network namespace of the test's own with only `lo` (no route anywhere),
+/// and the pod uses the node's (that) network, so no CNI plugin is involved. The
+/// images (a pause image and the busybox fixture) are made with umoci and imported
+/// with ctr: no registry, no network.
+#[test]
+fn crictl_runs_pods_through_the_cri_plugin_on_locker_runtime() {
+    require_root();
+    let crictl = crictl();
+    let dir = tempfile::Builder::new()
+        .prefix("locker-cri-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("rootfs")).unwrap();
+    tar::Archive::new(fixture_tar())
+        .unpack(d.join("rootfs"))
+        .unwrap();
+    let (runtime, calls) = logged_runtime(d, "");
+    let parent = CgroupParent(format!("locker-test-cri-{}", std::process::id()));
+    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n\
+             [{cri}]\n  sandbox_image = \"locker.test/img:pause\"\n  disable_apparmor = true\n\
+             \x20 restrict_oom_score_adj = true\n\
+             [{cri}.containerd]\n  default_runtime_name = \"locker\"\n\
+             [{cri}.containerd.runtimes.locker]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+             [{cri}.containerd.runtimes.locker.options]\n  BinaryName = \"{rt}\"\n\
+             \x20 Root = \"{d}/runc\"\n\
+             [{cri}.cni]\n  bin_dir = \"{d}/cni/bin\"\n  conf_dir = \"{d}/cni/conf\"\n",
+            d = d.display(),
+            rt = runtime.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pod.json"),
+        format!(
+            "{{\"metadata\":{{\"name\":\"p1\",\"namespace\":\"locker-test\",\"uid\":\"u1\"}},\
+             \"log_directory\":\"{d}/logs\",\"linux\":{{\"cgroup_parent\":\"/{p}\",\
+             \"security_context\":{{\"namespace_options\":{{\"network\":2}}}}}}}}",
+            d = d.display(),
+            p = parent.0,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ctr.json"),
+        "{\"metadata\":{\"name\":\"c1\"},\"image\":{\"image\":\"locker.test/img:fix\"},\
+         \"command\":[\"sh\",\"-c\",\"echo from-cri; exec sleep 60\"],\"log_path\":\"c1.log\",\
+         \"linux\":{}}",
+    )
+    .unwrap();
+    // The daemon is the script's child, ended by its trap; every wait is bounded.
+    let script = format!(
+        "set -u
+         ip link set lo up
+         U=umoci; I={d}/img
+         $U init --layout $I && $U new --image $I:fix && $U unpack --image $I:fix {d}/b >/dev/null &&
+         rm -rf {d}/b/rootfs && mv {d}/rootfs {d}/b/rootfs && $U repack --image $I:fix {d}/b &&
+         $U config --image $I:fix --config.entrypoint /bin/sleep --config.cmd inf --tag pause &&
+         $U config --image $I:fix --config.cmd /bin/sh --tag fix &&
+         tar -C $I -cf {d}/img.tar . || exit 9
+         containerd --config {d}/config.toml > {d}/containerd.log 2>&1 &
+         CPID=$!
+         trap 'kill $CPID; wait $CPID' EXIT
+         for i in $(seq 100); do [ -S {d}/c.sock ] && break; sleep 0.1; done
+         ctr --address {d}/c.sock -n k8s.io images import --base-name locker.test/img {d}/img.tar >/dev/null
+         echo \"import=$?\"
+         CR=\"{crictl} --runtime-endpoint unix://{d}/c.sock --image-endpoint unix://{d}/c.sock --timeout 60s\"
+         POD=$($CR runp --runtime locker {d}/pod.json); echo \"runp=$?\"
+         CID=$($CR create $POD {d}/ctr.json {d}/pod.json); echo \"create=$?\"
+         $CR start $CID >/dev/null; echo \"start=$?\"
+         $CR exec $CID sh -c 'echo in-exec $(id -u)'; echo \"exec=$?\"
+         for i in $(seq 100); do $CR logs $CID 2>/dev/null | grep -q from-cri && break; sleep 0.1; done
+         $CR logs $CID; echo \"logs=$?\"
+         $CR stop -t 1 $CID >/dev/null; echo \"stop=$?\"
+         $CR rm $CID >/dev/null; echo \"rm=$?\"
+         $CR stopp $POD >/dev/null; echo \"stopp=$?\"
+         $CR rmp $POD >/dev/null; echo \"rmp=$?\"
+         echo \"left=$({bin} oci --root {d}/runc/k8s.io list -q | wc -l)\"",
+        d = d.display(),
+        bin = locker_bin(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--net",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let r = run_bounded(cmd, Duration::from_secs(240));
+    let log = std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default();
+    assert_eq!(r.code, Some(0), "{}\n--- containerd\n{log}", r.dump());
+    for want in [
+        "import=0\nrunp=0\ncreate=0\nstart=0\n",
+        "in-exec 0\nexec=0\n",
+        "from-cri\nlogs=0\n",
+        "stop=0\nrm=0\nstopp=0\nrmp=0\nleft=0\n",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "{want:?} in\n{}\n--- containerd\n{log}",
+            r.dump()
+        );
+    }
     let verbs = verbs(&calls);
     for v in ["create", "start", "exec", "kill", "delete"] {
         assert!(verbs.iter().any(|x| x == v), "{v} in {verbs:?}");
