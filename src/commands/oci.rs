@@ -180,6 +180,9 @@ pub(crate) struct ExecArgs {
     /// UID[:GID]
     #[arg(long, short = 'u')]
     pub user: Option<String>,
+    /// Pass the caller's fds 3..3+N to the process, as runc does
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
     pub id: String,
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -338,6 +341,20 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
             cli.log_format
         );
     }
+    // fds 3..3+N are the caller's to pass on: a gap among them is held by /dev/null
+    // before anything here opens a descriptor, so none of locker's own lands there
+    // (and crosses into the container).
+    let preserved = match &cli.command {
+        OciCommand::Create(a) | OciCommand::Run(a) => a.preserve_fds,
+        OciCommand::Exec(a) => a.preserve_fds,
+        _ => 0,
+    };
+    crate::run::sys::hold_fd_gaps(3, 3 + preserved as i32).map_err(|e| {
+        anyhow::anyhow!(
+            "--preserve-fds {preserved}: hold fds 3..{}: {e}",
+            3 + preserved
+        )
+    })?;
     let rt = Runtime {
         root: cli.root.clone(),
     };
@@ -431,6 +448,7 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
                 detach: a.detach,
                 pid_file: a.pid_file.clone(),
                 console_socket: a.console_socket.clone(),
+                preserve_fds: a.preserve_fds,
             };
             Ok(ExitStatus::Code(rt.exec(&a.id, &o)?))
         }

@@ -776,6 +776,8 @@ pub(crate) struct ExecOpts {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// The caller's fds 3..3+N pass to the process.
+    pub preserve_fds: u32,
 }
 
 /// The process `exec` runs: `--process`'s, else the container's own (its bundle's
@@ -885,6 +887,7 @@ fn exec_process(
         detach: o.detach,
         pid_file: o.pid_file.clone(),
         console_socket: o.console_socket.clone(),
+        preserve_fds: o.preserve_fds,
     };
     Ok((process, contract))
 }

@@ -265,7 +265,7 @@ pub(crate) fn exec(
             start_fifo: -1,
             die_with_parent: !detach,
             umask: 0o022,
-            preserve_fds: 0,
+            preserve_fds: contract.map_or(0, |c| c.preserve_fds),
         });
     }
     drop(err_wr);

@@ -122,6 +122,8 @@ pub(crate) struct ExecContract {
     /// With a terminal: the pty's master goes to this socket (SCM_RIGHTS), not to
     /// locker's relay.
     pub console_socket: Option<PathBuf>,
+    /// The caller's fds 3..3+N stay open into the command (`--preserve-fds`).
+    pub preserve_fds: u32,
 }
 
 /// OCI `process.capabilities`.

@@ -83,9 +83,36 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
     close_fds_from_except(3, keep)
 }
 
+/// Opens /dev/null on each fd in `from..to` that is not open, so the range is held
+/// (by the caller's descriptors, or by these) before the process opens its own.
+pub(crate) fn hold_fd_gaps(from: RawFd, to: RawFd) -> std::io::Result<()> {
+    for fd in from..to {
+        // SAFETY: fcntl F_GETFD on an integer fd: no memory is touched.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        let got = std::os::fd::IntoRawFd::into_raw_fd(null);
+        if got == fd {
+            continue; // the lowest free number was this one: kept open
+        }
+        // SAFETY: dup2 of an fd we own onto a free number, then the original closed.
+        let r = unsafe { libc::dup2(got, fd) };
+        // SAFETY: closes the fd opened above, owned here and not used again.
+        unsafe { libc::close(got) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// `close_fds_except`, keeping fds 3..`from` too (`--preserve-fds`).
 pub(crate) fn close_fds_from_except(from: RawFd, keep: &[RawFd]) {
-    let mut k = [RawFd::MAX; 16 + super::MAX_IDMAPPED_LAYERS];
+    let mut k = [RawFd::MAX; 24 + super::MAX_IDMAPPED_LAYERS];
     let mut n = 0;
     for &fd in keep.iter().filter(|&&fd| fd >= from).take(k.len()) {
         k[n] = fd;

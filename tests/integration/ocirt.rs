@@ -682,24 +682,64 @@ fn run_detach_returns_while_the_container_runs() {
     assert!(!b.root().join("oci").join(&id).exists());
 }
 
-/// `--preserve-fds N`: the caller's fds 3 and 4 reach the command (as runc passes
-/// them, for socket activation); without it, no fd of the caller's does.
-#[test]
-fn preserve_fds_passes_the_callers_fds_and_no_others() {
+/// Runs locker-runtime ARGS with the caller's fds 3 and 4 open on `files` (not
+/// close-on-exec, as a socket-activating caller passes them).
+fn run_with_fds(b: &Bundle, args: &[&str], files: &[std::fs::File]) -> Run {
     use std::os::unix::process::CommandExt;
-    let b = Bundle::new(&[
-        "sh",
-        "-c",
-        "cat /proc/self/fd/3 /proc/self/fd/4 2>/dev/null; echo; ls /proc/self/fd | tr '\\n' ' '",
-    ]);
-    let files: Vec<std::fs::File> = ["three", "four"]
+    let mut cmd = b.command(args);
+    // Sources above 4, so that neither dup2 below closes the other's source.
+    let high = |f: &std::fs::File| {
+        // SAFETY: fcntl with integer arguments on an fd this test owns.
+        let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        assert!(fd >= 10);
+        // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let (a_fd, z_fd) = (high(&files[0]), high(&files[1]));
+    let (a, z) = (a_fd.as_raw_fd(), z_fd.as_raw_fd());
+    // SAFETY: only dup2 and fcntl (async-signal-safe) on fds this test owns; a
+    // dup2 onto itself keeps close-on-exec, so it is cleared explicitly.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(a, 3) < 0
+                || libc::dup2(z, 4) < 0
+                || libc::fcntl(3, libc::F_SETFD, 0) < 0
+                || libc::fcntl(4, libc::F_SETFD, 0) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let r = run_bounded(cmd, Duration::from_secs(60));
+    drop((a_fd, z_fd));
+    r
+}
+
+/// Files "three" and "four" in the bundle's directory, open for reading.
+fn three_four(b: &Bundle) -> Vec<std::fs::File> {
+    ["three", "four"]
         .iter()
         .map(|t| {
             let p = b.dir.path().join(t);
             std::fs::write(&p, t).unwrap();
             std::fs::File::open(p).unwrap()
         })
-        .collect();
+        .collect()
+}
+
+/// What the probe script prints: fds 3 and 4's contents, then the fds it has open.
+const FDS_SCRIPT: &str =
+    "cat /proc/self/fd/3 /proc/self/fd/4 2>/dev/null; echo; ls /proc/self/fd | tr '\\n' ' '";
+
+/// `--preserve-fds N` (create/run, and exec): the caller's fds 3 and 4 reach the
+/// command (as runc passes them, for socket activation); without it, no fd of the
+/// caller's does. A number in the range the caller left closed passes as /dev/null,
+/// never as one of locker's own descriptors.
+#[test]
+fn preserve_fds_passes_the_callers_fds_and_no_others() {
+    let b = Bundle::new(&["sh", "-c", FDS_SCRIPT]);
+    let files = three_four(&b);
     let run = |extra: &[&str]| {
         let id = id("fds");
         b.ids.borrow_mut().push(id.clone());
@@ -707,33 +747,7 @@ fn preserve_fds_passes_the_callers_fds_and_no_others() {
         let mut args = vec!["run", "--bundle", bundle.to_str().unwrap()];
         args.extend_from_slice(extra);
         args.push(&id);
-        let mut cmd = b.command(&args);
-        // Sources above 4, so that neither dup2 below closes the other's source.
-        let high = |f: &std::fs::File| {
-            // SAFETY: fcntl with integer arguments on an fd this test owns.
-            let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-            assert!(fd >= 10);
-            // SAFETY: the fd was just returned by the kernel and nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        };
-        let (a_fd, z_fd) = (high(&files[0]), high(&files[1]));
-        let (a, z) = (a_fd.as_raw_fd(), z_fd.as_raw_fd());
-        // SAFETY: only dup2 and fcntl (async-signal-safe) on fds this test owns; a
-        // dup2 onto itself keeps close-on-exec, so it is cleared explicitly.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(a, 3) < 0
-                    || libc::dup2(z, 4) < 0
-                    || libc::fcntl(3, libc::F_SETFD, 0) < 0
-                    || libc::fcntl(4, libc::F_SETFD, 0) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let r = run_bounded(cmd, Duration::from_secs(60));
-        drop((a_fd, z_fd));
+        let r = run_with_fds(&b, &args, &files);
         assert_eq!(r.code, Some(0), "{}", r.dump());
         r.stdout
     };
@@ -747,6 +761,44 @@ fn preserve_fds_passes_the_callers_fds_and_no_others() {
     let (text, fds) = out.split_once('\n').unwrap();
     assert_eq!(text, "", "{out}");
     assert_eq!(fds.split_whitespace().count(), 4, "{out}");
+
+    // exec into a running container: the same, and fd 5 (named, but closed in the
+    // caller) is /dev/null in the process.
+    let s = Bundle::new(&["sleep", "60"]);
+    let files = three_four(&s);
+    let sid = id("fdx");
+    s.ids.borrow_mut().push(sid.clone());
+    s.create(&sid);
+    s.ok(&["start", &sid]);
+    let script = format!("{FDS_SCRIPT}; echo; readlink /proc/self/fd/5 || echo none");
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[sid.as_str(), "sh", "-c", &script]);
+        let r = run_with_fds(&s, &args, &files);
+        assert_eq!(r.code, Some(0), "{}", r.dump());
+        r.stdout
+    };
+    let out = exec(&["--preserve-fds", "3"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"threefour"), "{out}");
+    assert_eq!(
+        lines.get(1).map(|l| l.split_whitespace().count()),
+        Some(7),
+        "{out}"
+    );
+    assert_eq!(lines.get(2), Some(&"/dev/null"), "{out}");
+    // The control: without the option, nothing of the caller's.
+    let out = exec(&[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&""), "{out}");
+    assert_eq!(
+        lines.get(1).map(|l| l.split_whitespace().count()),
+        Some(4),
+        "{out}"
+    );
+    assert_eq!(lines.get(2), Some(&"none"), "{out}");
+    s.ok(&["delete", "--force", &sid]);
 }
 
 /// createContainer and startContainer hooks run in the container (their path and
