@@ -486,3 +486,64 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Removes the containers' cgroup parent from every hierarchy, with what podman left
+/// in it (its `conmon` cgroup; a failed run's containers'), deepest first.
+pub struct CgroupParent(pub String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        // What a failed test left running there (a shim outlives its daemon): ours,
+        // since the parent is this test's own.
+        fn kill_in(dir: &std::path::Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    kill_in(&e.path());
+                }
+            }
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        fn remove(dir: &std::path::Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        let dirs: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|h| h.path().join(&self.0))
+            .filter(|d| d.exists())
+            .collect();
+        dirs.iter().for_each(|d| kill_in(d));
+        // Bounded: the killed leave their cgroups as they are reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for d in &dirs {
+            while has_procs(d) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            remove(d);
+        }
+    }
+}
+
+fn has_procs(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && has_procs(&e.path()))
+        || !std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+}

@@ -847,14 +847,18 @@ fn oci_podman_runs_a_pushed_image() {
     let reg = Registry::start(&l.path("registry"));
     let reference = reg.reference("pushed/for-podman:v1");
     l.ok(&["push", "fx", &reference]);
+    // podman's containers and its conmon under a cgroup parent of the test's own.
+    let parent =
+        crate::harness::CgroupParent(format!("locker-test-podman-oci-{}", std::process::id()));
     let script = format!(
         "mount -t tmpfs -o size=16m,mode=755 tmpfs /sys/fs/cgroup/unified && \
          exec podman --root {root} --runroot {run} --cgroup-manager cgroupfs --events-backend none \
-         run --rm --net none --tls-verify=false \
+         run --rm --net none --tls-verify=false --cgroup-parent=/{parent} \
          --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 \
          docker://{reference} /bin/sh -c 'echo from-podman; cat /etc/passwd | head -1'",
         root = l.path("podman-root").display(),
         run = l.path("podman-run").display(),
+        parent = parent.0,
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
