@@ -235,6 +235,26 @@ impl Prepared {
         let (inner, forwarder) = in_netns(&ns, || -> Result<_, NetError> {
             let mut inner = Rtnl::new()?;
             inner.set_up(1)?; // lo is always index 1 in a new namespace
+                              // When eth0 comes up it announces its addresses (a gratuitous ARP, an
+                              // unsolicited neighbour advertisement): an address a container that just
+                              // ended had leaves the host's neighbour entry on that one's MAC, which
+                              // would otherwise hold for up to 45 s (netavark sets the same).
+            for (key, required) in [
+                ("net/ipv4/conf/eth0/arp_notify", true),
+                ("net/ipv6/conf/eth0/ndisc_notify", false),
+            ] {
+                let path = std::path::Path::new("/proc/sys").join(key);
+                match fs::write(&path, b"1") {
+                    Ok(()) => {}
+                    Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(NetError::Io {
+                            what: format!("write {}", path.display()),
+                            source: e,
+                        })
+                    }
+                }
+            }
             let forwarder = match &self.resolvers {
                 dns::Resolvers::Forward(_) => {
                     Some(dns::bind_forwarder().map_err(|e| NetError::Io {
