@@ -398,6 +398,7 @@ pub(crate) fn start_with(
             .as_ref()
             .and_then(|c| c.stop_signal.as_deref())
             .and_then(spec::parse_signal),
+        pidns: state::pid_namespace(),
         locker_pid: std::process::id() as i32,
         locker_start: state::start_time(std::process::id() as i32).unwrap_or(0),
         pid: 0,

@@ -134,6 +134,10 @@ pub(crate) struct Status {
     pub pid: i32,
     pub monitor_pid: i32,
     pub monitor_start: u64,
+    /// The monitor's PID namespace (inode; 0: not recorded): from another one its pid
+    /// cannot be judged, nor signalled.
+    #[serde(default)]
+    pub pidns: u64,
     /// Unix seconds.
     pub started: u64,
     pub finished: u64,
@@ -142,7 +146,9 @@ pub(crate) struct Status {
 
 impl Status {
     fn monitor_alive(&self) -> bool {
-        self.monitor_pid > 0 && alive(self.monitor_pid, self.monitor_start)
+        self.monitor_pid > 0
+            && (state::other_pid_namespace(self.pidns)
+                || alive(self.monitor_pid, self.monitor_start))
     }
 
     /// As shown by `ps`: running, restarting, exited (CODE).
@@ -578,6 +584,7 @@ impl Monitor {
                 status: "created".into(),
                 monitor_pid: std::process::id() as i32,
                 monitor_start: start_time(std::process::id() as i32).unwrap_or(0),
+                pidns: state::pid_namespace(),
                 ..Status::default()
             },
         }
@@ -1391,6 +1398,12 @@ pub(crate) fn stop(root: &Path, f: &Found, grace: Duration) -> Result<(), RunErr
     let s = f.status();
     if !s.monitor_alive() {
         return Ok(());
+    }
+    if state::other_pid_namespace(s.pidns) {
+        return Err(RunError::NameInUse(format!(
+            "{} (started in another PID namespace: stop it from there)",
+            f.config.key
+        )));
     }
     let p = f.dir.join("stop");
     fs::write(&p, b"").map_err(io_err("write", &p))?;

@@ -40,6 +40,10 @@ pub(crate) struct State {
     /// What `stop` sends first (an OCI image's StopSignal); SIGTERM when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<i32>,
+    /// The PID namespace (its inode) the pids here mean something in; 0: unknown (a
+    /// state from before it was recorded).
+    #[serde(default)]
+    pub pidns: u64,
     /// The `locker run` process (host pid) and its start time (clock ticks since boot).
     pub locker_pid: i32,
     pub locker_start: u64,
@@ -136,6 +140,19 @@ pub(crate) fn alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// The inode of this process's PID namespace (0 if unreadable).
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Whether `recorded` (a state's or a lease's PID namespace) is another than ours:
+/// its pids cannot be judged from here (a process is not "dead" because a child PID
+/// namespace does not see it).
+pub(crate) fn other_pid_namespace(recorded: u64) -> bool {
+    recorded != 0 && recorded != pid_namespace()
+}
+
 impl State {
     pub(crate) fn running(&self) -> bool {
         alive(self.locker_pid, self.locker_start)
@@ -164,7 +181,7 @@ pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
     let mut reaped = Vec::new();
     let mut errors = Vec::new();
     for s in read_states(root) {
-        if alive(s.locker_pid, s.locker_start) {
+        if other_pid_namespace(s.pidns) || alive(s.locker_pid, s.locker_start) {
             continue;
         }
         match remove(root, &s) {
@@ -185,6 +202,13 @@ pub(crate) fn reap_stale(root: &Path) -> io::Result<Vec<String>> {
 pub(crate) fn remove(root: &Path, s: &State) -> io::Result<()> {
     use nix::sys::signal::{kill, SIGKILL};
     use nix::unistd::Pid;
+    // Its pids name other processes here: never signal them.
+    if other_pid_namespace(s.pidns) {
+        return Err(io::Error::other(format!(
+            "container {} was started in another PID namespace; remove it from there",
+            s.id
+        )));
+    }
     // A pidfd says at once when PID 1 is gone (no polling of /proc for it).
     let mut pidfd = None;
     if alive(s.pid, s.pid_start) {
@@ -357,6 +381,7 @@ mod tests {
             digest: String::new(),
             command: vec!["true".into()],
             stop_signal: None,
+            pidns: 0,
             locker_pid: 0,
             locker_start: 0,
             pid: 0,

@@ -481,3 +481,43 @@ fn attach_pipes_without_a_terminal() {
     assert_eq!(c.l.ok(&["wait", "cat"]).trim(), "0");
     assert_eq!(c.l.ok(&["logs", "cat"]), "ready\nechoed\n");
 }
+
+/// Attack: run locker from a child PID namespace (`unshare --pid`), where the
+/// container's pids do not exist: `ps -a` and `gc` used to take every container for
+/// dead and SIGKILL it, freeing its address. Protection: pids recorded in another PID
+/// namespace are not judged, and `rm` from there refuses to signal them.
+/// Control: from the container's own PID namespace `rm -f` removes it.
+#[test]
+fn a_child_pid_namespace_does_not_reap_running_containers() {
+    let c = Ctx::new();
+    let d = detached(&c, "pidns");
+    c.l.ok(&[
+        "run", "-d", "--net", "none", "--name", "pidns", "fix", "sleep", "120",
+    ]);
+    until("running", || status(&c, "pidns") == "running");
+    let pid = inspect(&c, "pidns")["state"]["pid"].as_i64().unwrap_or(0) as i32;
+    assert!(alive(pid), "pid {pid}");
+    for verb in [&["ps", "-a"][..], &["gc"], &["rm", "-f", "pidns"]] {
+        let inner = c.l.command(verb);
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc"])
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let r = crate::harness::run_bounded(cmd, Duration::from_secs(60));
+        assert!(
+            alive(pid),
+            "{verb:?} from a child PID namespace killed it: {}",
+            r.dump()
+        );
+    }
+    assert_eq!(status(&c, "pidns"), "running");
+    c.l.ok(&["rm", "-f", "pidns"]);
+    until("gone", || !alive(pid));
+    drop(d);
+}

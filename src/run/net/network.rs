@@ -443,6 +443,15 @@ impl Lease {
 }
 
 fn owner_alive(content: &str) -> bool {
+    // A lease taken in another PID namespace: its owner's pid means nothing here.
+    let pidns = content
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pidns="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if crate::run::state::other_pid_namespace(pidns) {
+        return true;
+    }
     let mut it = content.split_whitespace();
     let (Some(pid), Some(start)) = (it.next(), it.next()) else {
         return false;
@@ -578,7 +587,7 @@ pub(crate) fn lease(
     for p in ports {
         content.push_str(&format!(" {p}"));
     }
-    content.push('\n');
+    content.push_str(&format!(" pidns={}\n", crate::run::state::pid_namespace()));
     let base = u32::from(up.subnet());
     for host in 2..255u32 {
         let addr = Ipv4Addr::from(base + host);
