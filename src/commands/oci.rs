@@ -189,6 +189,9 @@ pub(crate) struct ExecArgs {
     pub args: Vec<String>,
 }
 
+/// The most fds `--preserve-fds` passes (3+N must stay a valid descriptor number).
+const MAX_PRESERVED_FDS: u32 = 1 << 20;
+
 /// runc's long option names, which it also takes with one dash.
 const LONG: &[&str] = &[
     "root",
@@ -349,6 +352,9 @@ fn dispatch(cli: OciCli) -> anyhow::Result<ExitStatus> {
         OciCommand::Exec(a) => a.preserve_fds,
         _ => 0,
     };
+    if preserved > MAX_PRESERVED_FDS {
+        anyhow::bail!("--preserve-fds {preserved}: at most {MAX_PRESERVED_FDS}");
+    }
     crate::run::sys::hold_fd_gaps(3, 3 + preserved as i32).map_err(|e| {
         anyhow::anyhow!(
             "--preserve-fds {preserved}: hold fds 3..{}: {e}",

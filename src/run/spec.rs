@@ -513,7 +513,7 @@ pub(crate) fn parse_tmpfs(spec: &str) -> Result<Mount, RunError> {
 }
 
 /// runc's masked paths, and what else the host's kernel tells its root there (the
-/// host's physical page map, slab and vmalloc layout, the crash dump's kernel address,
+/// host's physical page map, slab (also per cache in /sys/kernel/slab) and vmalloc layout, the crash dump's kernel address,
 /// other users' key counts): files get /dev/null bound over them, directories an
 /// empty read-only tmpfs. A path this kernel lacks is skipped.
 pub(crate) const MASKED: &[&str] = &[
@@ -535,6 +535,7 @@ pub(crate) const MASKED: &[&str] = &[
     "proc/vmallocinfo",
     "sys/firmware",
     "sys/devices/virtual/powercap",
+    "sys/kernel/slab",
     "sys/kernel/vmcoreinfo",
 ];
 

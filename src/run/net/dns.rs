@@ -116,7 +116,7 @@ fn forward(inside: &UdpSocket, out: &UdpSocket) {
         // Skip stale answers (an earlier query that timed out) by id.
         for _ in 0..4 {
             match out.recv(&mut ans) {
-                Ok(m) if m >= 2 && ans[..2] == buf[..2] => {
+                Ok(m) if answers(&buf[..n], &ans[..m]) => {
                     let _ = inside.send_to(&ans[..m], from);
                     break;
                 }
@@ -127,11 +127,52 @@ fn forward(inside: &UdpSocket, out: &UdpSocket) {
     }
 }
 
-/// A DNS query (RFC 1035 4.1.1): a whole header, QR clear (a question, not an
-/// answer), opcode QUERY, one question.
+/// A DNS query and nothing else (RFC 1035 4.1): a header with QR clear (a question,
+/// not an answer), opcode QUERY, one question, no answer or authority records, at most
+/// one additional record and that an EDNS OPT (RFC 6891) with at most
+/// `MAX_EDNS_OPTIONS` bytes of options; the question's name is labels of at most 63
+/// bytes ending at the root; the message ends where they do. No byte rides along.
 pub(crate) fn is_query(m: &[u8]) -> bool {
-    m.len() >= 12 && m[2] & 0x80 == 0 && (m[2] >> 3) & 0x0f == 0 && m[4..6] == [0, 1]
+    let u16_at = |i: usize| m.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    if m.len() < 12 || m[2] & 0x80 != 0 || (m[2] >> 3) & 0x0f != 0 {
+        return false;
+    }
+    let (qd, an, ns, ar) = (u16_at(4), u16_at(6), u16_at(8), u16_at(10));
+    if qd != Some(1) || an != Some(0) || ns != Some(0) || ar.is_none_or(|a| a > 1) {
+        return false;
+    }
+    // QNAME: labels (no compression pointers in a question), then QTYPE and QCLASS.
+    let mut i = 12;
+    loop {
+        let Some(&l) = m.get(i) else { return false };
+        i += 1;
+        if l == 0 {
+            break;
+        }
+        if l > 63 || i + l as usize > m.len() {
+            return false;
+        }
+        i += l as usize;
+    }
+    i += 4;
+    if ar == Some(1) {
+        // OPT: root name, TYPE 41, CLASS, TTL, RDLENGTH, then the options.
+        if m.get(i) != Some(&0) || u16_at(i + 1) != Some(41) {
+            return false;
+        }
+        let Some(rdlen) = u16_at(i + 9) else {
+            return false;
+        };
+        if rdlen as usize > MAX_EDNS_OPTIONS {
+            return false;
+        }
+        i += 11 + rdlen as usize;
+    }
+    i == m.len()
 }
+
+/// EDNS options a query may carry (a cookie is at most 40 bytes, padding a few).
+const MAX_EDNS_OPTIONS: usize = 64;
 
 /// How long a TCP client may sit between queries, and the resolver on an answer.
 const TCP_IDLE: Duration = Duration::from_secs(30);
@@ -153,7 +194,10 @@ pub(crate) fn tcp_queries(upstream: SocketAddr) -> impl Fn(TcpStream) + Clone + 
                 up = Some(s);
             }
             let s = up.as_mut().expect("connected above");
-            let Some(answer) = write_message(s, &q).and_then(|()| read_message(s)) else {
+            let Some(answer) = write_message(s, &q)
+                .and_then(|()| read_message(s))
+                .filter(|a| answers(&q, a))
+            else {
                 return;
             };
             if write_message(&mut conn, &answer).is_none() {
@@ -161,6 +205,11 @@ pub(crate) fn tcp_queries(upstream: SocketAddr) -> impl Fn(TcpStream) + Clone + 
             }
         }
     }
+}
+
+/// Whether `a` is an answer to the query `q`: QR set, the same id and opcode.
+fn answers(q: &[u8], a: &[u8]) -> bool {
+    a.len() >= 12 && a[..2] == q[..2] && a[2] & 0x80 != 0 && (a[2] >> 3) & 0x0f == 0
 }
 
 fn read_message(s: &mut TcpStream) -> Option<Vec<u8>> {
@@ -250,6 +299,28 @@ mod tests {
         assert!(!is_query(&two), "two questions");
         assert!(!is_query(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(!is_query(&query()[..11]));
+        assert!(!is_query(&query()[..query().len() - 1]), "cut short");
+        // A payload riding after the question, or in records a query has no use for.
+        let mut trailing = query();
+        trailing.extend_from_slice(b"GET /admin HTTP/1.0\r\n\r\n");
+        assert!(!is_query(&trailing));
+        let mut answers = query();
+        answers[7] = 5;
+        assert!(!is_query(&answers), "answer records in a query");
+        // EDNS: an OPT record with a cookie passes; with a big payload it does not.
+        let opt = |len: u16| {
+            let mut q = query();
+            q[11] = 1;
+            q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+            q.extend_from_slice(&len.to_be_bytes());
+            q.extend(std::iter::repeat_n(0u8, len as usize));
+            q
+        };
+        assert!(is_query(&opt(12)));
+        assert!(!is_query(&opt(1000)));
+        let mut opt_trailing = opt(12);
+        opt_trailing.push(b'x');
+        assert!(!is_query(&opt_trailing));
     }
 
     /// A TCP "resolver" on 127.0.0.1 and the served relay's address.
