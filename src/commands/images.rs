@@ -443,15 +443,8 @@ pub(crate) fn catalog(ctx: &Context, json: bool) -> anyhow::Result<()> {
 
 pub(crate) fn gc(ctx: &Context, in_use: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if !ctx.root.exists() {
-        writeln!(out, "nothing to free")?;
-        return Ok(());
-    }
-    let report = ctx.store()?.gc(in_use).context("gc")?;
-    for item in &report.items {
-        writeln!(out, "removed {item}")?;
-    }
-    // Address leases of network namespaces that are gone (root's, machine-wide).
+    // Address leases of network namespaces that are gone (machine-wide, whatever the
+    // store).
     let leases = crate::run::net::network::forget_dead_namespaces();
     for d in &leases {
         writeln!(
@@ -459,6 +452,16 @@ pub(crate) fn gc(ctx: &Context, in_use: &dyn Fn(&str) -> Option<String>) -> anyh
             "removed leases of a gone network namespace {}",
             d.display()
         )?;
+    }
+    if !ctx.root.exists() {
+        if leases.is_empty() {
+            writeln!(out, "nothing to free")?;
+        }
+        return Ok(());
+    }
+    let report = ctx.store()?.gc(in_use).context("gc")?;
+    for item in &report.items {
+        writeln!(out, "removed {item}")?;
     }
     if report.items.is_empty() && leases.is_empty() {
         writeln!(out, "nothing to free")?;
