@@ -153,12 +153,7 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     // SAFETY: a live pollfd array of the length given.
     let parent_gone = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
     if n != 1 || parent_gone {
-        return Err(Report {
-            step: Step::Release,
-            errno: libc::EPIPE,
-            index: u32::MAX,
-            what: "",
-        });
+        return Err(parent_lost());
     }
     // SAFETY: closes an fd this process owns and does not use again.
     unsafe { libc::close(c.release_rd) };
@@ -242,12 +237,7 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         // SAFETY: a buffer this frame owns, with its true length.
         let n = unsafe { libc::read(c.wired_rd, byte.as_mut_ptr().cast(), 1) };
         if n != 1 {
-            return Err(Report {
-                step: Step::Release,
-                errno: libc::EPIPE,
-                index: u32::MAX,
-                what: "",
-            });
+            return Err(parent_lost());
         }
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.wired_rd) };
@@ -313,12 +303,7 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
         // SAFETY: closes an fd this process owns and does not use again.
         unsafe { libc::close(c.parent_pidfd) };
         if gone {
-            return Err(Report {
-                step: Step::Release,
-                errno: libc::EPIPE,
-                index: u32::MAX,
-                what: "",
-            });
+            return Err(parent_lost());
         }
     }
     // CVE-2019-5736: /proc/1/exe is locker's host binary; non-dumpable makes it
@@ -327,6 +312,16 @@ fn setup(c: &Child) -> Result<Option<OwnedFd>, Report> {
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
         .map_err(step_err(Step::Capabilities))?;
     Ok(tty)
+}
+
+/// The parent is gone (or could not finish its part) before the command ran.
+fn parent_lost() -> Report {
+    Report {
+        step: Step::Release,
+        errno: libc::EPIPE,
+        index: u32::MAX,
+        what: "",
+    }
 }
 
 extern "C" fn noop(_: c_int) {}
