@@ -140,10 +140,12 @@ pub(crate) fn alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// The inode of this process's PID namespace (0 if unreadable).
+/// The inode of this process's PID namespace (0 if unreadable), read once: it is
+/// asked for every state and lease a run looks at.
 pub(crate) fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    static INO: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INO.get_or_init(|| fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
 }
 
 /// Whether `recorded` (a state's or a lease's PID namespace) is another than ours:
