@@ -142,6 +142,33 @@ fn verbs(calls: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// DIR/config.toml for a containerd of the test's own: its root, state and sockets
+/// under DIR, then `top` (top-level keys) and `tables`.
+fn containerd_config(d: &std::path::Path, top: &str, tables: &str) {
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n{top}\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n{tables}",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Shell lines starting that containerd as the script's child, ended by the script's
+/// EXIT trap; the wait for its socket is bounded.
+fn containerd_up(d: &std::path::Path) -> String {
+    format!(
+        "containerd --config {d}/config.toml > {d}/containerd.log 2>&1 &
+         CPID=$!
+         trap 'kill $CPID; wait $CPID' EXIT
+         for i in $(seq 100); do [ -S {d}/c.sock ] && break; sleep 0.1; done",
+        d = d.display()
+    )
+}
+
 #[test]
 fn containerd_runs_tasks_on_locker_runtime() {
     require_root();
@@ -154,17 +181,11 @@ fn containerd_runs_tasks_on_locker_runtime() {
     std::fs::create_dir(&rootfs).unwrap();
     tar::Archive::new(fixture_tar()).unpack(&rootfs).unwrap();
     let (runtime, calls) = logged_runtime(d, "");
-    std::fs::write(
-        d.join("config.toml"),
-        format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
-             [debug]\n  address = \"{d}/debug.sock\"\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
+    containerd_config(
+        d,
+        "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+        "",
+    );
     let parent = CgroupParent(format!("locker-test-ctr-{}", std::process::id()));
     let run = |id: &str| {
         format!(
@@ -177,10 +198,7 @@ fn containerd_runs_tasks_on_locker_runtime() {
     // The daemon is the script's child, ended by its trap; every wait is bounded.
     let script = format!(
         "set -u
-         containerd --config {d}/config.toml > {d}/containerd.log 2>&1 &
-         CPID=$!
-         trap 'kill $CPID; wait $CPID' EXIT
-         for i in $(seq 100); do [ -S {d}/c.sock ] && break; sleep 0.1; done
+         {up}
          C=\"ctr --address {d}/c.sock\"
          $C run --rm {t1} sh -c 'echo from-ctr; exit 4'; echo \"run=$?\"
          $C run -d {t2} sleep 60; echo \"run-d=$?\"
@@ -194,6 +212,7 @@ fn containerd_runs_tasks_on_locker_runtime() {
         t1 = run("t1"),
         t2 = run("t2"),
         bin = locker_bin(),
+        up = containerd_up(d),
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
@@ -252,13 +271,11 @@ fn crictl_runs_pods_through_the_cri_plugin_on_locker_runtime() {
     let (runtime, calls) = logged_runtime(d, "");
     let parent = CgroupParent(format!("locker-test-cri-{}", std::process::id()));
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
-    std::fs::write(
-        d.join("config.toml"),
-        format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
-             [debug]\n  address = \"{d}/debug.sock\"\n\
-             [{cri}]\n  sandbox_image = \"locker.test/img:pause\"\n  disable_apparmor = true\n\
+    containerd_config(
+        d,
+        "",
+        &format!(
+            "[{cri}]\n  sandbox_image = \"locker.test/img:pause\"\n  disable_apparmor = true\n\
              \x20 restrict_oom_score_adj = true\n\
              [{cri}.containerd]\n  default_runtime_name = \"locker\"\n\
              [{cri}.containerd.runtimes.locker]\n  runtime_type = \"io.containerd.runc.v2\"\n\
@@ -268,8 +285,7 @@ fn crictl_runs_pods_through_the_cri_plugin_on_locker_runtime() {
             d = d.display(),
             rt = runtime.display(),
         ),
-    )
-    .unwrap();
+    );
     std::fs::write(
         d.join("pod.json"),
         format!(
@@ -298,10 +314,7 @@ fn crictl_runs_pods_through_the_cri_plugin_on_locker_runtime() {
          $U config --image $I:fix --config.entrypoint /bin/sleep --config.cmd inf --tag pause &&
          $U config --image $I:fix --config.cmd /bin/sh --tag fix &&
          tar -C $I -cf {d}/img.tar . || exit 9
-         containerd --config {d}/config.toml > {d}/containerd.log 2>&1 &
-         CPID=$!
-         trap 'kill $CPID; wait $CPID' EXIT
-         for i in $(seq 100); do [ -S {d}/c.sock ] && break; sleep 0.1; done
+         {up}
          ctr --address {d}/c.sock -n k8s.io images import --base-name locker.test/img {d}/img.tar >/dev/null
          echo \"import=$?\"
          CR=\"{crictl} --runtime-endpoint unix://{d}/c.sock --image-endpoint unix://{d}/c.sock --timeout 60s\"
@@ -318,6 +331,7 @@ fn crictl_runs_pods_through_the_cri_plugin_on_locker_runtime() {
          echo \"left=$({bin} oci --root {d}/runc/k8s.io list -q | wc -l)\"",
         d = d.display(),
         bin = locker_bin(),
+        up = containerd_up(d),
     );
     let mut cmd = Command::new("unshare");
     cmd.args([
